@@ -1,0 +1,168 @@
+//! A stand-in recorder for tests and benchmarks: writes a line to its output
+//! file every 100 ms until it is signalled or its time is up. Switches make
+//! it misbehave in the ways real recorders do.
+//!
+//! ```text
+//! test_recorder --output FILE [--exit-after SECS] [--exit-code N]
+//!               [--stop-exit-code N] [--ignore-sigint] [--ignore-sigterm]
+//!               [--no-output] [--self-signal N] [--stop-delay-ms MS]
+//!               [--timestamp-file FILE] [--max-lifetime SECS]
+//! ```
+//!
+//! `--max-lifetime` (default 300 s) ends it in any case, so a test that
+//! fails half-way never leaves recorders running for long.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+struct Options {
+    output: Option<String>,
+    exit_after: Option<f64>,
+    exit_code: u8,
+    stop_exit_code: u8,
+    ignore_sigint: bool,
+    ignore_sigterm: bool,
+    no_output: bool,
+    self_signal: Option<i32>,
+    stop_delay: Duration,
+    timestamp_file: Option<String>,
+    max_lifetime: f64,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options {
+        output: None,
+        exit_after: None,
+        exit_code: 0,
+        stop_exit_code: 0,
+        ignore_sigint: false,
+        ignore_sigterm: false,
+        no_output: false,
+        self_signal: None,
+        stop_delay: Duration::ZERO,
+        timestamp_file: None,
+        max_lifetime: 300.0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let num = |v: String, name: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{name}: not a number: {v}"))
+        };
+        match arg.as_str() {
+            "--output" => o.output = Some(value("--output")?),
+            "--exit-after" => {
+                let v = num(value(&arg)?, &arg)?;
+                // 0 means "no limit", as the `{duration}` placeholder does.
+                o.exit_after = (v > 0.0).then_some(v);
+            }
+            "--exit-code" => o.exit_code = num(value(&arg)?, &arg)? as u8,
+            "--stop-exit-code" => o.stop_exit_code = num(value(&arg)?, &arg)? as u8,
+            "--ignore-sigint" => o.ignore_sigint = true,
+            "--ignore-sigterm" => o.ignore_sigterm = true,
+            "--no-output" => o.no_output = true,
+            "--self-signal" => o.self_signal = Some(num(value(&arg)?, &arg)? as i32),
+            "--stop-delay-ms" => {
+                o.stop_delay = Duration::from_millis(num(value(&arg)?, &arg)? as u64)
+            }
+            "--timestamp-file" => o.timestamp_file = Some(value(&arg)?),
+            "--max-lifetime" => o.max_lifetime = num(value(&arg)?, &arg)?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let options = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("test_recorder: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let terminated = Arc::new(AtomicBool::new(false));
+    let ignored = Arc::new(AtomicBool::new(false));
+    // A registered handler replaces the default action, so an "ignored"
+    // signal is one whose flag nobody reads.
+    let int_flag = if options.ignore_sigint {
+        &ignored
+    } else {
+        &interrupted
+    };
+    let term_flag = if options.ignore_sigterm {
+        &ignored
+    } else {
+        &terminated
+    };
+    if signal_hook::flag::register(SIGINT, int_flag.clone()).is_err()
+        || signal_hook::flag::register(SIGTERM, term_flag.clone()).is_err()
+    {
+        eprintln!("test_recorder: cannot install signal handlers");
+        return ExitCode::from(2);
+    }
+
+    let mut file = match (&options.output, options.no_output) {
+        (Some(path), false) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("test_recorder: cannot open {path}: {e}");
+                return ExitCode::from(3);
+            }
+        },
+        _ => None,
+    };
+    println!("test_recorder: pid {} recording", std::process::id());
+    let started = Instant::now();
+    let mut chunk = 0u64;
+    let mut next_write = Instant::now();
+    let stopped_by_signal = loop {
+        if interrupted.load(Ordering::Relaxed) || terminated.load(Ordering::Relaxed) {
+            break true;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        if options.exit_after.is_some_and(|limit| elapsed >= limit)
+            || elapsed >= options.max_lifetime
+        {
+            break false;
+        }
+        if Instant::now() >= next_write {
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "chunk {chunk}");
+            }
+            chunk += 1;
+            next_write += Duration::from_millis(100);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if stopped_by_signal {
+        println!("test_recorder: stop signal received, finalizing");
+        std::thread::sleep(options.stop_delay);
+        if let Some(f) = file.as_mut() {
+            let _ = writeln!(f, "trailer");
+        }
+    }
+    if let Some(path) = &options.timestamp_file {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let _ = std::fs::write(path, format!("{}\n", now.as_nanos()));
+    }
+    if !stopped_by_signal && let Some(signal) = options.self_signal {
+        println!("test_recorder: raising signal {signal}");
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
+    }
+    ExitCode::from(if stopped_by_signal {
+        options.stop_exit_code
+    } else {
+        options.exit_code
+    })
+}

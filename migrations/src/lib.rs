@@ -1,0 +1,20 @@
+//! Schema migrations for recorderd. The live entities in the main crate are
+//! never used here: each migration names its own tables and columns so that
+//! it keeps meaning what it meant when it was written.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_recordings_and_jobs;
+
+/// Every migration, oldest first. `recorderd` runs them at start and through
+/// `recorderd migrate`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261129_000001_create_recordings_and_jobs::Migration,
+        )]
+    }
+}

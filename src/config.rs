@@ -1,0 +1,431 @@
+//! Configuration: command-line flags, `RECORDERD_*` environment variables and
+//! an optional TOML file of recorder profiles.
+//!
+//! Everything has a default, so `recorderd serve` with no configuration binds
+//! 127.0.0.1:8000, keeps its SQLite database, recordings and logs under
+//! `./data`, and offers the built-in `ffmpeg` profile.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rustix::process::Signal;
+use serde::Deserialize;
+
+/// recorderd: a supervisor for recording jobs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "recorderd",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a subcommand, recorderd serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and supervise recorders (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory holding the SQLite database, recordings and recorder logs.
+    #[arg(long, env = "RECORDERD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Any sea-orm URL (`sqlite://…`, `postgres://…`). Default: SQLite file
+    /// `recorderd.db` in the data directory.
+    #[arg(long, env = "RECORDERD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Log format on standard error.
+    #[arg(long, env = "RECORDERD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "RECORDERD_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// TOML file with recorder profiles (see README).
+    #[arg(long, env = "RECORDERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Seconds between reconciliations of jobs that no task of this process
+    /// owns (0 disables the timer; start-up, `active` and `cleanup` still
+    /// reconcile).
+    #[arg(
+        long = "reconcile-interval",
+        env = "RECORDERD_RECONCILE_INTERVAL",
+        default_value_t = 30
+    )]
+    pub reconcile_interval_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RECORDERD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Upper bound, in seconds, on a graceful shutdown: past it, recorders
+    /// still alive are killed and the process exits.
+    #[arg(
+        long = "shutdown-timeout",
+        env = "RECORDERD_SHUTDOWN_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl DatabaseArgs {
+    /// The database URL to connect to: the configured one, or a SQLite file
+    /// in the data directory (created if missing).
+    pub fn resolved_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("recorderd.db").display()
+            ),
+        }
+    }
+}
+
+/// Everything the running service needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub reconcile_interval: Option<Duration>,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub profiles: Profiles,
+}
+
+impl Settings {
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let profiles = match &args.config {
+            Some(path) => Profiles::from_file(path)?,
+            None => Profiles::builtin(),
+        };
+        Ok(Self {
+            bind: args.bind,
+            data_dir: args.database.data_dir.clone(),
+            database_url: args.database.resolved_database_url(),
+            reconcile_interval: (args.reconcile_interval_secs > 0)
+                .then(|| Duration::from_secs(args.reconcile_interval_secs)),
+            max_body_bytes: args.max_body_bytes,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+            profiles,
+        })
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}
+
+/// The profiles a client can choose from, and the one used when it names none.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    pub default: String,
+    pub by_name: BTreeMap<String, Profile>,
+}
+
+/// Shape of the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    default_profile: Option<String>,
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
+}
+
+impl Profiles {
+    /// Only the built-in `ffmpeg` profile.
+    pub fn builtin() -> Self {
+        let mut by_name = BTreeMap::new();
+        by_name.insert("ffmpeg".to_owned(), Profile::ffmpeg());
+        Self {
+            default: "ffmpeg".to_owned(),
+            by_name,
+        }
+    }
+
+    /// The built-in profiles plus (and overridden by) those of a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading profiles from {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let file: ProfilesFile = toml::from_str(text).context("invalid TOML")?;
+        let mut profiles = Self::builtin();
+        for (name, profile) in file.profiles {
+            profile
+                .validate()
+                .with_context(|| format!("profile `{name}`"))?;
+            profiles.by_name.insert(name, profile);
+        }
+        if let Some(default) = file.default_profile {
+            if !profiles.by_name.contains_key(&default) {
+                bail!("default_profile `{default}` is not a configured profile");
+            }
+            profiles.default = default;
+        }
+        Ok(profiles)
+    }
+
+    pub fn get(&self, name: Option<&str>) -> Option<(&str, &Profile)> {
+        let name = name.unwrap_or(&self.default);
+        self.by_name
+            .get_key_value(name)
+            .map(|(name, profile)| (name.as_str(), profile))
+    }
+}
+
+/// How one kind of recorder is run and stopped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// argv template; each argument is substituted on its own, never through
+    /// a shell: `{source}`, `{output}`, `{duration}` (seconds, `0` when no
+    /// limit was asked for), `{job_id}`, `{recording_id}`.
+    pub command: Vec<String>,
+    /// First signal of the stop sequence, sent to the recorder's process
+    /// group. SIGINT makes ffmpeg write its trailer and exit.
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: String,
+    /// Time each step of the stop sequence is given before the next, harder
+    /// signal (stop signal → SIGTERM → SIGKILL).
+    #[serde(default = "default_grace")]
+    pub stop_grace_seconds: f64,
+    /// Extension of the output file, without the dot.
+    pub output_extension: String,
+    /// URL schemes a source may use (`rtmp`, `http`, …).
+    pub allowed_schemes: Vec<String>,
+    /// Commands run one after another once the recording has ended, with
+    /// `{input}` (the recorded file) and `{recording_id}`. The
+    /// recording is `ready` when all exit 0.
+    #[serde(default)]
+    pub post_processing: Vec<Vec<String>>,
+}
+
+fn default_stop_signal() -> String {
+    "SIGINT".to_owned()
+}
+
+fn default_grace() -> f64 {
+    10.0
+}
+
+const RECORDER_PLACEHOLDERS: &[&str] = &["source", "output", "duration", "job_id", "recording_id"];
+const PROCESSING_PLACEHOLDERS: &[&str] = &["input", "recording_id"];
+
+impl Profile {
+    /// Copies any stream ffmpeg can read into Matroska, which stays readable
+    /// if the recorder dies before writing its trailer (a plain MP4 does not).
+    pub fn ffmpeg() -> Self {
+        Self {
+            command: [
+                "ffmpeg",
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "info",
+                "-i",
+                "{source}",
+                "-map",
+                "0",
+                "-c",
+                "copy",
+                "-f",
+                "matroska",
+                "{output}",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            stop_signal: default_stop_signal(),
+            stop_grace_seconds: default_grace(),
+            output_extension: "mkv".to_owned(),
+            allowed_schemes: [
+                "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "rtp", "tcp",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            post_processing: Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.command.is_empty() || self.command[0].is_empty() {
+            bail!("`command` must name a program");
+        }
+        check_placeholders(&self.command, RECORDER_PLACEHOLDERS)?;
+        for step in &self.post_processing {
+            if step.is_empty() || step[0].is_empty() {
+                bail!("each `post_processing` entry must name a program");
+            }
+            check_placeholders(step, PROCESSING_PLACEHOLDERS)?;
+        }
+        parse_signal(&self.stop_signal)?;
+        if !(self.stop_grace_seconds.is_finite() && self.stop_grace_seconds > 0.0) {
+            bail!("`stop_grace_seconds` must be a positive number");
+        }
+        if self.output_extension.is_empty()
+            || !self
+                .output_extension
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        {
+            bail!("`output_extension` must be letters and digits, without a dot");
+        }
+        if self.allowed_schemes.is_empty() {
+            bail!("`allowed_schemes` must list at least one URL scheme");
+        }
+        Ok(())
+    }
+
+    pub fn stop_signal(&self) -> Signal {
+        // Validated when the profile was loaded; the built-in one is SIGINT.
+        parse_signal(&self.stop_signal).unwrap_or(Signal::INT)
+    }
+
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.stop_grace_seconds)
+    }
+
+    pub fn allows_scheme(&self, scheme: &str) -> bool {
+        self.allowed_schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
+    }
+}
+
+/// A signal by name (`SIGINT`, `INT`, `sigint`).
+pub fn parse_signal(name: &str) -> anyhow::Result<Signal> {
+    let upper = name.to_ascii_uppercase();
+    let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Ok(match short {
+        "INT" => Signal::INT,
+        "TERM" => Signal::TERM,
+        "QUIT" => Signal::QUIT,
+        "HUP" => Signal::HUP,
+        "USR1" => Signal::USR1,
+        "USR2" => Signal::USR2,
+        "KILL" => Signal::KILL,
+        _ => bail!("unknown stop signal `{name}`"),
+    })
+}
+
+/// Rejects `{name}` placeholders the template language does not know, so a
+/// typo fails at start-up rather than reaching a recorder's argv.
+fn check_placeholders(args: &[String], known: &[&str]) -> anyhow::Result<()> {
+    for arg in args {
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else { break };
+            let name = &after[..close];
+            if !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && !known.contains(&name)
+            {
+                bail!(
+                    "unknown placeholder `{{{name}}}` in `{arg}` (known: {})",
+                    known.join(", ")
+                );
+            }
+            rest = &after[close + 1..];
+        }
+    }
+    Ok(())
+}
+
+/// Substitutes placeholders in each argument separately.
+pub fn render_argv(template: &[String], values: &[(&str, &str)]) -> Vec<String> {
+    template
+        .iter()
+        .map(|arg| {
+            let mut out = arg.clone();
+            for (name, value) in values {
+                let key = format!("{{{name}}}");
+                if out.contains(&key) {
+                    out = out.replace(&key, value);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_substituted_per_argument_without_a_shell() {
+        let template = vec!["rec".into(), "--in={source}".into(), "{output}".into()];
+        let argv = render_argv(
+            &template,
+            &[("source", "rtmp://x/a b; rm -rf /"), ("output", "/d/o.mkv")],
+        );
+        assert_eq!(argv, ["rec", "--in=rtmp://x/a b; rm -rf /", "/d/o.mkv"]);
+    }
+
+    #[test]
+    fn unknown_placeholders_and_bad_signals_are_refused() {
+        let text = r#"
+            [profiles.x]
+            command = ["rec", "{sauce}"]
+            output_extension = "mkv"
+            allowed_schemes = ["rtmp"]
+        "#;
+        let err = format!("{:#}", Profiles::from_toml(text).unwrap_err());
+        assert!(err.contains("sauce"), "{err}");
+
+        let text = r#"
+            [profiles.x]
+            command = ["rec"]
+            stop_signal = "SIGFOO"
+            output_extension = "mkv"
+            allowed_schemes = ["rtmp"]
+        "#;
+        let err = format!("{:#}", Profiles::from_toml(text).unwrap_err());
+        assert!(err.contains("SIGFOO"), "{err}");
+    }
+
+    #[test]
+    fn file_profiles_join_the_builtin_one() {
+        let text = r#"
+            default_profile = "x"
+            [profiles.x]
+            command = ["rec", "{output}"]
+            output_extension = "ts"
+            allowed_schemes = ["udp"]
+        "#;
+        let profiles = Profiles::from_toml(text).unwrap();
+        assert_eq!(profiles.get(None).map(|p| p.0), Some("x"));
+        assert!(profiles.get(Some("ffmpeg")).is_some());
+    }
+}

@@ -1,0 +1,115 @@
+//! The HTTP API: the seed's endpoints (with and without trailing slash),
+//! JSON in and out, every error in one shape.
+
+pub mod error;
+mod jobs;
+mod recordings;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::Method;
+use axum::routing::{MethodRouter, get};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, Result};
+
+use crate::jobs::JobService;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub jobs: JobService,
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s, so a malformed or oversized
+/// body gets the API's error shape instead of a plain-text reply.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Serves `path` and `path/`: the seed's clients use the trailing slash,
+/// hand-written ones often do not.
+fn both<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    path: &str,
+    method: MethodRouter<S>,
+) -> Router<S> {
+    router
+        .route(path, method.clone())
+        .route(&format!("{path}/"), method)
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let mut api = Router::new();
+    api = both(
+        api,
+        "/api/recordings/jobs/start",
+        axum::routing::post(jobs::start),
+    );
+    api = both(
+        api,
+        "/api/recordings/jobs/stop",
+        axum::routing::post(jobs::stop),
+    );
+    api = both(api, "/api/recordings/jobs/active", get(jobs::active));
+    api = both(
+        api,
+        "/api/recordings/jobs/cleanup",
+        axum::routing::post(jobs::cleanup),
+    );
+    api = both(api, "/api/recordings/jobs", get(jobs::list));
+    api = both(api, "/api/recordings/jobs/{id}", get(jobs::show));
+    api = both(api, "/api/recordings/jobs/{id}/log", get(jobs::log));
+    api = both(api, "/api/recordings", get(recordings::list));
+    api = both(api, "/api/recordings/{id}", get(recordings::show));
+    api.route("/healthz", get(healthz))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn fallback(method: Method, request: Request) -> ApiError {
+    ApiError::NoRoute {
+        method: method.to_string(),
+        path: request.uri().path().to_owned(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Page parameters shared by the list endpoints.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageQuery {
+    pub status: Option<String>,
+    pub page: Option<u64>,
+    pub page_size: Option<u64>,
+    pub recording_id: Option<i32>,
+}
+
+pub const MAX_PAGE_SIZE: u64 = 500;
+
+impl PageQuery {
+    /// Page number (from 1) and size, validated.
+    pub fn bounds(&self) -> Result<(u64, u64)> {
+        let page = self.page.unwrap_or(1);
+        let size = self.page_size.unwrap_or(50);
+        if page == 0 {
+            return Err(ApiError::BadQuery("`page` starts at 1".to_owned()));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(ApiError::BadQuery(format!(
+                "`page_size` must be between 1 and {MAX_PAGE_SIZE}"
+            )));
+        }
+        Ok((page, size))
+    }
+}

@@ -1,0 +1,287 @@
+//! Database access for jobs and recordings. Every state change is a
+//! compare-and-set (`UPDATE … WHERE status = <expected>`), so that an exit, a
+//! stop and a reconciliation racing each other produce exactly one
+//! transition, on SQLite and PostgreSQL alike.
+
+use std::path::Path;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+use time::OffsetDateTime;
+
+use super::status::Verdict;
+use crate::entity::{JobStatus, RecordingStatus, recording, recording_job};
+use crate::supervisor::ProcessIdentity;
+
+pub type Job = recording_job::Model;
+pub type Recording = recording::Model;
+
+/// What a new recording needs before its ids exist.
+pub struct NewRecording<'a> {
+    pub title: &'a str,
+    pub source: &'a str,
+    pub profile: &'a str,
+    pub output_extension: &'a str,
+    pub recordings_dir: &'a Path,
+    pub logs_dir: &'a Path,
+    pub duration_seconds: Option<i64>,
+}
+
+/// Inserts a recording and its first job (`running`, no PID yet) in one
+/// transaction, naming the output and log files after their ids.
+pub async fn insert_recording_and_job(
+    db: &DatabaseConnection,
+    new: NewRecording<'_>,
+) -> Result<(Recording, Job), DbErr> {
+    let now = OffsetDateTime::now_utc();
+    let txn = db.begin().await?;
+    let inserted = recording::Entity::insert(recording::ActiveModel {
+        title: Set(new.title.to_owned()),
+        source: Set(new.source.to_owned()),
+        profile: Set(new.profile.to_owned()),
+        status: Set(RecordingStatus::Recording),
+        output_path: Set(String::new()),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    let recording_id = inserted.last_insert_id;
+    let output_path = new
+        .recordings_dir
+        .join(format!("recording-{recording_id}.{}", new.output_extension));
+    recording::Entity::update_many()
+        .col_expr(
+            recording::Column::OutputPath,
+            Expr::value(output_path.display().to_string()),
+        )
+        .filter(recording::Column::Id.eq(recording_id))
+        .exec(&txn)
+        .await?;
+
+    let inserted = recording_job::Entity::insert(recording_job::ActiveModel {
+        recording_id: Set(recording_id),
+        status: Set(JobStatus::Running),
+        duration_seconds: Set(new.duration_seconds),
+        started_at: Set(now),
+        log_path: Set(String::new()),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    let job_id = inserted.last_insert_id;
+    let log_path = new.logs_dir.join(format!("job-{job_id}.log"));
+    recording_job::Entity::update_many()
+        .col_expr(
+            recording_job::Column::LogPath,
+            Expr::value(log_path.display().to_string()),
+        )
+        .filter(recording_job::Column::Id.eq(job_id))
+        .exec(&txn)
+        .await?;
+
+    let recording = recording::Entity::find_by_id(recording_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("recording {recording_id}")))?;
+    let job = recording_job::Entity::find_by_id(job_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("job {job_id}")))?;
+    txn.commit().await?;
+    Ok((recording, job))
+}
+
+/// Records the spawned process's identity (PID and start time).
+pub async fn set_process_identity(
+    db: &DatabaseConnection,
+    job_id: i32,
+    identity: ProcessIdentity,
+) -> Result<(), DbErr> {
+    recording_job::Entity::update_many()
+        .col_expr(recording_job::Column::ProcessId, Expr::value(identity.pid))
+        .col_expr(
+            recording_job::Column::ProcessStartTime,
+            Expr::value(identity.start_time),
+        )
+        .filter(recording_job::Column::Id.eq(job_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_job(db: &impl ConnectionTrait, id: i32) -> Result<Option<Job>, DbErr> {
+    recording_job::Entity::find_by_id(id).one(db).await
+}
+
+pub async fn find_recording(
+    db: &impl ConnectionTrait,
+    id: i32,
+) -> Result<Option<Recording>, DbErr> {
+    recording::Entity::find_by_id(id).one(db).await
+}
+
+/// Jobs in `running` or `stopping`, newest first.
+pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
+    recording_job::Entity::find()
+        .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
+        .order_by_desc(recording_job::Column::Id)
+        .all(db)
+        .await
+}
+
+/// One page of jobs, newest first, and the total matching.
+pub async fn list_jobs(
+    db: &DatabaseConnection,
+    status: Option<JobStatus>,
+    recording_id: Option<i32>,
+    page: u64,
+    page_size: u64,
+) -> Result<(Vec<Job>, u64), DbErr> {
+    let mut query = recording_job::Entity::find().order_by_desc(recording_job::Column::Id);
+    if let Some(status) = status {
+        query = query.filter(recording_job::Column::Status.eq(status));
+    }
+    if let Some(recording_id) = recording_id {
+        query = query.filter(recording_job::Column::RecordingId.eq(recording_id));
+    }
+    let paginator = query.paginate(db, page_size);
+    let total = paginator.num_items().await?;
+    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
+    Ok((items, total))
+}
+
+/// One page of recordings, newest first, and the total matching.
+pub async fn list_recordings(
+    db: &DatabaseConnection,
+    status: Option<RecordingStatus>,
+    page: u64,
+    page_size: u64,
+) -> Result<(Vec<Recording>, u64), DbErr> {
+    let mut query = recording::Entity::find().order_by_desc(recording::Column::Id);
+    if let Some(status) = status {
+        query = query.filter(recording::Column::Status.eq(status));
+    }
+    let paginator = query.paginate(db, page_size);
+    let total = paginator.num_items().await?;
+    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
+    Ok((items, total))
+}
+
+pub async fn recordings_with_status(
+    db: &DatabaseConnection,
+    status: RecordingStatus,
+) -> Result<Vec<Recording>, DbErr> {
+    recording::Entity::find()
+        .filter(recording::Column::Status.eq(status))
+        .order_by_asc(recording::Column::Id)
+        .all(db)
+        .await
+}
+
+/// `running` → `stopping`. False when the job was not running.
+pub async fn mark_stopping(db: &DatabaseConnection, job_id: i32) -> Result<bool, DbErr> {
+    let result = recording_job::Entity::update_many()
+        .col_expr(
+            recording_job::Column::Status,
+            Expr::value(JobStatus::Stopping.as_str()),
+        )
+        .col_expr(
+            recording_job::Column::StopRequestedAt,
+            Expr::value(OffsetDateTime::now_utc()),
+        )
+        .filter(recording_job::Column::Id.eq(job_id))
+        .filter(recording_job::Column::Status.eq(JobStatus::Running))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// How the recording fares when its job ends.
+pub struct RecordingOutcome {
+    pub status: RecordingStatus,
+    pub error: Option<String>,
+}
+
+/// Ends a job, if it still is in `expected` state, and moves its recording
+/// out of `recording`, in one transaction. False when another path ended or
+/// changed the job first (then nothing is written).
+pub async fn finish_job(
+    db: &DatabaseConnection,
+    job: &Job,
+    expected: JobStatus,
+    verdict: &Verdict,
+    recording_outcome: &RecordingOutcome,
+) -> Result<bool, DbErr> {
+    let now = OffsetDateTime::now_utc();
+    let txn = db.begin().await?;
+    let result = recording_job::Entity::update_many()
+        .col_expr(
+            recording_job::Column::Status,
+            Expr::value(verdict.status.as_str()),
+        )
+        .col_expr(recording_job::Column::CompletedAt, Expr::value(now))
+        .col_expr(
+            recording_job::Column::ExitCode,
+            Expr::value(verdict.exit_code),
+        )
+        .col_expr(
+            recording_job::Column::ExitSignal,
+            Expr::value(verdict.exit_signal),
+        )
+        .col_expr(
+            recording_job::Column::Error,
+            Expr::value(verdict.error.clone()),
+        )
+        .filter(recording_job::Column::Id.eq(job.id))
+        .filter(recording_job::Column::Status.eq(expected))
+        .exec(&txn)
+        .await?;
+    if result.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    recording::Entity::update_many()
+        .col_expr(
+            recording::Column::Status,
+            Expr::value(recording_outcome.status.as_str()),
+        )
+        .col_expr(
+            recording::Column::Error,
+            Expr::value(recording_outcome.error.clone()),
+        )
+        .col_expr(recording::Column::UpdatedAt, Expr::value(now))
+        .filter(recording::Column::Id.eq(job.recording_id))
+        .filter(recording::Column::Status.eq(RecordingStatus::Recording))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// `processing` → `ready` or `failed`. False when the recording was not
+/// processing (someone else finished it).
+pub async fn finish_processing(
+    db: &DatabaseConnection,
+    recording_id: i32,
+    status: RecordingStatus,
+    error: Option<String>,
+) -> Result<bool, DbErr> {
+    let result = recording::Entity::update_many()
+        .col_expr(recording::Column::Status, Expr::value(status.as_str()))
+        .col_expr(recording::Column::Error, Expr::value(error))
+        .col_expr(
+            recording::Column::UpdatedAt,
+            Expr::value(OffsetDateTime::now_utc()),
+        )
+        .filter(recording::Column::Id.eq(recording_id))
+        .filter(recording::Column::Status.eq(RecordingStatus::Processing))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -1,0 +1,675 @@
+//! The job service decides. Every path that ends a job (the recorder's own
+//! exit, a stop, a reconciliation, a failed spawn) goes through
+//! [`JobService::finish`], a compare-and-set loop over the job's status, so
+//! racing paths produce exactly one transition and one processing run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbErr};
+use serde::Deserialize;
+use tokio::sync::{RwLock, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::repo::{self, Job, NewRecording, Recording, RecordingOutcome};
+use super::status::{Ending, verdict};
+use crate::config::{Profile, Settings, render_argv};
+use crate::entity::{JobStatus, RecordingStatus};
+use crate::processing::Processing;
+use crate::supervisor::identity::{self, Liveness};
+use crate::supervisor::{
+    ExitEvent, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StopPlan, Supervisor,
+};
+
+/// Longest source URL accepted.
+const MAX_SOURCE_LEN: usize = 4096;
+/// Longest title accepted, in characters.
+const MAX_TITLE_LEN: usize = 200;
+/// Longest duration limit accepted: a week.
+const MAX_DURATION_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Body of `POST /api/recordings/jobs/start/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    pub source: String,
+    pub title: Option<String>,
+    pub profile: Option<String>,
+    pub duration_seconds: Option<u64>,
+}
+
+/// A job that was started, with its recording.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub job: Job,
+    pub recording: Recording,
+}
+
+/// What can go wrong in a job operation, said in terms of the job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("unknown profile `{name}` (available: {available})")]
+    UnknownProfile { name: String, available: String },
+    #[error("invalid source: {reason}")]
+    InvalidSource { reason: String },
+    #[error("invalid `{field}`: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("job {id} not found")]
+    JobNotFound { id: i32 },
+    #[error("recording {id} not found")]
+    RecordingNotFound { id: i32 },
+    #[error("job {id} has already ended ({status})", status = status.as_str())]
+    JobAlreadyEnded { id: i32, status: JobStatus },
+    #[error("job {job_id} failed: {source}")]
+    Spawn { job_id: i32, source: SpawnError },
+    #[error("the log of job {id} cannot be read: {source}")]
+    LogUnreadable { id: i32, source: std::io::Error },
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Cheap to clone: every clone is the same service.
+#[derive(Clone)]
+pub struct JobService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    settings: Arc<Settings>,
+    supervisor: Supervisor,
+    processing: Processing,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    /// Held shared by each start from its insert until its child is owned,
+    /// and exclusively by reconciliation while it decides which jobs no task
+    /// owns: otherwise a job inserted but not yet spawned would look like an
+    /// orphan whose process is gone.
+    start_gate: RwLock<()>,
+    /// Cancelled by [`JobService::close`] once no recorder is left, which
+    /// ends the task consuming exit events.
+    closed: CancellationToken,
+}
+
+impl JobService {
+    /// Builds the service and starts consuming the supervisor's exit events.
+    pub fn new(
+        db: DatabaseConnection,
+        settings: Arc<Settings>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (supervisor, exits) = Supervisor::new(tracker.clone());
+        let processing = Processing::new(
+            db.clone(),
+            Arc::new(settings.profiles.clone()),
+            settings.logs_dir(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        let service = Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                supervisor,
+                processing,
+                tracker: tracker.clone(),
+                shutdown,
+                start_gate: RwLock::new(()),
+                closed: CancellationToken::new(),
+            }),
+        };
+        tracker.spawn(service.clone().consume_exits(exits));
+        service
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
+    }
+
+    pub fn processing(&self) -> &Processing {
+        &self.inner.processing
+    }
+
+    fn profile(&self, name: Option<&str>) -> Result<(String, Profile), JobError> {
+        let profiles = &self.inner.settings.profiles;
+        profiles
+            .get(name)
+            .map(|(name, profile)| (name.to_owned(), profile.clone()))
+            .ok_or_else(|| JobError::UnknownProfile {
+                name: name.unwrap_or(&profiles.default).to_owned(),
+                available: profiles
+                    .by_name
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Creates a recording and its job and spawns the recorder. When the
+    /// recorder cannot be spawned the job and recording end `failed` at once
+    /// and the error names the program and the OS error.
+    pub async fn start(&self, request: StartRequest) -> Result<Started, JobError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(JobError::ShuttingDown);
+        }
+        let (profile_name, profile) = self.profile(request.profile.as_deref())?;
+        validate_source(&request.source, &profile_name, &profile)?;
+        let title = match request.title.as_deref().map(str::trim) {
+            Some("") | None => request.source.clone(),
+            Some(title) if title.chars().count() > MAX_TITLE_LEN => {
+                return Err(JobError::InvalidField {
+                    field: "title",
+                    reason: format!("longer than {MAX_TITLE_LEN} characters"),
+                });
+            }
+            Some(title) => title.to_owned(),
+        };
+        if let Some(d) = request.duration_seconds
+            && !(1..=MAX_DURATION_SECONDS).contains(&d)
+        {
+            return Err(JobError::InvalidField {
+                field: "duration_seconds",
+                reason: format!("must be between 1 and {MAX_DURATION_SECONDS}"),
+            });
+        }
+
+        let settings = &self.inner.settings;
+        let recordings_dir = settings.recordings_dir();
+        let logs_dir = settings.logs_dir();
+        let gate = self.inner.start_gate.read().await;
+        let (recording, job) = repo::insert_recording_and_job(
+            &self.inner.db,
+            NewRecording {
+                title: &title,
+                source: &request.source,
+                profile: &profile_name,
+                output_extension: &profile.output_extension,
+                recordings_dir: &recordings_dir,
+                logs_dir: &logs_dir,
+                duration_seconds: request.duration_seconds.map(|d| d as i64),
+            },
+        )
+        .await?;
+        let span = info_span!("job", job_id = job.id, recording_id = recording.id);
+        let _entered = span.clone();
+        let argv = render_argv(
+            &profile.command,
+            &[
+                ("source", &request.source),
+                ("output", &recording.output_path),
+                (
+                    "duration",
+                    &request.duration_seconds.unwrap_or(0).to_string(),
+                ),
+                ("job_id", &job.id.to_string()),
+                ("recording_id", &recording.id.to_string()),
+            ],
+        );
+        let spawned = self.inner.supervisor.spawn(SpawnSpec {
+            job_id: job.id,
+            argv,
+            log_path: PathBuf::from(&job.log_path),
+        });
+        let identity = match spawned {
+            Ok(identity) => identity,
+            Err(e) => {
+                drop(gate);
+                warn!(parent: &span, error = %e, "recorder could not be spawned");
+                self.finish(job.id, Ending::SpawnFailed(e.to_string()))
+                    .await?;
+                return Err(JobError::Spawn {
+                    job_id: job.id,
+                    source: e,
+                });
+            }
+        };
+        drop(gate);
+        info!(parent: &span, pid = identity.pid, source = %request.source, profile = %profile_name, "job started");
+        if let Err(e) = repo::set_process_identity(&self.inner.db, job.id, identity).await {
+            // The recorder runs and is owned; only recovery after a crash
+            // loses its identity, and then it is treated as gone.
+            error!(parent: &span, error = %e, "could not record the recorder's identity");
+        }
+        if let Some(seconds) = request.duration_seconds {
+            self.arm_duration_limit(job.id, Duration::from_secs(seconds));
+        }
+        let job = repo::find_job(&self.inner.db, job.id)
+            .await?
+            .ok_or(JobError::JobNotFound { id: job.id })?;
+        let recording = repo::find_recording(&self.inner.db, recording.id)
+            .await?
+            .unwrap_or(recording);
+        Ok(Started { job, recording })
+    }
+
+    /// Stops the job when its duration limit elapses.
+    fn arm_duration_limit(&self, job_id: i32, after: Duration) {
+        let this = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(after) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                match this.stop(job_id).await {
+                    Ok(_) => info!("duration limit reached; job stopping"),
+                    Err(JobError::JobAlreadyEnded { .. }) => {}
+                    Err(e) => warn!(error = %e, "could not stop the job at its duration limit"),
+                }
+            }
+            .instrument(info_span!("job", job_id)),
+        );
+    }
+
+    /// Marks the job `stopping` and begins the profile's stop sequence. Does
+    /// not wait for the recorder to end.
+    pub async fn stop(&self, job_id: i32) -> Result<Job, JobError> {
+        let db = &self.inner.db;
+        loop {
+            let job = repo::find_job(db, job_id)
+                .await?
+                .ok_or(JobError::JobNotFound { id: job_id })?;
+            match job.status {
+                JobStatus::Completed | JobStatus::Failed => {
+                    return Err(JobError::JobAlreadyEnded {
+                        id: job_id,
+                        status: job.status,
+                    });
+                }
+                // Already stopping: the sequence under way goes on.
+                JobStatus::Stopping => return Ok(job),
+                JobStatus::Running => {
+                    if repo::mark_stopping(db, job_id).await? {
+                        break;
+                    }
+                    // Its status changed meanwhile; look again.
+                }
+            }
+        }
+        let recording_profile = self.profile_of_job(job_id).await?;
+        let plan = StopPlan {
+            first_signal: recording_profile.stop_signal(),
+            grace: recording_profile.stop_grace(),
+        };
+        info!(job_id, "stop requested");
+        if !self.inner.supervisor.stop(job_id, plan) {
+            // Nobody here owns it: either its process is gone (end it now)
+            // or it is alive and gets adopted, then stopped.
+            self.reconcile_one(job_id).await?;
+            self.inner.supervisor.stop(job_id, plan);
+        }
+        repo::find_job(db, job_id)
+            .await?
+            .ok_or(JobError::JobNotFound { id: job_id })
+    }
+
+    async fn profile_of_job(&self, job_id: i32) -> Result<Profile, JobError> {
+        let job = repo::find_job(&self.inner.db, job_id)
+            .await?
+            .ok_or(JobError::JobNotFound { id: job_id })?;
+        let recording = repo::find_recording(&self.inner.db, job.recording_id)
+            .await?
+            .ok_or(JobError::RecordingNotFound {
+                id: job.recording_id,
+            })?;
+        // A profile removed from the configuration since the job started
+        // still gets a stop sequence: the built-in defaults.
+        Ok(self
+            .profile(Some(&recording.profile))
+            .map(|(_, p)| p)
+            .unwrap_or_else(|_| Profile::ffmpeg()))
+    }
+
+    pub async fn job(&self, job_id: i32) -> Result<Job, JobError> {
+        repo::find_job(&self.inner.db, job_id)
+            .await?
+            .ok_or(JobError::JobNotFound { id: job_id })
+    }
+
+    pub async fn recording(&self, recording_id: i32) -> Result<Recording, JobError> {
+        repo::find_recording(&self.inner.db, recording_id)
+            .await?
+            .ok_or(JobError::RecordingNotFound { id: recording_id })
+    }
+
+    /// Jobs in `running` or `stopping`, after reconciling those no task of
+    /// this process owns: a job whose process is gone is never listed.
+    pub async fn active(&self) -> Result<Vec<Job>, JobError> {
+        self.reconcile().await?;
+        Ok(repo::live_jobs(&self.inner.db).await?)
+    }
+
+    /// Reconciles every live job now; returns how many were ended.
+    pub async fn cleanup(&self) -> Result<usize, JobError> {
+        Ok(self.reconcile().await?)
+    }
+
+    /// The seed's `is_process_running` sweep, kept as the fallback for jobs
+    /// no task of this process owns (left by a previous supervisor): a job
+    /// whose process is gone, or whose PID now names another process, is
+    /// ended; a live one with a verified identity is adopted.
+    pub async fn reconcile(&self) -> Result<usize, DbErr> {
+        let candidates = {
+            let _exclusive = self.inner.start_gate.write().await;
+            let live = repo::live_jobs(&self.inner.db).await?;
+            let owned = self.inner.supervisor.owned_jobs();
+            live.into_iter()
+                .filter(|job| !owned.contains(&job.id))
+                .collect::<Vec<_>>()
+        };
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .map(|job| {
+                    let liveness = identity::check(job.process_id, job.process_start_time);
+                    (job, liveness)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("reconciliation task failed: {e}")))?;
+        let mut ended = 0;
+        for (job, liveness) in checked {
+            if self.settle_unowned(&job, liveness).await? {
+                ended += 1;
+            }
+        }
+        if ended > 0 {
+            info!(ended, "reconciliation ended jobs whose process was gone");
+        }
+        Ok(ended)
+    }
+
+    async fn reconcile_one(&self, job_id: i32) -> Result<bool, DbErr> {
+        let Some(job) = repo::find_job(&self.inner.db, job_id).await? else {
+            return Ok(false);
+        };
+        if job.status.is_terminal() || self.inner.supervisor.owns(job_id) {
+            return Ok(false);
+        }
+        let (pid, start) = (job.process_id, job.process_start_time);
+        let liveness = tokio::task::spawn_blocking(move || identity::check(pid, start))
+            .await
+            .map_err(|e| DbErr::Custom(format!("identity check failed: {e}")))?;
+        self.settle_unowned(&job, liveness).await
+    }
+
+    /// Ends an unowned job whose process is gone, or adopts it when it is
+    /// verifiably alive. True when the job was ended.
+    async fn settle_unowned(&self, job: &Job, liveness: Liveness) -> Result<bool, DbErr> {
+        let pid = job.process_id.unwrap_or_default();
+        match liveness {
+            Liveness::Alive => {
+                let identity = ProcessIdentity {
+                    pid,
+                    start_time: job.process_start_time.unwrap_or_default(),
+                };
+                match ForeignProcess::open(identity) {
+                    Ok(Some(process)) => {
+                        if !self.inner.supervisor.owns(job.id) {
+                            self.inner.supervisor.adopt(job.id, process);
+                        }
+                        Ok(false)
+                    }
+                    // It ended between the check and the open.
+                    Ok(None) => self
+                        .finish(
+                            job.id,
+                            Ending::ProcessGone(format!("process {pid} no longer exists")),
+                        )
+                        .await
+                        .map(|done| done.is_some()),
+                    Err(e) => {
+                        warn!(job_id = job.id, pid, error = %e, "cannot watch a live orphaned recorder");
+                        Ok(false)
+                    }
+                }
+            }
+            // The PID answers but nothing recorded can prove it is ours: it
+            // is neither ended nor ever signalled.
+            Liveness::Unverified => Ok(false),
+            gone => self
+                .finish(job.id, Ending::ProcessGone(gone.describe(pid)))
+                .await
+                .map(|done| done.is_some()),
+        }
+    }
+
+    /// Handles exits reported by the supervisor, each in its own task so one
+    /// slow commit does not delay the others.
+    async fn consume_exits(self, mut exits: mpsc::UnboundedReceiver<ExitEvent>) {
+        loop {
+            let event = tokio::select! {
+                event = exits.recv() => event,
+                () = self.inner.closed.cancelled() => None,
+            };
+            let Some(event) = event else { break };
+            let this = self.clone();
+            let span = info_span!("job", job_id = event.job_id, pid = event.pid);
+            self.inner.tracker.spawn(
+                async move {
+                    let job_id = event.job_id;
+                    if let Err(e) = this.finish(job_id, Ending::Process(event.outcome)).await {
+                        error!(error = %e, "could not record the recorder's exit");
+                    }
+                    this.inner.supervisor.release(job_id);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// The one transition out of `running`/`stopping`, shared by every path.
+    /// Reads the job, decides its final state from the state it is in, and
+    /// writes it only if that state is unchanged; on a lost race it reads
+    /// again. Returns the ended job, or `None` when it had already ended.
+    /// When its recording moves to `processing`, post-processing is launched
+    /// here, so it runs exactly once per recording.
+    pub async fn finish(&self, job_id: i32, ending: Ending) -> Result<Option<Job>, DbErr> {
+        let db = &self.inner.db;
+        loop {
+            let Some(job) = repo::find_job(db, job_id).await? else {
+                return Ok(None);
+            };
+            if job.status.is_terminal() {
+                return Ok(None);
+            }
+            let Some(recording) = repo::find_recording(db, job.recording_id).await? else {
+                return Ok(None);
+            };
+            let output = output_state(Path::new(&recording.output_path)).await;
+            let verdict = verdict(job.status, &ending, output.has_data());
+            let recording_outcome = match output {
+                OutputState::HasData => RecordingOutcome {
+                    status: RecordingStatus::Processing,
+                    error: None,
+                },
+                other => RecordingOutcome {
+                    status: RecordingStatus::Failed,
+                    error: Some(match &verdict.error {
+                        Some(job_error) => format!("{}; {job_error}", other.describe()),
+                        None => other.describe(),
+                    }),
+                },
+            };
+            if !repo::finish_job(db, &job, job.status, &verdict, &recording_outcome).await? {
+                continue;
+            }
+            info!(
+                job_id,
+                pid = job.process_id,
+                from = job.status.as_str(),
+                to = verdict.status.as_str(),
+                exit_code = verdict.exit_code,
+                exit_signal = verdict.exit_signal,
+                error = verdict.error.as_deref(),
+                recording = recording_outcome.status.as_str(),
+                "job ended"
+            );
+            if recording.status == RecordingStatus::Recording
+                && recording_outcome.status == RecordingStatus::Processing
+            {
+                self.inner.processing.launch(recording.id);
+            }
+            return repo::find_job(db, job_id).await;
+        }
+    }
+
+    /// Ends the exit-event consumer: called at shutdown once every recorder's
+    /// exit has been committed.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+    }
+
+    /// Begins the stop sequence of every owned recorder (graceful shutdown).
+    pub async fn stop_all(&self) -> usize {
+        let owned = self.inner.supervisor.owned_jobs();
+        let mut stopped = 0;
+        for job_id in owned {
+            match self.stop(job_id).await {
+                Ok(_) => stopped += 1,
+                Err(JobError::JobAlreadyEnded { .. }) => {}
+                Err(e) => warn!(job_id, error = %e, "could not stop recorder at shutdown"),
+            }
+        }
+        stopped
+    }
+
+    /// Reads the end of a job's log.
+    pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, JobError> {
+        let job = self.job(job_id).await?;
+        let path = PathBuf::from(&job.log_path);
+        let read = tokio::task::spawn_blocking(move || read_tail(&path, max_bytes))
+            .await
+            .map_err(|e| JobError::LogUnreadable {
+                id: job_id,
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        match read {
+            Ok(tail) => Ok(tail),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogTail {
+                size: 0,
+                truncated: false,
+                content: String::new(),
+            }),
+            Err(source) => Err(JobError::LogUnreadable { id: job_id, source }),
+        }
+    }
+}
+
+/// The last bytes of a log file, cut at a line boundary.
+#[derive(Debug, Clone)]
+pub struct LogTail {
+    pub size: u64,
+    pub truncated: bool,
+    pub content: String,
+}
+
+fn read_tail(path: &Path, max_bytes: u64) -> std::io::Result<LogTail> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let start = size.saturating_sub(max_bytes);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity((size - start) as usize);
+    file.take(max_bytes).read_to_end(&mut bytes)?;
+    let mut content = String::from_utf8_lossy(&bytes).into_owned();
+    if start > 0
+        && let Some(newline) = content.find('\n')
+    {
+        content.drain(..=newline);
+    }
+    Ok(LogTail {
+        size,
+        truncated: start > 0,
+        content,
+    })
+}
+
+/// What the recorder left behind.
+enum OutputState {
+    HasData,
+    Empty,
+    Missing,
+    Unreadable(String),
+}
+
+impl OutputState {
+    fn has_data(&self) -> bool {
+        matches!(self, Self::HasData)
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::HasData => "output recorded".to_owned(),
+            Self::Empty => "the recorder produced an empty output file".to_owned(),
+            Self::Missing => "the recorder produced no output file".to_owned(),
+            Self::Unreadable(e) => format!("the output file cannot be read: {e}"),
+        }
+    }
+}
+
+async fn output_state(path: &Path) -> OutputState {
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.is_file() && meta.len() > 0 => OutputState::HasData,
+        Ok(meta) if meta.is_file() => OutputState::Empty,
+        Ok(_) => OutputState::Unreadable("not a regular file".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OutputState::Missing,
+        Err(e) => OutputState::Unreadable(e.to_string()),
+    }
+}
+
+/// A source must be a URL whose scheme the profile allows, and can never be
+/// mistaken for an option by the recorder.
+fn validate_source(source: &str, profile_name: &str, profile: &Profile) -> Result<(), JobError> {
+    let invalid = |reason: String| Err(JobError::InvalidSource { reason });
+    if source.trim().is_empty() {
+        return invalid("must not be empty".to_owned());
+    }
+    if source.len() > MAX_SOURCE_LEN {
+        return invalid(format!("longer than {MAX_SOURCE_LEN} bytes"));
+    }
+    if source.starts_with('-') {
+        return invalid("must not start with `-` (it would be read as an option)".to_owned());
+    }
+    if source.chars().any(char::is_control) {
+        return invalid("must not contain control characters".to_owned());
+    }
+    let allowed = profile.allowed_schemes.join(", ");
+    let Some((scheme, rest)) = source.split_once("://") else {
+        return invalid(format!(
+            "must be a URL such as rtmp://host/stream (profile `{profile_name}` allows: {allowed})"
+        ));
+    };
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok || rest.is_empty() {
+        return invalid(format!("`{source}` is not a valid URL"));
+    }
+    if !profile.allows_scheme(scheme) {
+        return invalid(format!(
+            "scheme `{scheme}` is not allowed by profile `{profile_name}` (allowed: {allowed})"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+use anyhow::Context;
+use clap::Parser;
+use recorderd::config::{Cli, Command, Settings};
+use recorderd::startup::Application;
+use recorderd::{db, signals, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Migrate(args)) => {
+            telemetry::init(args.log_format);
+            let connection = db::connect(&args.resolved_database_url()).await?;
+            db::migrate(&connection).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(args: recorderd::config::ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.database.log_format);
+    let settings = Settings::from_args(&args)?;
+    let stop = signals::shutdown_signal().context("installing signal handlers")?;
+    Application::build(settings)
+        .await?
+        .run_until_stopped(stop)
+        .await
+}

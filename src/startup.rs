@@ -1,0 +1,187 @@
+//! Building and running the service: connect, migrate, reconcile what a
+//! previous run left, bind, serve; and the shutdown order (stop accepting
+//! requests → stop recorders → commit their final states → close the
+//! database).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::db;
+use crate::http::{self, AppState};
+use crate::jobs::JobService;
+
+/// After the shutdown timeout, how long SIGKILLed recorders get to be reaped
+/// and recorded.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// A built service, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    settings: Arc<Settings>,
+    db: DatabaseConnection,
+    jobs: JobService,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects, migrates, reconciles jobs left by a previous run (ending
+    /// those whose process is gone, adopting live ones), resumes unfinished
+    /// post-processing, and binds — all before the first request is served.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        for dir in [
+            settings.data_dir.clone(),
+            settings.recordings_dir(),
+            settings.logs_dir(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
+        }
+        let db = db::connect(&settings.database_url).await?;
+        db::migrate(&db).await?;
+
+        let settings = Arc::new(settings);
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let jobs = JobService::new(
+            db.clone(),
+            settings.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        let ended = jobs
+            .reconcile()
+            .await
+            .context("reconciling jobs left by a previous run")?;
+        let adopted = jobs.supervisor().len();
+        let resumed = jobs
+            .processing()
+            .resume_unfinished()
+            .await
+            .context("resuming post-processing")?;
+        info!(
+            ended,
+            adopted, resumed, "recovered state of the previous run"
+        );
+
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let address = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            address,
+            settings,
+            db,
+            jobs,
+            tracker,
+            shutdown,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `stop` resolves, then shuts down in order.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            address,
+            settings,
+            db,
+            jobs,
+            tracker,
+            shutdown,
+        } = self;
+
+        if let Some(every) = settings.reconcile_interval {
+            tracker.spawn(reconcile_periodically(
+                jobs.clone(),
+                every,
+                shutdown.clone(),
+            ));
+        }
+        let app = http::router(AppState { jobs: jobs.clone() }, settings.max_body_bytes);
+        let server =
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        info!(%address, "listening on http://{address}");
+
+        stop.await;
+        info!("shutting down: no new requests; stopping recorders");
+        shutdown.cancel();
+
+        let deadline = Instant::now() + settings.shutdown_timeout;
+        let stopping = jobs.stop_all().await;
+        info!(stopping, "stop sequences begun");
+        let supervisor = jobs.supervisor().clone();
+        if !wait_until_empty(&supervisor, deadline).await {
+            warn!(
+                remaining = supervisor.len(),
+                "shutdown timeout reached; killing remaining recorders"
+            );
+            supervisor.kill_all();
+            wait_until_empty(&supervisor, Instant::now() + AFTER_KILL).await;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error!(error = %e, "HTTP server failed"),
+            Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
+            Err(_) => warn!("HTTP connections still open after 10 s; closing them"),
+        }
+        jobs.close();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some background tasks did not finish in time");
+        }
+        db.close().await.context("closing the database")?;
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Waits until every owned recorder's exit has been committed. Checked
+/// every 20 ms: this runs only during shutdown.
+async fn wait_until_empty(supervisor: &crate::supervisor::Supervisor, deadline: Instant) -> bool {
+    loop {
+        if supervisor.is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The seed's periodic cleanup task, kept as a safety net for jobs no task
+/// of this process owns.
+async fn reconcile_periodically(jobs: JobService, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = jobs.reconcile().await {
+            warn!(error = %e, "periodic reconciliation failed");
+        }
+    }
+}

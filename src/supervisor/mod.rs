@@ -1,0 +1,419 @@
+//! The supervisor owns recorder processes: it spawns each one in its own
+//! process group, awaits its exit in a task of its own, and carries out stop
+//! sequences. It reports exits as [`ExitEvent`]s and never touches the
+//! database: the job service decides what an exit means.
+
+pub mod foreign;
+pub mod identity;
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+pub use foreign::ForeignProcess;
+pub use identity::ProcessIdentity;
+
+/// Name of the environment variable that marks a recorder with its job, so
+/// that `/proc/<pid>/environ` tells whose process it is.
+pub const JOB_ENV_MARKER: &str = "RECORDERD_JOB_ID";
+
+/// How a recorder process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitOutcome {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it.
+    Signalled(i32),
+    /// It ended while no parent could read its status (adopted or orphaned
+    /// process); the text says what is known.
+    Vanished(String),
+}
+
+/// Sent by the supervisor each time one of its children ends.
+#[derive(Debug)]
+pub struct ExitEvent {
+    pub job_id: i32,
+    pub pid: i32,
+    pub outcome: ExitOutcome,
+    /// The last signal of a stop sequence sent before the exit, if any.
+    pub last_stop_signal: Option<i32>,
+    /// Moment the exit was observed.
+    pub observed_at: Instant,
+}
+
+/// What to run for a job.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub job_id: i32,
+    pub argv: Vec<String>,
+    pub log_path: PathBuf,
+}
+
+/// Spawning failed before any process existed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot open log file {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start `{program}`: {source}")]
+    Program {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// A stop sequence: the profile's signal, then SIGTERM, then SIGKILL, each
+/// step given `grace` before the next.
+#[derive(Debug, Clone, Copy)]
+pub struct StopPlan {
+    pub first_signal: Signal,
+    pub grace: Duration,
+}
+
+impl StopPlan {
+    /// The signals in order, without repeats (a profile whose stop signal is
+    /// SIGTERM goes straight to SIGKILL after it).
+    pub fn signals(&self) -> Vec<Signal> {
+        let mut out = vec![self.first_signal];
+        for next in [Signal::TERM, Signal::KILL] {
+            if !out.contains(&next) {
+                out.push(next);
+            }
+        }
+        if let Some(kill) = out.iter().position(|s| *s == Signal::KILL) {
+            out.truncate(kill + 1);
+        }
+        out
+    }
+}
+
+enum Control {
+    Stop(StopPlan),
+}
+
+struct ChildHandle {
+    pid: i32,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// Cheap to clone; every clone manages the same set of children.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Children whose exit a task of this process is awaiting, by job id.
+    /// An entry is removed only once the job service has committed the exit
+    /// (see [`Supervisor::release`]), so a job is never "unowned" while its
+    /// own exit is being recorded.
+    children: Mutex<HashMap<i32, ChildHandle>>,
+    exits: mpsc::UnboundedSender<ExitEvent>,
+    tracker: TaskTracker,
+}
+
+impl Supervisor {
+    /// Returns the supervisor and the stream of its children's exits.
+    pub fn new(tracker: TaskTracker) -> (Self, mpsc::UnboundedReceiver<ExitEvent>) {
+        let (exits, rx) = mpsc::unbounded_channel();
+        let inner = Inner {
+            children: Mutex::new(HashMap::new()),
+            exits,
+            tracker,
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    fn children(&self) -> MutexGuard<'_, HashMap<i32, ChildHandle>> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (each operation is a single insert/remove/read), so poisoning is
+        // safe to ignore.
+        self.inner
+            .children
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a recorder: own process group (signals reach it and anything
+    /// it starts, and a Ctrl-C on the supervisor's terminal does not), stdin
+    /// null, stdout and stderr appended to the job's log file (a file, never
+    /// a pipe, so a recorder never blocks on a reader that went away).
+    pub fn spawn(&self, spec: SpawnSpec) -> Result<ProcessIdentity, SpawnError> {
+        let open_log = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&spec.log_path)
+        };
+        let log_err = |source| SpawnError::Log {
+            path: spec.log_path.clone(),
+            source,
+        };
+        let stdout = open_log().map_err(log_err)?;
+        let stderr = stdout.try_clone().map_err(log_err)?;
+        let program = spec.argv.first().cloned().unwrap_or_default();
+
+        let mut command = Command::new(&program);
+        command
+            .args(&spec.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .env(JOB_ENV_MARKER, spec.job_id.to_string())
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = command
+            .spawn()
+            .map_err(|source| SpawnError::Program { program, source })?;
+        // `id()` is Some until the child has been reaped, and nothing polls
+        // it before the watcher below starts.
+        let pid = child.id().map(|p| p as i32).unwrap_or_default();
+        // The child cannot have been reaped yet (only its watcher reaps), so
+        // /proc/<pid> still describes it, even if it already exited.
+        let start_time = identity::read_stat(pid)
+            .map(|s| s.start_time)
+            .unwrap_or_default();
+
+        let (control, control_rx) = mpsc::unbounded_channel();
+        self.children()
+            .insert(spec.job_id, ChildHandle { pid, control });
+        let span = info_span!("job", job_id = spec.job_id, pid);
+        let exits = self.inner.exits.clone();
+        self.inner
+            .tracker
+            .spawn(watch_child(spec.job_id, pid, child, control_rx, exits).instrument(span));
+        Ok(ProcessIdentity { pid, start_time })
+    }
+
+    /// Takes charge of a live recorder that a previous supervisor spawned:
+    /// from now on it is owned like a child, except that its exit status is
+    /// unknown.
+    pub fn adopt(&self, job_id: i32, process: ForeignProcess) {
+        let pid = process.identity().pid;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        self.children().insert(job_id, ChildHandle { pid, control });
+        let span = info_span!("job", job_id, pid);
+        let exits = self.inner.exits.clone();
+        self.inner
+            .tracker
+            .spawn(watch_foreign(job_id, process, control_rx, exits).instrument(span));
+    }
+
+    /// Begins the stop sequence of an owned child. Returns false when no
+    /// task of this process owns the job.
+    pub fn stop(&self, job_id: i32, plan: StopPlan) -> bool {
+        match self.children().get(&job_id) {
+            Some(handle) => handle.control.send(Control::Stop(plan)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Whether a task of this process awaits this job's recorder.
+    pub fn owns(&self, job_id: i32) -> bool {
+        self.children().contains_key(&job_id)
+    }
+
+    /// Ids of every job this process owns.
+    pub fn owned_jobs(&self) -> Vec<i32> {
+        self.children().keys().copied().collect()
+    }
+
+    /// Number of children still owned.
+    pub fn len(&self) -> usize {
+        self.children().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets a child once its exit has been committed.
+    pub fn release(&self, job_id: i32) {
+        self.children().remove(&job_id);
+    }
+
+    /// Sends SIGKILL to every owned child's process group: the last resort
+    /// of a shutdown whose time is up.
+    pub fn kill_all(&self) {
+        for handle in self.children().values() {
+            if let Some(pid) = Pid::from_raw(handle.pid) {
+                let _ = kill_process_group(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+/// A stop sequence under way: which signals remain and when the next is due.
+#[derive(Default)]
+struct Escalation {
+    pending: Vec<Signal>,
+    grace: Duration,
+    next_step: Option<Instant>,
+    last_sent: Option<Signal>,
+}
+
+impl Escalation {
+    /// Starts the sequence now; a second stop request does not restart it.
+    fn begin(&mut self, plan: StopPlan) {
+        if self.next_step.is_some() || self.last_sent.is_some() {
+            return;
+        }
+        self.pending = plan.signals();
+        self.pending.reverse();
+        self.grace = plan.grace;
+        self.next_step = Some(Instant::now());
+    }
+
+    fn is_due(&self) -> bool {
+        self.next_step.is_some()
+    }
+
+    /// Resolves when the next signal is due (never, if none is).
+    async fn due(&self) {
+        match self.next_step {
+            Some(at) => sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The signal to send now; schedules the one after it.
+    fn step(&mut self) -> Option<Signal> {
+        let signal = self.pending.pop();
+        self.next_step = signal.map(|_| Instant::now() + self.grace);
+        if signal.is_some() {
+            self.last_sent = signal;
+        }
+        signal
+    }
+}
+
+/// Awaits one child's exit, carrying out stop sequences meanwhile. Signals
+/// are only ever sent from here, before `wait()` has returned: until then the
+/// child is unreaped, so its PID (and the process group it leads) cannot
+/// belong to anyone else.
+async fn watch_child(
+    job_id: i32,
+    pid: i32,
+    mut child: Child,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    exits: mpsc::UnboundedSender<ExitEvent>,
+) {
+    info!("recorder started");
+    let mut escalation = Escalation::default();
+    let mut control_open = true;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            cmd = control.recv(), if control_open => match cmd {
+                Some(Control::Stop(plan)) => escalation.begin(plan),
+                None => control_open = false,
+            },
+            _ = escalation.due(), if escalation.is_due() => {
+                if let Some(signal) = escalation.step() {
+                    info!(signal = signal.as_raw(), "sending stop signal to process group");
+                    if let Some(group) = Pid::from_raw(pid)
+                        && let Err(e) = kill_process_group(group, signal)
+                    {
+                        warn!(error = %e, "could not signal the recorder's process group");
+                    }
+                }
+            }
+        }
+    };
+    let observed_at = Instant::now();
+    let outcome = match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => ExitOutcome::Exited(code),
+            (None, Some(signal)) => ExitOutcome::Signalled(signal),
+            (None, None) => ExitOutcome::Vanished(format!("unrecognised wait status {status}")),
+        },
+        Err(e) => ExitOutcome::Vanished(format!("waiting for the recorder failed: {e}")),
+    };
+    info!(?outcome, "recorder ended");
+    let _ = exits.send(ExitEvent {
+        job_id,
+        pid,
+        outcome,
+        last_stop_signal: escalation.last_sent.map(Signal::as_raw),
+        observed_at,
+    });
+}
+
+/// The same duties for a recorder left by a previous supervisor: its end is
+/// noticed through its pidfd, and stop sequences go to its process group
+/// only while it is verifiably alive.
+async fn watch_foreign(
+    job_id: i32,
+    process: ForeignProcess,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    exits: mpsc::UnboundedSender<ExitEvent>,
+) {
+    info!("adopted a recorder left by a previous supervisor");
+    let mut escalation = Escalation::default();
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            () = process.exited() => break,
+            cmd = control.recv(), if control_open => match cmd {
+                Some(Control::Stop(plan)) => escalation.begin(plan),
+                None => control_open = false,
+            },
+            _ = escalation.due(), if escalation.is_due() => {
+                if let Some(signal) = escalation.step() {
+                    info!(signal = signal.as_raw(), "sending stop signal to adopted process group");
+                    if let Err(e) = process.signal_group(signal) {
+                        warn!(error = %e, "could not signal the adopted recorder's process group");
+                    }
+                }
+            }
+        }
+    }
+    let observed_at = Instant::now();
+    info!("adopted recorder ended");
+    let _ = exits.send(ExitEvent {
+        job_id,
+        pid: process.identity().pid,
+        outcome: ExitOutcome::Vanished(
+            "the recorder was adopted after a restart; its exit status cannot be read".to_owned(),
+        ),
+        last_stop_signal: escalation.last_sent.map(Signal::as_raw),
+        observed_at,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_plans_escalate_without_repeating_a_signal() {
+        let plan = |first| StopPlan {
+            first_signal: first,
+            grace: Duration::from_secs(1),
+        };
+        assert_eq!(
+            plan(Signal::INT).signals(),
+            [Signal::INT, Signal::TERM, Signal::KILL]
+        );
+        assert_eq!(plan(Signal::TERM).signals(), [Signal::TERM, Signal::KILL]);
+        assert_eq!(plan(Signal::KILL).signals(), [Signal::KILL]);
+    }
+}

@@ -1,0 +1,546 @@
+//! A real recorderd server per test: the binary of this build, run
+//! as its own process on port 0 with a fresh data directory and a fresh
+//! database (a SQLite file, or a uniquely named PostgreSQL database), driven
+//! over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+
+/// Which database a test runs against.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// Admin URL of a PostgreSQL server; each test creates its own database.
+    Postgres(String),
+}
+
+/// Environment variable naming a PostgreSQL server for the suite, e.g.
+/// `postgres://postgres:postgres@127.0.0.1:5432/postgres`.
+pub const POSTGRES_ENV: &str = "RECORDERD_TEST_POSTGRES_URL";
+
+impl Backend {
+    /// The PostgreSQL backend, or `None` (after saying so loudly) when no
+    /// server is configured. Under CI a missing server is a failure.
+    pub fn postgres() -> Option<Self> {
+        match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
+            _ => {
+                if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                    panic!(
+                        "{POSTGRES_ENV} is not set under CI: the PostgreSQL half of the suite must run"
+                    );
+                }
+                eprintln!(
+                    "\n*** SKIPPED (PostgreSQL): {POSTGRES_ENV} is not set, so this test ran on SQLite only. \
+                     .ci/run starts PostgreSQL and sets it. ***\n"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Runs an async test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(backend) = $crate::helpers::Backend::postgres() {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+pub fn server_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_recorderd"))
+}
+
+/// The test recorder built from `examples/test_recorder.rs`.
+pub fn test_recorder() -> PathBuf {
+    let path = server_binary()
+        .parent()
+        .map(|dir| dir.join("examples").join("test_recorder"))
+        .expect("the server binary has a parent directory");
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// Profiles every test server offers. `test` records until stopped; the
+/// others misbehave in one way each. Post-processing appends the recording
+/// id to `processed.log`, so tests can count processing runs.
+fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
+    let rec = test_recorder().display().to_string();
+    let processed = dir.join("processed.log").display().to_string();
+    let post = if post_processing_ok {
+        format!(
+            r#"post_processing = [["sh", "-c", "echo \"$1\" >> '{processed}'", "sh", "{{recording_id}}"]]"#
+        )
+    } else {
+        r#"post_processing = [["sh", "-c", "echo broken >&2; exit 4"]]"#.to_owned()
+    };
+    let profile = |name: &str, extra: &str, grace: f64| {
+        format!(
+            r#"
+[profiles.{name}]
+command = ["{rec}", "--output", "{{output}}", "--max-lifetime", "120"{extra}]
+stop_grace_seconds = {grace}
+output_extension = "txt"
+allowed_schemes = ["test"]
+{post}
+"#
+        )
+    };
+    let mut text = String::from("default_profile = \"test\"\n");
+    text += &profile("test", "", 2.0);
+    text += &profile("short", r#", "--exit-after", "0.5""#, 2.0);
+    text += &profile("timed", r#", "--exit-after", "{duration}""#, 2.0);
+    text += &profile(
+        "crash",
+        r#", "--exit-after", "0.3", "--exit-code", "3""#,
+        2.0,
+    );
+    text += &profile(
+        "signalled",
+        r#", "--exit-after", "0.3", "--self-signal", "10""#,
+        2.0,
+    );
+    text += &profile(
+        "stubborn",
+        r#", "--ignore-sigint", "--ignore-sigterm""#,
+        0.5,
+    );
+    text += &profile("empty", r#", "--no-output", "--exit-after", "0.3""#, 2.0);
+    text += r#"
+[profiles.missing]
+command = ["/nonexistent/recorder-binary", "{output}"]
+output_extension = "txt"
+allowed_schemes = ["test"]
+"#;
+    text
+}
+
+/// Knobs for a test server.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub post_processing_ok: bool,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            post_processing_ok: true,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub dir: PathBuf,
+    pub database_url: String,
+    pub server_log: PathBuf,
+    server: Option<Child>,
+    backend: Backend,
+    options: AppOptions,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: AppOptions) -> Self {
+        let name = unique_name();
+        let dir = std::env::temp_dir().join(format!("recorderd-test-{name}"));
+        std::fs::create_dir_all(&dir).expect("create test directory");
+        let database_url = match &backend {
+            Backend::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
+            Backend::Postgres(admin) => create_postgres_database(admin, &name).await,
+        };
+        std::fs::write(
+            dir.join("profiles.toml"),
+            profiles_toml(&dir, options.post_processing_ok),
+        )
+        .expect("write profiles");
+        let mut app = Self {
+            address: String::new(),
+            client: reqwest::Client::new(),
+            server_log: dir.join("server-0.log"),
+            dir,
+            database_url,
+            server: None,
+            backend,
+            options,
+        };
+        app.start_server().await;
+        app
+    }
+
+    /// Starts (or restarts) the server process on this app's data directory
+    /// and database.
+    pub async fn start_server(&mut self) {
+        let n = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        self.server_log = self.dir.join(format!("server-{n}.log"));
+        let log = std::fs::File::create(&self.server_log).expect("create server log");
+        let mut command = Command::new(server_binary());
+        command
+            .arg("serve")
+            .args(["--bind", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--config")
+            .arg(self.dir.join("profiles.toml"))
+            .args(["--database-url", &self.database_url])
+            .args(["--reconcile-interval", "0"])
+            .args(&self.options.extra_args)
+            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = command.spawn().expect("start recorderd");
+        self.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&self.server_log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                let address: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                self.address = format!("http://{address}");
+                return;
+            }
+            if let Some(status) = self
+                .server
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("recorderd exited with {status} before listening:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recorderd did not start in 30 s:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a signal to the server and waits for it to exit.
+    pub async fn signal_server(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.server.take().expect("server running");
+        send_signal(child.id() as i32, signal);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for server") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after signal {signal}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn server_log_text(&self) -> String {
+        std::fs::read_to_string(&self.server_log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        decode(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    pub async fn start(&self, body: Value) -> (StatusCode, Value) {
+        self.post("/api/recordings/jobs/start/", body).await
+    }
+
+    /// Starts a job that must start; returns its id and its recording's.
+    pub async fn start_ok(&self, profile: &str) -> (i64, i64) {
+        self.start_ok_with(json!({ "source": "test://stream", "profile": profile }))
+            .await
+    }
+
+    pub async fn start_ok_with(&self, body: Value) -> (i64, i64) {
+        let (status, body) = self.start(body).await;
+        assert_eq!(status, StatusCode::CREATED, "start failed: {body}");
+        (
+            body["job"]["id"].as_i64().expect("job id"),
+            body["recording"]["id"].as_i64().expect("recording id"),
+        )
+    }
+
+    pub async fn stop(&self, job_id: i64) -> (StatusCode, Value) {
+        self.post("/api/recordings/jobs/stop/", json!({ "job_id": job_id }))
+            .await
+    }
+
+    pub async fn active(&self) -> Value {
+        let (status, body) = self.get("/api/recordings/jobs/active/").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn cleanup(&self) -> Value {
+        let (status, body) = self.post("/api/recordings/jobs/cleanup/", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn job(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/api/recordings/jobs/{id}/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn recording(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/api/recordings/{id}/")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls a job through `GET /jobs/{id}/` (never `active` or `cleanup`,
+    /// which would reconcile) until `done` holds; fails with the last state.
+    pub async fn wait_for_job(
+        &self,
+        id: i64,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not reach the expected state in {timeout:?}; last seen: {job}\nserver log:\n{}",
+                self.server_log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_for_job_end(&self, id: i64) -> Value {
+        self.wait_for_job(id, Duration::from_secs(15), |j| is_terminal(&j["status"]))
+            .await
+    }
+
+    pub async fn wait_for_recording(
+        &self,
+        id: i64,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let recording = self.recording(id).await;
+            if done(&recording) {
+                return recording;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recording {id} did not reach the expected state in {timeout:?}; last seen: {recording}\nserver log:\n{}",
+                self.server_log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn wait_for_recording_settled(&self, id: i64) -> Value {
+        self.wait_for_recording(id, Duration::from_secs(15), |r| {
+            matches!(r["status"].as_str(), Some("ready" | "failed"))
+        })
+        .await
+    }
+
+    /// How many times post-processing ran for each recording.
+    pub fn processing_runs(&self, recording_id: i64) -> usize {
+        std::fs::read_to_string(self.dir.join("processed.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.trim() == recording_id.to_string())
+            .count()
+    }
+
+    pub async fn db(&self) -> DatabaseConnection {
+        Database::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // SIGTERM: the server stops its recorders and exits; SIGKILL only if
+        // it hangs, so no recorder outlives the test for long.
+        if let Some(mut child) = self.server.take() {
+            send_signal(child.id() as i32, 15);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("test files kept in {}", self.dir.display());
+        }
+        let _ = &self.backend;
+    }
+}
+
+async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("response body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"));
+    (status, body)
+}
+
+pub fn is_terminal(status: &Value) -> bool {
+    matches!(status.as_str(), Some("completed" | "failed"))
+}
+
+/// Sends `signal` to one process.
+pub fn send_signal(pid: i32, signal: i32) {
+    if let (Some(pid), Some(signal)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(signal),
+    ) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+async fn create_postgres_database(admin_url: &str, name: &str) -> String {
+    let db_name = format!("recorderd_test_{name}");
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{db_name}\""))
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    match admin_url.rfind('/') {
+        Some(slash)
+            if admin_url[..slash].contains("://")
+                && slash > admin_url.find("://").unwrap_or(0) + 2 =>
+        {
+            let query = admin_url[slash..]
+                .find('?')
+                .map(|q| &admin_url[slash + q..])
+                .unwrap_or("");
+            format!("{}/{db_name}{query}", &admin_url[..slash])
+        }
+        _ => format!("{admin_url}/{db_name}"),
+    }
+}
+
+/// Spawns a short-lived process, waits for it, and returns its PID and
+/// start time: a PID that is (almost certainly) free now.
+pub fn dead_process() -> (i32, i64) {
+    let mut child = Command::new("true").spawn().expect("spawn true");
+    let pid = child.id() as i32;
+    let start = start_time(pid).unwrap_or(1);
+    child.wait().expect("wait");
+    (pid, start)
+}
+
+/// Field 22 of `/proc/<pid>/stat`.
+pub fn start_time(pid: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    after.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+pub fn process_exists(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => {
+            let state = text.rfind(')').and_then(|i| {
+                text[i + 1..]
+                    .split_ascii_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            });
+            !matches!(state.as_deref(), Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,10 @@
+//! The integration suite: every test starts the real server binary on a real
+//! port and drives it over HTTP, with real recorder processes and signals,
+//! on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod errors;
+mod lifecycle;
+mod reconcile;
+mod shutdown;

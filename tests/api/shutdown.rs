@@ -1,0 +1,58 @@
+//! Graceful shutdown and the `migrate` subcommand.
+
+use std::time::Duration;
+
+use crate::helpers::{Backend, TestApp, process_exists, server_binary};
+use crate::on_both_databases;
+
+on_both_databases!(
+    sigterm_stops_every_recorder_and_commits_its_end,
+    migrate_subcommand_prepares_the_database
+);
+
+async fn sigterm_stops_every_recorder_and_commits_its_end(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(app.start_ok("test").await.0);
+    }
+    let mut pids = Vec::new();
+    for job in &jobs {
+        pids.push(
+            app.job(*job).await["process_id"]
+                .as_i64()
+                .unwrap_or_default() as i32,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = app.signal_server(15).await;
+    assert!(
+        status.success(),
+        "server exit: {status}\n{}",
+        app.server_log_text()
+    );
+    for pid in pids {
+        assert!(!process_exists(pid), "recorder {pid} survived the shutdown");
+    }
+    // Restart on the same database: every job was committed as completed.
+    app.start_server().await;
+    for job in jobs {
+        let job = app.job(job).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!(job["exit_code"], 0, "{job}");
+    }
+}
+
+async fn migrate_subcommand_prepares_the_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let output = std::process::Command::new(server_binary())
+        .args(["migrate", "--database-url", &app.database_url])
+        .output()
+        .expect("run recorderd migrate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("migrations applied"));
+}

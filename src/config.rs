@@ -37,6 +37,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
+    /// Meant for container health checks: needs no curl.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Address of the server to ask.
+    #[arg(
+        long,
+        env = "RECORDERD_HEALTH_ADDRESS",
+        default_value = "127.0.0.1:8000"
+    )]
+    pub address: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]

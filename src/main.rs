@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use recorderd::config::{Cli, Command, Settings};
 use recorderd::startup::Application;
-use recorderd::{db, signals, telemetry};
+use recorderd::{db, health, signals, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Some(Command::Health(args)) => health::check(&args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }

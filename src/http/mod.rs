@@ -5,8 +5,9 @@ pub mod error;
 mod jobs;
 mod recordings;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::Method;
+use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
 use serde_json::json;
@@ -64,6 +65,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     api = both(api, "/api/recordings", get(recordings::list));
     api = both(api, "/api/recordings/{id}", get(recordings::show));
     api.route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -71,8 +73,40 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// Alive: the process answers HTTP.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// Ready: the database answers, every migration is applied, and recovery of
+/// the previous run's jobs is finished (the server only listens after it).
+/// 503 while shutting down.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    use migration::MigratorTrait;
+    let db = state.jobs.db();
+    let database = db.ping().await.map_err(|e| e.to_string());
+    let pending = match &database {
+        Ok(()) => migration::Migrator::get_pending_migrations(db)
+            .await
+            .map(|p| p.len())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    let shutting_down = state.jobs.is_shutting_down();
+    let ready = database.is_ok() && matches!(pending, Ok(0)) && !shutting_down;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": database.err().unwrap_or_else(|| "ok".to_owned()),
+        "pending_migrations": pending.as_ref().ok(),
+        "recovery": "done",
+        "shutting_down": shutting_down,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }
 
 async fn fallback(method: Method, request: Request) -> ApiError {

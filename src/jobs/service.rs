@@ -128,6 +128,11 @@ impl JobService {
         service
     }
 
+    /// True once a shutdown has begun: no new job is accepted.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
     }

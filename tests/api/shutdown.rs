@@ -56,3 +56,34 @@ async fn migrate_subcommand_prepares_the_database(backend: Backend) {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("migrations applied"));
 }
+
+on_both_databases!(health_subcommand_and_probes_report_readiness);
+
+async fn health_subcommand_and_probes_report_readiness(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["pending_migrations"], 0, "{body}");
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let ready = std::process::Command::new(server_binary())
+        .args(["health", "--address", &address])
+        .output()
+        .expect("run recorderd health");
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+
+    // Nothing listens on this port once the probe socket is closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let down = std::process::Command::new(server_binary())
+        .args(["health", "--address", &closed.to_string(), "--timeout", "2"])
+        .output()
+        .expect("run recorderd health");
+    assert!(!down.status.success(), "health must fail without a server");
+}

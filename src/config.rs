@@ -100,6 +100,23 @@ pub struct ServeArgs {
         default_value_t = 60
     )]
     pub shutdown_timeout_secs: u64,
+    /// What SIGTERM/SIGINT does to running recordings: `stop` them (each
+    /// gets its profile's stop sequence and its final state committed) or
+    /// `detach` from them (they keep recording; the next supervisor adopts
+    /// them). `detach` is refused as PID 1, where the kernel kills every
+    /// process of the namespace when recorderd exits.
+    #[arg(long, env = "RECORDERD_SHUTDOWN_POLICY", value_enum, default_value_t = ShutdownPolicy::Stop)]
+    pub shutdown_policy: ShutdownPolicy,
+    /// Behave as PID 1 even when not: reap every orphan that is not a
+    /// recorder. Detected automatically when recorderd is PID 1.
+    #[arg(long, env = "RECORDERD_INIT")]
+    pub init: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShutdownPolicy {
+    Stop,
+    Detach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +148,9 @@ pub struct Settings {
     pub reconcile_interval: Option<Duration>,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub shutdown_policy: ShutdownPolicy,
+    /// True when running as PID 1 (or asked to behave so).
+    pub init: bool,
     pub profiles: Profiles,
 }
 
@@ -140,6 +160,14 @@ impl Settings {
             Some(path) => Profiles::from_file(path)?,
             None => Profiles::builtin(),
         };
+        let init = args.init || rustix::process::getpid().as_raw_nonzero().get() == 1;
+        if init && args.shutdown_policy == ShutdownPolicy::Detach {
+            bail!(
+                "--shutdown-policy detach is refused when recorderd is PID 1 (or --init): when PID 1 of a \
+                 PID namespace exits, the kernel kills every process in it, so recorders cannot outlive it. \
+                 Use `stop`, or run recorderd under another init if recordings must survive restarts."
+            );
+        }
         Ok(Self {
             bind: args.bind,
             data_dir: args.database.data_dir.clone(),
@@ -148,6 +176,8 @@ impl Settings {
                 .then(|| Duration::from_secs(args.reconcile_interval_secs)),
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+            shutdown_policy: args.shutdown_policy,
+            init,
             profiles,
         })
     }
@@ -306,8 +336,11 @@ impl Profile {
             check_placeholders(step, PROCESSING_PLACEHOLDERS)?;
         }
         parse_signal(&self.stop_signal)?;
-        if !(self.stop_grace_seconds.is_finite() && self.stop_grace_seconds > 0.0) {
-            bail!("`stop_grace_seconds` must be a positive number");
+        if !(self.stop_grace_seconds.is_finite()
+            && self.stop_grace_seconds > 0.0
+            && self.stop_grace_seconds <= 3600.0)
+        {
+            bail!("`stop_grace_seconds` must be a number of seconds in (0, 3600]");
         }
         if self.output_extension.is_empty()
             || !self
@@ -379,18 +412,36 @@ fn check_placeholders(args: &[String], known: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Substitutes placeholders in each argument separately.
+/// Substitutes placeholders in each argument separately, in one pass over
+/// the template: a value (a client's source URL, say) that itself contains
+/// `{output}` is copied as it is, never expanded.
 pub fn render_argv(template: &[String], values: &[(&str, &str)]) -> Vec<String> {
     template
         .iter()
         .map(|arg| {
-            let mut out = arg.clone();
-            for (name, value) in values {
-                let key = format!("{{{name}}}");
-                if out.contains(&key) {
-                    out = out.replace(&key, value);
+            let mut out = String::with_capacity(arg.len());
+            let mut rest = arg.as_str();
+            while let Some(open) = rest.find('{') {
+                out.push_str(&rest[..open]);
+                let after = &rest[open..];
+                let known = values.iter().find(|(name, _)| {
+                    after
+                        .strip_prefix('{')
+                        .and_then(|a| a.strip_prefix(*name))
+                        .is_some_and(|a| a.starts_with('}'))
+                });
+                match known {
+                    Some((name, value)) => {
+                        out.push_str(value);
+                        rest = &after[name.len() + 2..];
+                    }
+                    None => {
+                        out.push('{');
+                        rest = &after[1..];
+                    }
                 }
             }
+            out.push_str(rest);
             out
         })
         .collect()
@@ -408,6 +459,11 @@ mod tests {
             &[("source", "rtmp://x/a b; rm -rf /"), ("output", "/d/o.mkv")],
         );
         assert_eq!(argv, ["rec", "--in=rtmp://x/a b; rm -rf /", "/d/o.mkv"]);
+        let argv = render_argv(
+            &template,
+            &[("source", "rtmp://x/{output}"), ("output", "/d/o.mkv")],
+        );
+        assert_eq!(argv[1], "--in=rtmp://x/{output}", "values are not expanded");
     }
 
     #[test]

@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::Settings;
+use crate::config::{Settings, ShutdownPolicy};
 use crate::db;
 use crate::http::{self, AppState};
 use crate::jobs::JobService;
+use crate::supervisor::reaper;
 
 /// After the shutdown timeout, how long SIGKILLed recorders get to be reaped
 /// and recorded.
@@ -60,16 +61,28 @@ impl Application {
             tracker.clone(),
             shutdown.clone(),
         );
-        let ended = jobs
-            .reconcile()
-            .await
-            .context("reconciling jobs left by a previous run")?;
-        let adopted = jobs.supervisor().len();
+        if settings.init {
+            info!("running as init: orphaned processes will be reaped");
+        } else if let Err(e) = reaper::become_subreaper() {
+            warn!(error = %e, "cannot become a child subreaper; orphans of recorders go to init");
+        }
+        tracker.spawn(reaper::reap_orphans(
+            jobs.supervisor().clone(),
+            shutdown.clone(),
+        ));
+        // Unfinished processing first, then reconciliation (which launches
+        // processing for the jobs it ends); a recording is never launched
+        // twice either way.
         let resumed = jobs
             .processing()
             .resume_unfinished()
             .await
             .context("resuming post-processing")?;
+        let ended = jobs
+            .reconcile()
+            .await
+            .context("reconciling jobs left by a previous run")?;
+        let adopted = jobs.supervisor().len();
         info!(
             ended,
             adopted, resumed, "recovered state of the previous run"
@@ -120,26 +133,38 @@ impl Application {
         info!(%address, "listening on http://{address}");
 
         stop.await;
-        info!("shutting down: no new requests; stopping recorders");
         shutdown.cancel();
-
-        let deadline = Instant::now() + settings.shutdown_timeout;
-        let stopping = jobs.stop_all().await;
-        info!(stopping, "stop sequences begun");
-        let supervisor = jobs.supervisor().clone();
-        if !wait_until_empty(&supervisor, deadline).await {
-            warn!(
-                remaining = supervisor.len(),
-                "shutdown timeout reached; killing remaining recorders"
-            );
-            supervisor.kill_all();
-            wait_until_empty(&supervisor, Instant::now() + AFTER_KILL).await;
-        }
+        info!(policy = ?settings.shutdown_policy, "shutting down: no new requests");
+        // In-flight requests finish first, so no start slips in after the
+        // recorders have been dealt with.
         match tokio::time::timeout(Duration::from_secs(10), server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => error!(error = %e, "HTTP server failed"),
             Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP connections still open after 10 s; closing them"),
+        }
+        let supervisor = jobs.supervisor().clone();
+        match settings.shutdown_policy {
+            ShutdownPolicy::Stop => {
+                let deadline = Instant::now() + settings.shutdown_timeout;
+                let stopping = jobs.stop_all().await;
+                info!(stopping, "stop sequences begun");
+                if !wait_until_empty(&supervisor, deadline).await {
+                    warn!(
+                        remaining = supervisor.len(),
+                        "shutdown timeout reached; killing remaining recorders"
+                    );
+                    supervisor.kill_all();
+                    wait_until_empty(&supervisor, Instant::now() + AFTER_KILL).await;
+                }
+            }
+            ShutdownPolicy::Detach => {
+                info!(
+                    recorders = supervisor.len(),
+                    "detaching: recorders keep running for the next supervisor to adopt"
+                );
+                supervisor.detach();
+            }
         }
         jobs.close();
         tracker.close();

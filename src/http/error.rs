@@ -62,7 +62,7 @@ impl ApiError {
                 J::Spawn { job_id, source } => {
                     let program = match source {
                         SpawnError::Program { program, .. } => Some(program.clone()),
-                        SpawnError::Log { .. } => None,
+                        SpawnError::Log { .. } | SpawnError::Identity { .. } => None,
                     };
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,

@@ -130,14 +130,18 @@ pub struct PageQuery {
 }
 
 pub const MAX_PAGE_SIZE: u64 = 500;
+/// Keeps `page × page_size` far from integer overflow in the query layer.
+pub const MAX_PAGE: u64 = 1_000_000;
 
 impl PageQuery {
     /// Page number (from 1) and size, validated.
     pub fn bounds(&self) -> Result<(u64, u64)> {
         let page = self.page.unwrap_or(1);
         let size = self.page_size.unwrap_or(50);
-        if page == 0 {
-            return Err(ApiError::BadQuery("`page` starts at 1".to_owned()));
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(ApiError::BadQuery(format!(
+                "`page` must be between 1 and {MAX_PAGE}"
+            )));
         }
         if !(1..=MAX_PAGE_SIZE).contains(&size) {
             return Err(ApiError::BadQuery(format!(

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Deserialize;
+use time::OffsetDateTime;
 use tokio::sync::{RwLock, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::repo::{self, Job, NewRecording, Recording, RecordingOutcome};
 use super::status::{Ending, verdict};
@@ -24,6 +25,8 @@ use crate::supervisor::{
     ExitEvent, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StopPlan, Supervisor,
 };
 
+/// How many times an exit is offered to the database (about 40 s in all).
+const EXIT_COMMIT_ATTEMPTS: u32 = 12;
 /// Longest source URL accepted.
 const MAX_SOURCE_LEN: usize = 4096;
 /// Longest title accepted, in characters.
@@ -107,6 +110,7 @@ impl JobService {
         let (supervisor, exits) = Supervisor::new(tracker.clone());
         let processing = Processing::new(
             db.clone(),
+            supervisor.clone(),
             Arc::new(settings.profiles.clone()),
             settings.logs_dir(),
             tracker.clone(),
@@ -193,6 +197,11 @@ impl JobService {
         let recordings_dir = settings.recordings_dir();
         let logs_dir = settings.logs_dir();
         let gate = self.inner.start_gate.read().await;
+        // Checked again under the gate: shutdown takes the gate exclusively
+        // after cancelling, so no recorder starts once stop_all has run.
+        if self.inner.shutdown.is_cancelled() {
+            return Err(JobError::ShuttingDown);
+        }
         let (recording, job) = repo::insert_recording_and_job(
             &self.inner.db,
             NewRecording {
@@ -207,7 +216,6 @@ impl JobService {
         )
         .await?;
         let span = info_span!("job", job_id = job.id, recording_id = recording.id);
-        let _entered = span.clone();
         let argv = render_argv(
             &profile.command,
             &[
@@ -226,10 +234,12 @@ impl JobService {
             argv,
             log_path: PathBuf::from(&job.log_path),
         });
+        // The gate stays held until the job's fate is written: its identity,
+        // or its failure. A reconciliation meanwhile would take it for an
+        // orphan without a process.
         let identity = match spawned {
             Ok(identity) => identity,
             Err(e) => {
-                drop(gate);
                 warn!(parent: &span, error = %e, "recorder could not be spawned");
                 self.finish(job.id, Ending::SpawnFailed(e.to_string()))
                     .await?;
@@ -239,13 +249,16 @@ impl JobService {
                 });
             }
         };
+        if let Err(e) = repo::set_process_identity(&self.inner.db, job.id, identity).await {
+            // A recorder whose identity is not stored could not be adopted
+            // after a crash: it is killed rather than risk an orphan nobody
+            // can control. Its exit is recorded as usual.
+            error!(parent: &span, error = %e, "could not record the recorder's identity; killing it");
+            self.inner.supervisor.kill(job.id);
+            return Err(JobError::Database(e));
+        }
         drop(gate);
         info!(parent: &span, pid = identity.pid, source = %request.source, profile = %profile_name, "job started");
-        if let Err(e) = repo::set_process_identity(&self.inner.db, job.id, identity).await {
-            // The recorder runs and is owned; only recovery after a crash
-            // loses its identity, and then it is treated as gone.
-            error!(parent: &span, error = %e, "could not record the recorder's identity");
-        }
         if let Some(seconds) = request.duration_seconds {
             self.arm_duration_limit(job.id, Duration::from_secs(seconds));
         }
@@ -258,7 +271,8 @@ impl JobService {
         Ok(Started { job, recording })
     }
 
-    /// Stops the job when its duration limit elapses.
+    /// Stops the job when its duration limit elapses (at once if it already
+    /// has, as for a job adopted after a restart).
     fn arm_duration_limit(&self, job_id: i32, after: Duration) {
         let this = self.clone();
         let shutdown = self.inner.shutdown.clone();
@@ -279,9 +293,13 @@ impl JobService {
     }
 
     /// Marks the job `stopping` and begins the profile's stop sequence. Does
-    /// not wait for the recorder to end.
+    /// not wait for the recorder to end. Stopping a job that is already
+    /// stopping asks again (the sequence under way is not restarted).
     pub async fn stop(&self, job_id: i32) -> Result<Job, JobError> {
         let db = &self.inner.db;
+        // Worked out before the state changes, so that a failure here cannot
+        // leave a job `stopping` with nothing sent.
+        let plan = self.stop_plan(job_id).await?;
         loop {
             let job = repo::find_job(db, job_id)
                 .await?
@@ -293,31 +311,33 @@ impl JobService {
                         status: job.status,
                     });
                 }
-                // Already stopping: the sequence under way goes on.
-                JobStatus::Stopping => return Ok(job),
+                JobStatus::Stopping => break,
                 JobStatus::Running => {
                     if repo::mark_stopping(db, job_id).await? {
+                        info!(job_id, "stop requested");
                         break;
                     }
                     // Its status changed meanwhile; look again.
                 }
             }
         }
-        let recording_profile = self.profile_of_job(job_id).await?;
-        let plan = StopPlan {
-            first_signal: recording_profile.stop_signal(),
-            grace: recording_profile.stop_grace(),
-        };
-        info!(job_id, "stop requested");
         if !self.inner.supervisor.stop(job_id, plan) {
-            // Nobody here owns it: either its process is gone (end it now)
-            // or it is alive and gets adopted, then stopped.
+            // Nobody here owns it: its process is gone (it is ended now) or
+            // it is verifiably alive (adopted, and the adoption begins the
+            // stop sequence of a `stopping` job).
             self.reconcile_one(job_id).await?;
-            self.inner.supervisor.stop(job_id, plan);
         }
         repo::find_job(db, job_id)
             .await?
             .ok_or(JobError::JobNotFound { id: job_id })
+    }
+
+    async fn stop_plan(&self, job_id: i32) -> Result<StopPlan, JobError> {
+        let profile = self.profile_of_job(job_id).await?;
+        Ok(StopPlan {
+            first_signal: profile.stop_signal(),
+            grace: profile.stop_grace(),
+        })
     }
 
     async fn profile_of_job(&self, job_id: i32) -> Result<Profile, JobError> {
@@ -381,7 +401,8 @@ impl JobService {
             candidates
                 .into_iter()
                 .map(|job| {
-                    let liveness = identity::check(job.process_id, job.process_start_time);
+                    let liveness =
+                        identity::check_job(job.id, job.process_id, job.process_start_time);
                     (job, liveness)
                 })
                 .collect::<Vec<_>>()
@@ -401,6 +422,8 @@ impl JobService {
     }
 
     async fn reconcile_one(&self, job_id: i32) -> Result<bool, DbErr> {
+        // Exclusive, like `reconcile`: a job being started is not an orphan.
+        let _exclusive = self.inner.start_gate.write().await;
         let Some(job) = repo::find_job(&self.inner.db, job_id).await? else {
             return Ok(false);
         };
@@ -408,7 +431,7 @@ impl JobService {
             return Ok(false);
         }
         let (pid, start) = (job.process_id, job.process_start_time);
-        let liveness = tokio::task::spawn_blocking(move || identity::check(pid, start))
+        let liveness = tokio::task::spawn_blocking(move || identity::check_job(job_id, pid, start))
             .await
             .map_err(|e| DbErr::Custom(format!("identity check failed: {e}")))?;
         self.settle_unowned(&job, liveness).await
@@ -424,10 +447,10 @@ impl JobService {
                     pid,
                     start_time: job.process_start_time.unwrap_or_default(),
                 };
-                match ForeignProcess::open(identity) {
+                match ForeignProcess::open(job.id, identity) {
                     Ok(Some(process)) => {
                         if !self.inner.supervisor.owns(job.id) {
-                            self.inner.supervisor.adopt(job.id, process);
+                            self.adopt(job, process).await;
                         }
                         Ok(false)
                     }
@@ -455,28 +478,75 @@ impl JobService {
         }
     }
 
+    /// Takes charge of a live recorder left by a previous run: watched
+    /// through its pidfd, its duration limit re-armed from `started_at`, and
+    /// its stop sequence begun if a stop had been requested.
+    async fn adopt(&self, job: &Job, process: ForeignProcess) {
+        info!(
+            job_id = job.id,
+            pid = job.process_id,
+            "adopting a live recorder"
+        );
+        self.inner.supervisor.adopt(job.id, process);
+        if job.status == JobStatus::Stopping {
+            match self.stop_plan(job.id).await {
+                Ok(plan) => {
+                    self.inner.supervisor.stop(job.id, plan);
+                }
+                Err(e) => warn!(job_id = job.id, error = %e, "cannot stop the adopted recorder"),
+            }
+        } else if let Some(limit) = job.duration_seconds {
+            let elapsed = OffsetDateTime::now_utc() - job.started_at;
+            let remaining = time::Duration::seconds(limit) - elapsed;
+            let remaining = Duration::try_from(remaining).unwrap_or(Duration::ZERO);
+            self.arm_duration_limit(job.id, remaining);
+        }
+    }
+
     /// Handles exits reported by the supervisor, each in its own task so one
     /// slow commit does not delay the others.
     async fn consume_exits(self, mut exits: mpsc::UnboundedReceiver<ExitEvent>) {
         loop {
             let event = tokio::select! {
+                // Events already queued are handled before closing.
+                biased;
                 event = exits.recv() => event,
                 () = self.inner.closed.cancelled() => None,
             };
             let Some(event) = event else { break };
             let this = self.clone();
             let span = info_span!("job", job_id = event.job_id, pid = event.pid);
-            self.inner.tracker.spawn(
-                async move {
-                    let job_id = event.job_id;
-                    if let Err(e) = this.finish(job_id, Ending::Process(event.outcome)).await {
-                        error!(error = %e, "could not record the recorder's exit");
-                    }
-                    this.inner.supervisor.release(job_id);
-                }
-                .instrument(span),
-            );
+            self.inner
+                .tracker
+                .spawn(async move { this.record_exit(event).await }.instrument(span));
         }
+    }
+
+    /// Commits one exit, retrying while the database is unavailable: the
+    /// exit status exists only here, and the job stays owned (so no
+    /// reconciliation replaces it with "exit status unknown") until it is
+    /// written or retries run out.
+    async fn record_exit(&self, event: ExitEvent) {
+        let job_id = event.job_id;
+        let ending = Ending::Process {
+            outcome: event.outcome,
+            stop_signal: event.last_stop_signal,
+        };
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=EXIT_COMMIT_ATTEMPTS {
+            match self.finish(job_id, ending.clone()).await {
+                Ok(_) => break,
+                Err(e) if attempt < EXIT_COMMIT_ATTEMPTS => {
+                    warn!(error = %e, attempt, "could not record the recorder's exit; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => error!(error = %e, "could not record the recorder's exit; giving up"),
+            }
+        }
+        let latency = event.observed_at.elapsed();
+        debug!(latency_us = latency.as_micros() as u64, "exit committed");
+        self.inner.supervisor.release(job_id);
     }
 
     /// The one transition out of `running`/`stopping`, shared by every path.
@@ -543,6 +613,9 @@ impl JobService {
 
     /// Begins the stop sequence of every owned recorder (graceful shutdown).
     pub async fn stop_all(&self) -> usize {
+        // Waits out every start that got past its shutdown check, so each
+        // recorder spawned is owned (and stopped) here.
+        drop(self.inner.start_gate.write().await);
         let owned = self.inner.supervisor.owned_jobs();
         let mut stopped = 0;
         for job_id in owned {

@@ -7,11 +7,12 @@
 //! the next start runs it again from the first step: processing is
 //! at-least-once, so steps must tolerate being repeated.
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::process::Command;
@@ -22,20 +23,26 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{Profiles, render_argv};
 use crate::entity::RecordingStatus;
 use crate::jobs::repo;
+use crate::supervisor::Supervisor;
 
 /// Launches and tracks post-processing runs. Cheap to clone.
 #[derive(Clone)]
 pub struct Processing {
     db: DatabaseConnection,
+    supervisor: Supervisor,
     profiles: Arc<Profiles>,
     logs_dir: PathBuf,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Recordings whose processing runs now: a second launch for the same
+    /// recording (start-up resume racing a reconciliation, say) is a no-op.
+    in_flight: Arc<Mutex<HashSet<i32>>>,
 }
 
 impl Processing {
     pub fn new(
         db: DatabaseConnection,
+        supervisor: Supervisor,
         profiles: Arc<Profiles>,
         logs_dir: PathBuf,
         tracker: TaskTracker,
@@ -43,15 +50,27 @@ impl Processing {
     ) -> Self {
         Self {
             db,
+            supervisor,
             profiles,
             logs_dir,
             tracker,
             shutdown,
+            in_flight: Arc::new(Mutex::new(HashSet::new())),
         }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        // Single inserts and removals: a poisoned lock holds a valid set.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs the recording's post-processing in the background.
     pub fn launch(&self, recording_id: i32) {
+        if !self.in_flight().insert(recording_id) {
+            return;
+        }
         let this = self.clone();
         let span = info_span!("processing", recording_id);
         self.tracker.spawn(
@@ -59,6 +78,7 @@ impl Processing {
                 if let Err(e) = this.run(recording_id).await {
                     error!(error = %e, "post-processing could not record its result");
                 }
+                this.in_flight().remove(&recording_id);
             }
             .instrument(span),
         );
@@ -110,7 +130,7 @@ impl Processing {
             );
             let step = index + 1;
             let result = tokio::select! {
-                result = run_step(&argv, &log_path) => result,
+                result = run_step(&self.supervisor, &argv, &log_path) => result,
                 () = self.shutdown.cancelled() => {
                     warn!(step, "shutdown interrupted post-processing; it will run again at next start");
                     return Ok(());
@@ -138,21 +158,30 @@ impl Processing {
 
 /// Runs one command to completion, output appended to the processing log.
 /// The child is killed if this future is dropped (shutdown).
-async fn run_step(argv: &[String], log_path: &PathBuf) -> Result<(), String> {
+async fn run_step(
+    supervisor: &Supervisor,
+    argv: &[String],
+    log_path: &PathBuf,
+) -> Result<(), String> {
     let open = || OpenOptions::new().create(true).append(true).open(log_path);
     let stdout = open().map_err(|e| format!("could not open {}: {e}", log_path.display()))?;
     let stderr = stdout
         .try_clone()
         .map_err(|e| format!("could not open {}: {e}", log_path.display()))?;
-    let status = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .kill_on_drop(true)
-        .status()
-        .await
+        .kill_on_drop(true);
+    let (mut child, _owned) = supervisor
+        .spawn_owned(&mut command)
         .map_err(|e| format!("could not be started: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("could not be awaited: {e}"))?;
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
         (Some(code), _) => Err(format!("exited with code {code}")),

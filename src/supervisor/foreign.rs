@@ -28,7 +28,7 @@ impl ForeignProcess {
     /// that process. The pidfd is opened first and identity checked after:
     /// once the fd exists it refers to one process for good, so a check that
     /// passes then cannot be fooled by a later PID reuse.
-    pub fn open(identity: ProcessIdentity) -> io::Result<Option<Self>> {
+    pub fn open(job_id: i32, identity: ProcessIdentity) -> io::Result<Option<Self>> {
         let Some(pid) = Pid::from_raw(identity.pid) else {
             return Ok(None);
         };
@@ -43,7 +43,8 @@ impl ForeignProcess {
             // ENOSYS (kernel < 5.3) or a seccomp filter: fall back to polling.
             Err(_) => None,
         };
-        if identity::check(Some(identity.pid), Some(identity.start_time)) != Liveness::Alive {
+        let liveness = identity::check_job(job_id, Some(identity.pid), Some(identity.start_time));
+        if liveness != Liveness::Alive {
             return Ok(None);
         }
         Ok(Some(Self { identity, pidfd }))

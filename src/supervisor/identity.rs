@@ -34,6 +34,9 @@ pub enum Liveness {
     Gone { reason: String },
     /// A different process now has that PID.
     Reused { found_start_time: i64 },
+    /// The PID and start time match, but the process's environment says it
+    /// is not this job's recorder.
+    NotOurs { reason: String },
 }
 
 impl Liveness {
@@ -49,6 +52,9 @@ impl Liveness {
             Self::Reused { found_start_time } => format!(
                 "process {pid} is gone; its PID now belongs to an unrelated process (start time {found_start_time})"
             ),
+            Self::NotOurs { reason } => {
+                format!("process {pid} is not this job's recorder: {reason}")
+            }
         }
     }
 }
@@ -119,6 +125,36 @@ pub fn check(pid: Option<i32>, expected_start_time: Option<i64>) -> Liveness {
         },
         None => Liveness::Unverified,
     }
+}
+
+/// [`check`], plus the third proof of identity: the job marker that every
+/// recorder carries in its environment. Where `/proc/<pid>/environ` cannot
+/// be read (another user's process), PID and start time decide alone.
+pub fn check_job(job_id: i32, pid: Option<i32>, expected_start_time: Option<i64>) -> Liveness {
+    let liveness = check(pid, expected_start_time);
+    let (Liveness::Alive, Some(pid)) = (&liveness, pid) else {
+        return liveness;
+    };
+    match job_marker(pid) {
+        Ok(Some(marker)) if marker == job_id.to_string() => liveness,
+        Ok(Some(marker)) => Liveness::NotOurs {
+            reason: format!("it carries {}={marker}", super::JOB_ENV_MARKER),
+        },
+        Ok(None) => Liveness::NotOurs {
+            reason: format!("it carries no {}", super::JOB_ENV_MARKER),
+        },
+        Err(_) => liveness,
+    }
+}
+
+/// The value of the job marker in a process's environment, if any.
+fn job_marker(pid: i32) -> io::Result<Option<String>> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
+    let prefix = format!("{}=", super::JOB_ENV_MARKER);
+    Ok(environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .map(|value| String::from_utf8_lossy(value).into_owned()))
 }
 
 #[cfg(test)]

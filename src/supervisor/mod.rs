@@ -5,8 +5,9 @@
 
 pub mod foreign;
 pub mod identity;
+pub mod reaper;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -73,6 +75,8 @@ pub enum SpawnError {
         program: String,
         source: std::io::Error,
     },
+    #[error("cannot read the identity of process {pid}: {source}")]
+    Identity { pid: i32, source: std::io::Error },
 }
 
 /// A stop sequence: the profile's signal, then SIGTERM, then SIGKILL, each
@@ -102,10 +106,11 @@ impl StopPlan {
 
 enum Control {
     Stop(StopPlan),
+    /// SIGKILL the process group now (end of a shutdown whose time is up).
+    Kill,
 }
 
 struct ChildHandle {
-    pid: i32,
     control: mpsc::UnboundedSender<Control>,
 }
 
@@ -123,6 +128,25 @@ struct Inner {
     children: Mutex<HashMap<i32, ChildHandle>>,
     exits: mpsc::UnboundedSender<ExitEvent>,
     tracker: TaskTracker,
+    /// PIDs of children whose exit status a tokio waiter will collect
+    /// (recorders, post-processing steps). The orphan reaper never touches
+    /// them; spawning happens under this lock so the reaper never sees a
+    /// child before it is registered.
+    owned_pids: Mutex<HashSet<i32>>,
+    /// Cancelled to let every recorder run on without this process.
+    detached: CancellationToken,
+}
+
+/// Removes a PID from the owned set once its waiter has collected it.
+pub struct OwnedPid {
+    supervisor: Supervisor,
+    pid: i32,
+}
+
+impl Drop for OwnedPid {
+    fn drop(&mut self) {
+        self.supervisor.owned_pids().remove(&self.pid);
+    }
 }
 
 impl Supervisor {
@@ -133,6 +157,8 @@ impl Supervisor {
             children: Mutex::new(HashMap::new()),
             exits,
             tracker,
+            owned_pids: Mutex::new(HashSet::new()),
+            detached: CancellationToken::new(),
         };
         (
             Self {
@@ -150,6 +176,34 @@ impl Supervisor {
             .children
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn owned_pids(&self) -> MutexGuard<'_, HashSet<i32>> {
+        // Same reasoning as `children`: single inserts and removals.
+        self.inner
+            .owned_pids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` with the owned-PID set locked (see [`reaper`]).
+    pub fn with_owned_pids<T>(&self, f: impl FnOnce(&HashSet<i32>) -> T) -> T {
+        f(&self.owned_pids())
+    }
+
+    /// Spawns a child whose exit status belongs to the caller: registered so
+    /// that the orphan reaper leaves it alone until the guard is dropped.
+    pub fn spawn_owned(&self, command: &mut Command) -> std::io::Result<(Child, OwnedPid)> {
+        let mut owned = self.owned_pids();
+        let child = command.spawn()?;
+        let pid = child.id().map(|p| p as i32).unwrap_or_default();
+        owned.insert(pid);
+        drop(owned);
+        let guard = OwnedPid {
+            supervisor: self.clone(),
+            pid,
+        };
+        Ok((child, guard))
     }
 
     /// Starts a recorder: own process group (signals reach it and anything
@@ -180,26 +234,47 @@ impl Supervisor {
             .env(JOB_ENV_MARKER, spec.job_id.to_string())
             .process_group(0)
             .kill_on_drop(false);
-        let child = command
-            .spawn()
+        let (child, owned_pid) = self
+            .spawn_owned(&mut command)
             .map_err(|source| SpawnError::Program { program, source })?;
         // `id()` is Some until the child has been reaped, and nothing polls
         // it before the watcher below starts.
         let pid = child.id().map(|p| p as i32).unwrap_or_default();
         // The child cannot have been reaped yet (only its watcher reaps), so
         // /proc/<pid> still describes it, even if it already exited.
-        let start_time = identity::read_stat(pid)
-            .map(|s| s.start_time)
-            .unwrap_or_default();
+        let start_time = match identity::read_stat(pid) {
+            Ok(stat) => stat.start_time,
+            Err(source) => {
+                // Without its start time the recorder could never be told
+                // apart from a stranger after a restart: refuse to run it.
+                if let Some(group) = Pid::from_raw(pid) {
+                    let _ = kill_process_group(group, Signal::KILL);
+                }
+                let mut child = child;
+                self.inner.tracker.spawn(async move {
+                    let _ = child.wait().await;
+                    drop(owned_pid);
+                });
+                return Err(SpawnError::Identity { pid, source });
+            }
+        };
 
         let (control, control_rx) = mpsc::unbounded_channel();
-        self.children()
-            .insert(spec.job_id, ChildHandle { pid, control });
+        self.children().insert(spec.job_id, ChildHandle { control });
         let span = info_span!("job", job_id = spec.job_id, pid);
         let exits = self.inner.exits.clone();
-        self.inner
-            .tracker
-            .spawn(watch_child(spec.job_id, pid, child, control_rx, exits).instrument(span));
+        self.inner.tracker.spawn(
+            watch_child(
+                spec.job_id,
+                pid,
+                child,
+                owned_pid,
+                control_rx,
+                exits,
+                self.inner.detached.clone(),
+            )
+            .instrument(span),
+        );
         Ok(ProcessIdentity { pid, start_time })
     }
 
@@ -209,12 +284,27 @@ impl Supervisor {
     pub fn adopt(&self, job_id: i32, process: ForeignProcess) {
         let pid = process.identity().pid;
         let (control, control_rx) = mpsc::unbounded_channel();
-        self.children().insert(job_id, ChildHandle { pid, control });
+        {
+            // Two reconciliations may race to adopt the same orphan: the
+            // first wins, the second's handle is dropped unused.
+            let mut children = self.children();
+            if children.contains_key(&job_id) {
+                return;
+            }
+            children.insert(job_id, ChildHandle { control });
+        }
         let span = info_span!("job", job_id, pid);
         let exits = self.inner.exits.clone();
-        self.inner
-            .tracker
-            .spawn(watch_foreign(job_id, process, control_rx, exits).instrument(span));
+        self.inner.tracker.spawn(
+            watch_foreign(
+                job_id,
+                process,
+                control_rx,
+                exits,
+                self.inner.detached.clone(),
+            )
+            .instrument(span),
+        );
     }
 
     /// Begins the stop sequence of an owned child. Returns false when no
@@ -250,13 +340,26 @@ impl Supervisor {
         self.children().remove(&job_id);
     }
 
-    /// Sends SIGKILL to every owned child's process group: the last resort
-    /// of a shutdown whose time is up.
+    /// Has every owned child's watcher SIGKILL its process group: the last
+    /// resort of a shutdown whose time is up. Going through the watchers
+    /// means nothing is signalled after its recorder has been reaped.
     pub fn kill_all(&self) {
         for handle in self.children().values() {
-            if let Some(pid) = Pid::from_raw(handle.pid) {
-                let _ = kill_process_group(pid, Signal::KILL);
-            }
+            let _ = handle.control.send(Control::Kill);
+        }
+    }
+
+    /// Stops watching every recorder without signalling any: they run on,
+    /// recorded as `running` with their identity, for the next supervisor
+    /// to adopt.
+    pub fn detach(&self) {
+        self.inner.detached.cancel();
+    }
+
+    /// Has one child's watcher SIGKILL its process group now.
+    pub fn kill(&self, job_id: i32) {
+        if let Some(handle) = self.children().get(&job_id) {
+            let _ = handle.control.send(Control::Kill);
         }
     }
 }
@@ -313,8 +416,10 @@ async fn watch_child(
     job_id: i32,
     pid: i32,
     mut child: Child,
+    owned_pid: OwnedPid,
     mut control: mpsc::UnboundedReceiver<Control>,
     exits: mpsc::UnboundedSender<ExitEvent>,
+    detached: CancellationToken,
 ) {
     info!("recorder started");
     let mut escalation = Escalation::default();
@@ -322,8 +427,19 @@ async fn watch_child(
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
+            () = detached.cancelled() => {
+                info!("detached: the recorder keeps running");
+                return;
+            }
             cmd = control.recv(), if control_open => match cmd {
                 Some(Control::Stop(plan)) => escalation.begin(plan),
+                Some(Control::Kill) => {
+                    warn!("killing the recorder's process group");
+                    escalation.last_sent = Some(Signal::KILL);
+                    if let Some(group) = Pid::from_raw(pid) {
+                        let _ = kill_process_group(group, Signal::KILL);
+                    }
+                }
                 None => control_open = false,
             },
             _ = escalation.due(), if escalation.is_due() => {
@@ -339,6 +455,7 @@ async fn watch_child(
         }
     };
     let observed_at = Instant::now();
+    drop(owned_pid);
     let outcome = match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => ExitOutcome::Exited(code),
@@ -365,6 +482,7 @@ async fn watch_foreign(
     process: ForeignProcess,
     mut control: mpsc::UnboundedReceiver<Control>,
     exits: mpsc::UnboundedSender<ExitEvent>,
+    detached: CancellationToken,
 ) {
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();
@@ -372,8 +490,13 @@ async fn watch_foreign(
     loop {
         tokio::select! {
             () = process.exited() => break,
+            () = detached.cancelled() => return,
             cmd = control.recv(), if control_open => match cmd {
                 Some(Control::Stop(plan)) => escalation.begin(plan),
+                Some(Control::Kill) => {
+                    escalation.last_sent = Some(Signal::KILL);
+                    let _ = process.signal_group(Signal::KILL);
+                }
                 None => control_open = false,
             },
             _ = escalation.due(), if escalation.is_due() => {

@@ -18,6 +18,7 @@ on_both_databases!(
     seed_example_four_dead_pids_are_cleaned_up,
     live_pid_with_a_mismatching_start_time_counts_as_dead_and_is_never_signalled,
     live_orphan_is_kept_adopted_and_stoppable,
+    a_live_process_without_the_job_marker_is_not_adopted,
     exactly_one_transition_and_one_processing_run_under_racing_calls,
 );
 
@@ -57,6 +58,18 @@ async fn insert_orphan(
     .await
     .expect("insert job");
     job.id
+}
+
+async fn set_identity(db: &DatabaseConnection, job_id: i32, pid: i32, start: i64) {
+    recording_job::ActiveModel {
+        id: Set(job_id),
+        process_id: Set(Some(pid)),
+        process_start_time: Set(Some(start)),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+    .expect("update job identity");
 }
 
 async fn seed_example_four_dead_pids_are_cleaned_up(backend: Backend) {
@@ -123,8 +136,10 @@ async fn live_pid_with_a_mismatching_start_time_counts_as_dead_and_is_never_sign
 async fn live_orphan_is_kept_adopted_and_stoppable(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let db = app.db().await;
-    // A recorder from "before the restart": in its own process group, as
-    // the supervisor would have started it.
+    // A recorder from "before the restart": its row first (for the job id),
+    // then the process, in its own process group and carrying the job
+    // marker, as the supervisor would have started it.
+    let job_id = insert_orphan(&db, &app.dir, 0, None).await;
     let mut orphan = std::process::Command::new(crate::helpers::test_recorder());
     std::os::unix::process::CommandExt::process_group(&mut orphan, 0);
     let output = app.dir.join("orphan-output.txt");
@@ -135,12 +150,12 @@ async fn live_orphan_is_kept_adopted_and_stoppable(backend: Backend) {
             "--max-lifetime",
             "60",
         ])
+        .env("RECORDERD_JOB_ID", job_id.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn orphan");
     let pid = orphan.id() as i32;
-    let start = start_time(pid).expect("start time");
-    let job_id = insert_orphan(&db, &app.dir, pid, Some(start)).await;
+    set_identity(&db, job_id, pid, start_time(pid).expect("start time")).await;
 
     assert_eq!(app.cleanup().await["updated_count"], 0);
     let active = app.active().await;
@@ -149,8 +164,8 @@ async fn live_orphan_is_kept_adopted_and_stoppable(backend: Backend) {
 
     let (status, body) = app.stop(job_id.into()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // The orphan is our child here (the test spawned it), so reap it for
-    // the pidfd-based watcher to see it end.
+    // The orphan is the test's child, so reap it here; the server notices
+    // its end through a pidfd either way.
     let reaper = std::thread::spawn(move || orphan.wait());
     let job = app.wait_for_job_end(job_id.into()).await;
     assert_eq!(job["status"], "completed", "{job}");
@@ -163,6 +178,29 @@ async fn live_orphan_is_kept_adopted_and_stoppable(backend: Backend) {
         status.success(),
         "the orphan got SIGINT and exited cleanly: {status}"
     );
+}
+
+async fn a_live_process_without_the_job_marker_is_not_adopted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let db = app.db().await;
+    let mut stranger = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = stranger.id() as i32;
+    let job_id = insert_orphan(&db, &app.dir, pid, start_time(pid)).await;
+    assert_eq!(app.cleanup().await["updated_count"], 1);
+    let job = app.job(job_id.into()).await;
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("RECORDERD_JOB_ID"),
+        "{job}"
+    );
+    assert!(process_exists(pid), "the stranger is never signalled");
+    let _ = stranger.kill();
+    let _ = stranger.wait();
 }
 
 async fn exactly_one_transition_and_one_processing_run_under_racing_calls(backend: Backend) {

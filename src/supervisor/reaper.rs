@@ -1,0 +1,87 @@
+//! Zombie reaping for PID 1 and child subreapers.
+//!
+//! As a container's entrypoint recorderd is PID 1, and every orphan in the
+//! container (a recorder's grandchild whose parent died, say) becomes its
+//! child; as a subreaper the same happens to orphans of its own
+//! descendants. Someone must reap them or they linger as zombies. A blanket
+//! `waitpid(-1)` would also take the exit statuses that tokio is waiting for
+//! (a recorder's exit code lost, `ECHILD` in its watcher), so this reaper
+//! lists its children and reaps only zombies whose PID no tokio waiter owns.
+
+use std::collections::HashSet;
+
+use rustix::process::{Pid, WaitOptions, waitpid};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Supervisor, identity};
+
+/// Reaps unowned zombie children on every SIGCHLD until shutdown.
+pub async fn reap_orphans(supervisor: Supervisor, shutdown: CancellationToken) {
+    let mut sigchld = match signal(SignalKind::child()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot watch SIGCHLD; orphaned processes will not be reaped");
+            return;
+        }
+    };
+    loop {
+        let reaped = supervisor.with_owned_pids(reap_unowned_zombies);
+        if reaped > 0 {
+            debug!(reaped, "reaped orphaned processes");
+        }
+        tokio::select! {
+            received = sigchld.recv() => if received.is_none() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One pass: every child of this process that is a zombie and not owned.
+/// Runs under the owned-PID lock, so a child spawned meanwhile is either
+/// already registered or not yet visible.
+fn reap_unowned_zombies(owned: &HashSet<i32>) -> usize {
+    let mut reaped = 0;
+    for pid in children_of_self() {
+        if owned.contains(&pid) {
+            continue;
+        }
+        let is_zombie = identity::read_stat(pid).is_ok_and(|s| s.state == 'Z');
+        if !is_zombie {
+            continue;
+        }
+        if let Some(raw) = Pid::from_raw(pid)
+            && let Ok(Some((_, status))) = waitpid(Some(raw), WaitOptions::NOHANG)
+        {
+            info!(pid, ?status, "reaped an orphaned process");
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// PIDs of this process's children, from `/proc/self/task/*/children`.
+fn children_of_self() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Makes orphaned descendants re-parent to this process instead of to
+/// PID 1, so they are reaped here.
+pub fn become_subreaper() -> std::io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(Into::into)
+}

@@ -7,6 +7,7 @@
 //!               [--stop-exit-code N] [--ignore-sigint] [--ignore-sigterm]
 //!               [--no-output] [--self-signal N] [--stop-delay-ms MS]
 //!               [--timestamp-file FILE] [--max-lifetime SECS]
+//!               [--spawn-grandchild SECS]
 //! ```
 //!
 //! `--max-lifetime` (default 300 s) ends it in any case, so a test that
@@ -33,6 +34,7 @@ struct Options {
     stop_delay: Duration,
     timestamp_file: Option<String>,
     max_lifetime: f64,
+    spawn_grandchild: Option<f64>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -48,6 +50,7 @@ fn parse() -> Result<Options, String> {
         stop_delay: Duration::ZERO,
         timestamp_file: None,
         max_lifetime: 300.0,
+        spawn_grandchild: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -74,6 +77,7 @@ fn parse() -> Result<Options, String> {
             }
             "--timestamp-file" => o.timestamp_file = Some(value(&arg)?),
             "--max-lifetime" => o.max_lifetime = num(value(&arg)?, &arg)?,
+            "--spawn-grandchild" => o.spawn_grandchild = Some(num(value(&arg)?, &arg)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -121,6 +125,17 @@ fn main() -> ExitCode {
         _ => None,
     };
     println!("test_recorder: pid {} recording", std::process::id());
+    if let Some(seconds) = options.spawn_grandchild {
+        // Left running, never waited for: once this recorder exits, it is an
+        // orphan for PID 1 (or a subreaper) to reap.
+        match std::process::Command::new("sleep")
+            .arg(seconds.to_string())
+            .spawn()
+        {
+            Ok(child) => println!("test_recorder: grandchild {}", child.id()),
+            Err(e) => eprintln!("test_recorder: cannot spawn grandchild: {e}"),
+        }
+    }
     let started = Instant::now();
     let mut chunk = 0u64;
     let mut next_write = Instant::now();

@@ -142,6 +142,16 @@ allowed_schemes = ["test"]
         r#", "--ignore-sigint", "--ignore-sigterm""#,
         0.5,
     );
+    text += &profile(
+        "self_ending",
+        r#", "--exit-after", "6", "--timestamp-file", "{output}.exited""#,
+        2.0,
+    );
+    text += &profile(
+        "forking",
+        r#", "--exit-after", "0.3", "--spawn-grandchild", "1""#,
+        2.0,
+    );
     text += &profile("empty", r#", "--no-output", "--exit-after", "0.3""#, 2.0);
     text += r#"
 [profiles.missing]
@@ -157,6 +167,8 @@ allowed_schemes = ["test"]
 pub struct AppOptions {
     pub post_processing_ok: bool,
     pub extra_args: Vec<String>,
+    /// A command the server runs under, e.g. `unshare --pid --fork`.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for AppOptions {
@@ -164,6 +176,7 @@ impl Default for AppOptions {
         Self {
             post_processing_ok: true,
             extra_args: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -223,7 +236,14 @@ impl TestApp {
             .unwrap_or(0);
         self.server_log = self.dir.join(format!("server-{n}.log"));
         let log = std::fs::File::create(&self.server_log).expect("create server log");
-        let mut command = Command::new(server_binary());
+        let mut command = match self.options.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(server_binary());
+                c
+            }
+            None => Command::new(server_binary()),
+        };
         command
             .arg("serve")
             .args(["--bind", "127.0.0.1:0"])
@@ -263,19 +283,29 @@ impl TestApp {
         }
     }
 
+    /// PID of the server process as this test sees it.
+    pub fn server_pid(&self) -> i32 {
+        self.server
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .unwrap_or_default()
+    }
+
     /// Sends a signal to the server and waits for it to exit.
     pub async fn signal_server(&mut self, signal: i32) -> std::process::ExitStatus {
+        send_signal(self.server_pid(), signal);
+        self.wait_for_server_exit().await
+    }
+
+    /// Waits for the server process to exit (90 s at most).
+    pub async fn wait_for_server_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.server.take().expect("server running");
-        send_signal(child.id() as i32, signal);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = child.try_wait().expect("wait for server") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit after signal {signal}"
-            );
+            assert!(Instant::now() < deadline, "server did not exit");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

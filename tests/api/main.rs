@@ -7,4 +7,5 @@ mod helpers;
 mod errors;
 mod lifecycle;
 mod reconcile;
+mod restart;
 mod shutdown;

@@ -49,6 +49,7 @@ impl Application {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating directory {}", dir.display()))?;
         }
+        raise_open_file_limit();
         let db = db::connect(&settings.database_url).await?;
         db::migrate(&db).await?;
 
@@ -177,6 +178,25 @@ impl Application {
         db.close().await.context("closing the database")?;
         info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Each recorder costs a pidfd (its exit watcher) and each client a socket:
+/// the default soft limit of 1024 descriptors would cap a busy supervisor
+/// well below what the machine allows, so raise it to the hard limit.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => info!(to = ?limit.maximum, "raised the open-file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
 

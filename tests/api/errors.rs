@@ -52,9 +52,6 @@ async fn bad_inputs_get_clear_errors(backend: Backend) {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     );
-    let big = format!("{{\"source\": \"test://{}\"}}", "a".repeat(200 * 1024));
-    let (s, b) = app.post_raw(start, "application/json", big).await;
-    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
 
     let (s, b) = app
         .start(json!({ "source": "test://a", "profile": "nope" }))
@@ -120,8 +117,23 @@ async fn bad_inputs_get_clear_errors(backend: Backend) {
     let (s, b) = app.get("/api/recordings/jobs/start/").await;
     assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 
+    // The server answers 413 without reading the rest of the body, then
+    // closes that connection: sent last so no later request reuses it.
+    let big = format!("{{\"source\": \"test://{}\"}}", "a".repeat(200 * 1024));
+    let (s, b) = app.post_raw(start, "application/json", big).await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+
     // None of these left a job behind.
-    let (_, jobs) = app.get("/api/recordings/jobs/").await;
+    // A new client: the pooled connection was closed by the 413.
+    let fresh = reqwest::Client::new();
+    let jobs: Value = fresh
+        .get(app.url("/api/recordings/jobs/"))
+        .send()
+        .await
+        .expect("list jobs")
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(jobs["count"], 0, "{jobs}");
 }
 

@@ -40,6 +40,16 @@ async fn sigterm_stops_every_recorder_and_commits_its_end(backend: Backend) {
         let job = app.job(job).await;
         assert_eq!(job["status"], "completed", "{job}");
         assert_eq!(job["exit_code"], 0, "{job}");
+        assert!(job["stop_requested_at"].is_string(), "{job}");
+        let recording = app
+            .recording(job["recording_id"].as_i64().unwrap_or_default())
+            .await;
+        let output_path = recording["output_path"].as_str().unwrap_or_default();
+        let output = std::fs::read_to_string(output_path).unwrap_or_default();
+        assert!(
+            output.ends_with("trailer\n"),
+            "output not finalized: {output:?}"
+        );
     }
 }
 

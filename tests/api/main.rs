@@ -5,6 +5,7 @@
 mod helpers;
 
 mod errors;
+mod ffmpeg;
 mod lifecycle;
 mod reconcile;
 mod restart;

@@ -291,7 +291,10 @@ const PROCESSING_PLACEHOLDERS: &[&str] = &["input", "recording_id"];
 
 impl Profile {
     /// Copies any stream ffmpeg can read into Matroska, which stays readable
-    /// if the recorder dies before writing its trailer (a plain MP4 does not).
+    /// if the recorder dies before writing its trailer (a plain MP4 does
+    /// not). Clusters of at most 1 s, flushed as written: a SIGKILLed ffmpeg
+    /// loses about a second, and the file grows steadily (which is what stall
+    /// detection watches).
     pub fn ffmpeg() -> Self {
         Self {
             command: [
@@ -308,6 +311,10 @@ impl Profile {
                 "copy",
                 "-f",
                 "matroska",
+                "-cluster_time_limit",
+                "1000",
+                "-flush_packets",
+                "1",
                 "{output}",
             ]
             .map(str::to_owned)

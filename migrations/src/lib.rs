@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_recordings_and_jobs;
+mod m20261129_000002_processing_steps;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -13,8 +14,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261129_000001_create_recordings_and_jobs::Migration,
-        )]
+        vec![
+            Box::new(m20261129_000001_create_recordings_and_jobs::Migration),
+            Box::new(m20261129_000002_processing_steps::Migration),
+        ]
     }
 }

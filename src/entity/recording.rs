@@ -41,6 +41,11 @@ pub struct Model {
     pub status: RecordingStatus,
     pub output_path: String,
     pub error: Option<String>,
+    /// JSON written by the `analyze` step (duration, codec, loudness, …).
+    #[serde(skip)]
+    pub analysis: Option<String>,
+    /// Text written by a step whose output is the transcript.
+    pub transcript: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: TimeDateTimeWithTimeZone,
     #[serde(with = "time::serde::rfc3339")]
@@ -51,11 +56,19 @@ pub struct Model {
 pub enum Relation {
     #[sea_orm(has_many = "super::recording_job::Entity")]
     Jobs,
+    #[sea_orm(has_many = "super::processing_step::Entity")]
+    Steps,
 }
 
 impl Related<super::recording_job::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Jobs.def()
+    }
+}
+
+impl Related<super::processing_step::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Steps.def()
     }
 }
 

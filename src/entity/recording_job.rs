@@ -70,6 +70,12 @@ pub struct Model {
     pub completed_at: Option<TimeDateTimeWithTimeZone>,
     pub error: Option<String>,
     pub log_path: String,
+    /// Why a stop was asked for: `requested`, `duration`, `stalled`, `shutdown`.
+    pub stop_reason: Option<String>,
+    /// The last signal of the stop sequence sent before the recorder ended.
+    pub stop_signal: Option<i32>,
+    /// From the first stop signal to the recorder's end.
+    pub stop_duration_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

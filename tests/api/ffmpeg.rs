@@ -67,6 +67,14 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
         .and_then(|s| s.local_addr())
         .expect("free UDP port")
         .port();
+    // The recorder listens first; a source sending to a closed UDP port
+    // can get "connection refused" and stop.
+    let (job_id, recording_id) = app
+        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let source_log_path = app.dir.join("source.log");
+    let source_log = std::fs::File::create(&source_log_path).expect("source log");
     let _source = Source(
         Command::new("ffmpeg")
             .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
@@ -75,13 +83,10 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
             .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(source_log.try_clone().expect("source log"))
             .spawn()
             .expect("start the stream source"),
     );
-    let (job_id, recording_id) = app
-        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
-        .await;
 
     // ffmpeg probes a live MPEG-TS input for up to 5 s before it copies;
     // wait until its progress line shows 2 s of audio recorded.
@@ -89,7 +94,7 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, log) = app
             .get(&format!("/api/recordings/jobs/{job_id}/log/"))

@@ -7,7 +7,7 @@
 //!               [--stop-exit-code N] [--ignore-sigint] [--ignore-sigterm]
 //!               [--no-output] [--self-signal N] [--stop-delay-ms MS]
 //!               [--timestamp-file FILE] [--max-lifetime SECS]
-//!               [--spawn-grandchild SECS]
+//!               [--spawn-grandchild SECS] [--stall-after SECS]
 //! ```
 //!
 //! `--max-lifetime` (default 300 s) ends it in any case, so a test that
@@ -35,6 +35,7 @@ struct Options {
     timestamp_file: Option<String>,
     max_lifetime: f64,
     spawn_grandchild: Option<f64>,
+    stall_after: Option<f64>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -51,6 +52,7 @@ fn parse() -> Result<Options, String> {
         timestamp_file: None,
         max_lifetime: 300.0,
         spawn_grandchild: None,
+        stall_after: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +80,7 @@ fn parse() -> Result<Options, String> {
             "--timestamp-file" => o.timestamp_file = Some(value(&arg)?),
             "--max-lifetime" => o.max_lifetime = num(value(&arg)?, &arg)?,
             "--spawn-grandchild" => o.spawn_grandchild = Some(num(value(&arg)?, &arg)?),
+            "--stall-after" => o.stall_after = Some(num(value(&arg)?, &arg)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -149,7 +152,8 @@ fn main() -> ExitCode {
         {
             break false;
         }
-        if Instant::now() >= next_write {
+        let stalled = options.stall_after.is_some_and(|after| elapsed >= after);
+        if Instant::now() >= next_write && !stalled {
             if let Some(f) = file.as_mut() {
                 let _ = writeln!(f, "chunk {chunk}");
             }

@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// process of the namespace when recorderd exits.
     #[arg(long, env = "RECORDERD_SHUTDOWN_POLICY", value_enum, default_value_t = ShutdownPolicy::Stop)]
     pub shutdown_policy: ShutdownPolicy,
+    /// Processing steps run at once, across all recordings (transcription
+    /// is CPU-heavy).
+    #[arg(long, env = "RECORDERD_PROCESSING_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub processing_concurrency: u16,
     /// Behave as PID 1 even when not: reap every orphan that is not a
     /// recorder. Detected automatically when recorderd is PID 1.
     #[arg(long, env = "RECORDERD_INIT")]
@@ -149,6 +153,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub shutdown_policy: ShutdownPolicy,
+    pub processing_concurrency: usize,
     /// True when running as PID 1 (or asked to behave so).
     pub init: bool,
     pub profiles: Profiles,
@@ -177,6 +182,7 @@ impl Settings {
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             shutdown_policy: args.shutdown_policy,
+            processing_concurrency: usize::from(args.processing_concurrency),
             init,
             profiles,
         })
@@ -188,6 +194,11 @@ impl Settings {
 
     pub fn logs_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
+    }
+
+    /// Scratch directories of the processing steps, one per recording.
+    pub fn work_dir(&self) -> PathBuf {
+        self.data_dir.join("work")
     }
 }
 
@@ -271,11 +282,192 @@ pub struct Profile {
     pub output_extension: String,
     /// URL schemes a source may use (`rtmp`, `http`, …).
     pub allowed_schemes: Vec<String>,
-    /// Commands run one after another once the recording has ended, with
-    /// `{input}` (the recorded file) and `{recording_id}`. The
-    /// recording is `ready` when all exit 0.
+    /// Shorthand for command steps without options: each argv becomes a
+    /// step named `post-processing-N`, run after the `steps`.
     #[serde(default)]
     pub post_processing: Vec<Vec<String>>,
+    /// The processing pipeline, run in order once the recording has ended.
+    /// The recording is `ready` when every step succeeded.
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    /// A recorder alive whose output has not grown for this long is stopped
+    /// and its job fails with reason `stalled`. None: never.
+    #[serde(default)]
+    pub stall_timeout_seconds: Option<f64>,
+    /// Exit codes that mean "stopped cleanly, output finalized" after a stop
+    /// signal. ffmpeg exits 255 after SIGINT once its trailer is written.
+    #[serde(default = "default_clean_exit_codes")]
+    pub clean_exit_codes: Vec<i32>,
+}
+
+/// One step of the processing pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Unique within the profile; shown in the API.
+    pub name: String,
+    /// A built-in step instead of a command.
+    #[serde(default)]
+    pub builtin: Option<BuiltinStep>,
+    /// argv template: `{input}` (the recorded file), `{workdir}` (a
+    /// directory of this recording's), `{recording_id}`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default = "default_step_timeout")]
+    pub timeout_seconds: f64,
+    /// Attempts after the first one fails.
+    #[serde(default)]
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff_seconds: f64,
+    /// Keep the command's standard output as this recording field.
+    #[serde(default)]
+    pub stdout: Option<StepOutput>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltinStep {
+    /// ffprobe and ffmpeg measure duration, codec, loudness and silence.
+    Analyze,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutput {
+    Transcript,
+}
+
+fn default_step_timeout() -> f64 {
+    600.0
+}
+
+fn default_retry_backoff() -> f64 {
+    2.0
+}
+
+fn default_clean_exit_codes() -> Vec<i32> {
+    vec![0]
+}
+
+impl StepConfig {
+    fn command(name: &str, argv: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            builtin: None,
+            command: argv.iter().map(|a| (*a).to_owned()).collect(),
+            timeout_seconds: default_step_timeout(),
+            retries: 1,
+            retry_backoff_seconds: default_retry_backoff(),
+            stdout: None,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_seconds)
+    }
+
+    pub fn retry_backoff(&self) -> Duration {
+        Duration::from_secs_f64(self.retry_backoff_seconds)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        {
+            bail!(
+                "step name `{}` must be letters, digits, `-` or `_`",
+                self.name
+            );
+        }
+        match (&self.builtin, self.command.is_empty()) {
+            (Some(_), false) => bail!(
+                "step `{}`: either `builtin` or `command`, not both",
+                self.name
+            ),
+            (None, true) => bail!("step `{}` needs a `command` or a `builtin`", self.name),
+            _ => {}
+        }
+        if !self.command.is_empty() && self.command[0].is_empty() {
+            bail!("step `{}`: `command` must name a program", self.name);
+        }
+        check_placeholders(&self.command, PROCESSING_PLACEHOLDERS)?;
+        for (field, value, max) in [
+            ("timeout_seconds", self.timeout_seconds, 7.0 * 24.0 * 3600.0),
+            ("retry_backoff_seconds", self.retry_backoff_seconds, 3600.0),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value <= max) {
+                bail!("step `{}`: `{field}` must be in (0, {max}]", self.name);
+            }
+        }
+        if self.retries > 20 {
+            bail!("step `{}`: at most 20 `retries`", self.name);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `program` is an executable on the `PATH`.
+pub fn program_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// The pipeline the built-in profile runs: `analyze` where ffprobe and
+/// ffmpeg exist, and offline transcription where pocketsphinx does.
+fn default_pipeline() -> Vec<StepConfig> {
+    let mut steps = Vec::new();
+    let ffmpeg = program_exists("ffmpeg");
+    if ffmpeg && program_exists("ffprobe") {
+        steps.push(StepConfig {
+            builtin: Some(BuiltinStep::Analyze),
+            ..StepConfig::command("analyze", &[])
+        });
+    }
+    if ffmpeg && program_exists("pocketsphinx_continuous") {
+        steps.push(StepConfig::command(
+            "transcode",
+            &[
+                "ffmpeg",
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                "{input}",
+                "-vn",
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                "{workdir}/audio-16k.wav",
+            ],
+        ));
+        steps.push(StepConfig {
+            stdout: Some(StepOutput::Transcript),
+            ..StepConfig::command(
+                "transcribe",
+                &[
+                    "pocketsphinx_continuous",
+                    "-infile",
+                    "{workdir}/audio-16k.wav",
+                    "-logfn",
+                    "/dev/null",
+                ],
+            )
+        });
+    }
+    steps
 }
 
 fn default_stop_signal() -> String {
@@ -287,7 +479,7 @@ fn default_grace() -> f64 {
 }
 
 const RECORDER_PLACEHOLDERS: &[&str] = &["source", "output", "duration", "job_id", "recording_id"];
-const PROCESSING_PLACEHOLDERS: &[&str] = &["input", "recording_id"];
+const PROCESSING_PLACEHOLDERS: &[&str] = &["input", "workdir", "recording_id"];
 
 impl Profile {
     /// Copies any stream ffmpeg can read into Matroska, which stays readable
@@ -328,7 +520,27 @@ impl Profile {
             .map(str::to_owned)
             .to_vec(),
             post_processing: Vec::new(),
+            steps: default_pipeline(),
+            stall_timeout_seconds: Some(30.0),
+            clean_exit_codes: vec![0, 255],
         }
+    }
+
+    /// Every step, in order: `steps`, then the `post_processing` shorthand.
+    pub fn pipeline(&self) -> Vec<StepConfig> {
+        let mut steps = self.steps.clone();
+        for (i, argv) in self.post_processing.iter().enumerate() {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            steps.push(StepConfig {
+                retries: 0,
+                ..StepConfig::command(&format!("post-processing-{}", i + 1), &argv)
+            });
+        }
+        steps
+    }
+
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        self.stall_timeout_seconds.map(Duration::from_secs_f64)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -340,7 +552,18 @@ impl Profile {
             if step.is_empty() || step[0].is_empty() {
                 bail!("each `post_processing` entry must name a program");
             }
-            check_placeholders(step, PROCESSING_PLACEHOLDERS)?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for step in self.pipeline() {
+            step.validate()?;
+            if !names.insert(step.name.clone()) {
+                bail!("two steps are named `{}`", step.name);
+            }
+        }
+        if let Some(stall) = self.stall_timeout_seconds
+            && !(stall.is_finite() && (1.0..=24.0 * 3600.0).contains(&stall))
+        {
+            bail!("`stall_timeout_seconds` must be between 1 and 86400");
         }
         parse_signal(&self.stop_signal)?;
         if !(self.stop_grace_seconds.is_finite()

@@ -71,6 +71,16 @@ impl ApiError {
                         Some(json!({ "job_id": job_id, "program": program })),
                     )
                 }
+                J::RecordingBusy { status, .. } => (
+                    StatusCode::CONFLICT,
+                    "recording_busy",
+                    msg,
+                    Some(json!({ "status": status.as_str() })),
+                ),
+                J::NothingToProcess { .. } => {
+                    (StatusCode::CONFLICT, "nothing_to_process", msg, None)
+                }
+                J::MediaUnavailable { .. } => (StatusCode::NOT_FOUND, "media_not_found", msg, None),
                 J::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg, None),
                 J::LogUnreadable { .. } | J::Database(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -63,7 +63,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     api = both(api, "/api/recordings/jobs/{id}", get(jobs::show));
     api = both(api, "/api/recordings/jobs/{id}/log", get(jobs::log));
     api = both(api, "/api/recordings", get(recordings::list));
-    api = both(api, "/api/recordings/{id}", get(recordings::show));
+    api = both(
+        api,
+        "/api/recordings/{id}",
+        get(recordings::show).delete(recordings::delete),
+    );
+    api = both(
+        api,
+        "/api/recordings/{id}/reprocess",
+        axum::routing::post(recordings::reprocess),
+    );
+    api = both(api, "/api/recordings/{id}/media", get(recordings::media));
     api.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::status::Verdict;
+use super::status::{StopReason, Verdict};
 use crate::entity::{JobStatus, RecordingStatus, recording, recording_job};
 use crate::supervisor::ProcessIdentity;
 
@@ -184,9 +184,17 @@ pub async fn recordings_with_status(
         .await
 }
 
-/// `running` → `stopping`. False when the job was not running.
-pub async fn mark_stopping(db: &DatabaseConnection, job_id: i32) -> Result<bool, DbErr> {
+/// `running` → `stopping`, saying why. False when the job was not running.
+pub async fn mark_stopping(
+    db: &DatabaseConnection,
+    job_id: i32,
+    reason: StopReason,
+) -> Result<bool, DbErr> {
     let result = recording_job::Entity::update_many()
+        .col_expr(
+            recording_job::Column::StopReason,
+            Expr::value(reason.as_str()),
+        )
         .col_expr(
             recording_job::Column::Status,
             Expr::value(JobStatus::Stopping.as_str()),
@@ -238,6 +246,14 @@ pub async fn finish_job(
             recording_job::Column::Error,
             Expr::value(verdict.error.clone()),
         )
+        .col_expr(
+            recording_job::Column::StopSignal,
+            Expr::value(verdict.stop_signal),
+        )
+        .col_expr(
+            recording_job::Column::StopDurationMs,
+            Expr::value(verdict.stop_duration_ms),
+        )
         .filter(recording_job::Column::Id.eq(job.id))
         .filter(recording_job::Column::Status.eq(expected))
         .exec(&txn)
@@ -281,6 +297,20 @@ pub async fn finish_processing(
         )
         .filter(recording::Column::Id.eq(recording_id))
         .filter(recording::Column::Status.eq(RecordingStatus::Processing))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Deletes a `ready` or `failed` recording (its jobs and steps go with it,
+/// by foreign key). False when it was in another state.
+pub async fn delete_settled_recording(
+    db: &DatabaseConnection,
+    recording_id: i32,
+) -> Result<bool, DbErr> {
+    let result = recording::Entity::delete_many()
+        .filter(recording::Column::Id.eq(recording_id))
+        .filter(recording::Column::Status.is_in([RecordingStatus::Ready, RecordingStatus::Failed]))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)

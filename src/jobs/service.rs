@@ -16,13 +16,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::repo::{self, Job, NewRecording, Recording, RecordingOutcome};
-use super::status::{Ending, verdict};
+use super::status::{Ending, JobContext, StopReason, verdict};
 use crate::config::{Profile, Settings, render_argv};
 use crate::entity::{JobStatus, RecordingStatus};
-use crate::processing::Processing;
+use crate::processing::{Processing, ProcessingDirs, steps};
 use crate::supervisor::identity::{self, Liveness};
 use crate::supervisor::{
-    ExitEvent, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StopPlan, Supervisor,
+    ExitEvent, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StallCheck, StopPlan,
+    Supervisor, SupervisorEvent,
 };
 
 /// How many times an exit is offered to the database (about 40 s in all).
@@ -70,6 +71,16 @@ pub enum JobError {
     Spawn { job_id: i32, source: SpawnError },
     #[error("the log of job {id} cannot be read: {source}")]
     LogUnreadable { id: i32, source: std::io::Error },
+    #[error("recording {id} is {status}; only a ready or failed recording can be {action}", status = status.as_str())]
+    RecordingBusy {
+        id: i32,
+        status: RecordingStatus,
+        action: &'static str,
+    },
+    #[error("recording {id} has no recorded data to process")]
+    NothingToProcess { id: i32 },
+    #[error("the media of recording {id} is not available: {reason}")]
+    MediaUnavailable { id: i32, reason: String },
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -112,7 +123,11 @@ impl JobService {
             db.clone(),
             supervisor.clone(),
             Arc::new(settings.profiles.clone()),
-            settings.logs_dir(),
+            ProcessingDirs {
+                logs: settings.logs_dir(),
+                work: settings.work_dir(),
+            },
+            settings.processing_concurrency,
             tracker.clone(),
             shutdown.clone(),
         );
@@ -233,6 +248,10 @@ impl JobService {
             job_id: job.id,
             argv,
             log_path: PathBuf::from(&job.log_path),
+            stall: profile.stall_timeout().map(|timeout| StallCheck {
+                output: PathBuf::from(&recording.output_path),
+                timeout,
+            }),
         });
         // The gate stays held until the job's fate is written: its identity,
         // or its failure. A reconciliation meanwhile would take it for an
@@ -282,7 +301,7 @@ impl JobService {
                     () = tokio::time::sleep(after) => {}
                     () = shutdown.cancelled() => return,
                 }
-                match this.stop(job_id).await {
+                match this.stop_for(job_id, StopReason::Duration).await {
                     Ok(_) => info!("duration limit reached; job stopping"),
                     Err(JobError::JobAlreadyEnded { .. }) => {}
                     Err(e) => warn!(error = %e, "could not stop the job at its duration limit"),
@@ -296,6 +315,11 @@ impl JobService {
     /// not wait for the recorder to end. Stopping a job that is already
     /// stopping asks again (the sequence under way is not restarted).
     pub async fn stop(&self, job_id: i32) -> Result<Job, JobError> {
+        self.stop_for(job_id, StopReason::Requested).await
+    }
+
+    /// [`JobService::stop`], recording why the stop was asked for.
+    pub async fn stop_for(&self, job_id: i32, reason: StopReason) -> Result<Job, JobError> {
         let db = &self.inner.db;
         // Worked out before the state changes, so that a failure here cannot
         // leave a job `stopping` with nothing sent.
@@ -313,8 +337,8 @@ impl JobService {
                 }
                 JobStatus::Stopping => break,
                 JobStatus::Running => {
-                    if repo::mark_stopping(db, job_id).await? {
-                        info!(job_id, "stop requested");
+                    if repo::mark_stopping(db, job_id, reason).await? {
+                        info!(job_id, reason = reason.as_str(), "stop requested");
                         break;
                     }
                     // Its status changed meanwhile; look again.
@@ -344,17 +368,23 @@ impl JobService {
         let job = repo::find_job(&self.inner.db, job_id)
             .await?
             .ok_or(JobError::JobNotFound { id: job_id })?;
+        Ok(self.recording_and_profile(&job).await?.1)
+    }
+
+    /// A job's recording and the profile it was recorded with. A profile
+    /// removed from the configuration since the job started falls back to
+    /// the built-in defaults, so the job can still be stopped.
+    async fn recording_and_profile(&self, job: &Job) -> Result<(Recording, Profile), JobError> {
         let recording = repo::find_recording(&self.inner.db, job.recording_id)
             .await?
             .ok_or(JobError::RecordingNotFound {
                 id: job.recording_id,
             })?;
-        // A profile removed from the configuration since the job started
-        // still gets a stop sequence: the built-in defaults.
-        Ok(self
+        let profile = self
             .profile(Some(&recording.profile))
             .map(|(_, p)| p)
-            .unwrap_or_else(|_| Profile::ffmpeg()))
+            .unwrap_or_else(|_| Profile::ffmpeg());
+        Ok((recording, profile))
     }
 
     pub async fn job(&self, job_id: i32) -> Result<Job, JobError> {
@@ -487,7 +517,14 @@ impl JobService {
             pid = job.process_id,
             "adopting a live recorder"
         );
-        self.inner.supervisor.adopt(job.id, process);
+        let stall = match self.recording_and_profile(job).await {
+            Ok((recording, profile)) => profile.stall_timeout().map(|timeout| StallCheck {
+                output: PathBuf::from(recording.output_path),
+                timeout,
+            }),
+            Err(_) => None,
+        };
+        self.inner.supervisor.adopt(job.id, process, stall);
         if job.status == JobStatus::Stopping {
             match self.stop_plan(job.id).await {
                 Ok(plan) => {
@@ -505,20 +542,37 @@ impl JobService {
 
     /// Handles exits reported by the supervisor, each in its own task so one
     /// slow commit does not delay the others.
-    async fn consume_exits(self, mut exits: mpsc::UnboundedReceiver<ExitEvent>) {
+    async fn consume_exits(self, mut events: mpsc::UnboundedReceiver<SupervisorEvent>) {
         loop {
             let event = tokio::select! {
                 // Events already queued are handled before closing.
                 biased;
-                event = exits.recv() => event,
+                event = events.recv() => event,
                 () = self.inner.closed.cancelled() => None,
             };
-            let Some(event) = event else { break };
             let this = self.clone();
-            let span = info_span!("job", job_id = event.job_id, pid = event.pid);
-            self.inner
-                .tracker
-                .spawn(async move { this.record_exit(event).await }.instrument(span));
+            match event {
+                None => break,
+                Some(SupervisorEvent::Exited(exit)) => {
+                    let span = info_span!("job", job_id = exit.job_id, pid = exit.pid);
+                    self.inner
+                        .tracker
+                        .spawn(async move { this.record_exit(exit).await }.instrument(span));
+                }
+                Some(SupervisorEvent::Stalled { job_id, silent_for }) => {
+                    let span = info_span!("job", job_id);
+                    self.inner.tracker.spawn(
+                        async move {
+                            warn!(?silent_for, "stalled recorder: stopping it");
+                            match this.stop_for(job_id, StopReason::Stalled).await {
+                                Ok(_) | Err(JobError::JobAlreadyEnded { .. }) => {}
+                                Err(e) => error!(error = %e, "could not stop a stalled recorder"),
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
         }
     }
 
@@ -531,6 +585,9 @@ impl JobService {
         let ending = Ending::Process {
             outcome: event.outcome,
             stop_signal: event.last_stop_signal,
+            stop_duration: event
+                .first_stop_at
+                .map(|at| event.observed_at.saturating_duration_since(at)),
         };
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=EXIT_COMMIT_ATTEMPTS {
@@ -568,7 +625,19 @@ impl JobService {
                 return Ok(None);
             };
             let output = output_state(Path::new(&recording.output_path)).await;
-            let verdict = verdict(job.status, &ending, output.has_data());
+            let clean_exit_codes = self
+                .profile(Some(&recording.profile))
+                .map(|(_, p)| p.clean_exit_codes)
+                .unwrap_or_else(|_| vec![0]);
+            let verdict = verdict(
+                JobContext {
+                    status: job.status,
+                    stop_reason: job.stop_reason.as_deref(),
+                    output_has_data: output.has_data(),
+                    clean_exit_codes: &clean_exit_codes,
+                },
+                &ending,
+            );
             let recording_outcome = match output {
                 OutputState::HasData => RecordingOutcome {
                     status: RecordingStatus::Processing,
@@ -605,6 +674,112 @@ impl JobService {
         }
     }
 
+    /// Runs the recording's whole pipeline again.
+    pub async fn reprocess(&self, recording_id: i32) -> Result<Recording, JobError> {
+        let recording = self.recording(recording_id).await?;
+        if !matches!(
+            recording.status,
+            RecordingStatus::Ready | RecordingStatus::Failed
+        ) || self.inner.processing.is_running(recording_id)
+        {
+            return Err(JobError::RecordingBusy {
+                id: recording_id,
+                status: recording.status,
+                action: "reprocessed",
+            });
+        }
+        if !output_state(Path::new(&recording.output_path))
+            .await
+            .has_data()
+        {
+            return Err(JobError::NothingToProcess { id: recording_id });
+        }
+        if !steps::reset_for_reprocessing(&self.inner.db, recording_id).await? {
+            // Someone else changed it meanwhile.
+            let now = self.recording(recording_id).await?;
+            return Err(JobError::RecordingBusy {
+                id: recording_id,
+                status: now.status,
+                action: "reprocessed",
+            });
+        }
+        info!(recording_id, "reprocessing");
+        self.inner.processing.launch(recording_id);
+        self.recording(recording_id).await
+    }
+
+    /// Deletes a recording that is neither recording nor processing, with
+    /// its jobs, steps and files.
+    pub async fn delete_recording(&self, recording_id: i32) -> Result<(), JobError> {
+        let recording = self.recording(recording_id).await?;
+        if !matches!(
+            recording.status,
+            RecordingStatus::Ready | RecordingStatus::Failed
+        ) || self.inner.processing.is_running(recording_id)
+        {
+            return Err(JobError::RecordingBusy {
+                id: recording_id,
+                status: recording.status,
+                action: "deleted",
+            });
+        }
+        let (jobs, _) =
+            repo::list_jobs(&self.inner.db, None, Some(recording_id), 1, 10_000).await?;
+        if !repo::delete_settled_recording(&self.inner.db, recording_id).await? {
+            let now = self.recording(recording_id).await?;
+            return Err(JobError::RecordingBusy {
+                id: recording_id,
+                status: now.status,
+                action: "deleted",
+            });
+        }
+        let mut files: Vec<PathBuf> = vec![
+            PathBuf::from(&recording.output_path),
+            self.inner.processing.log_path(recording_id),
+        ];
+        files.extend(jobs.iter().map(|j| PathBuf::from(&j.log_path)));
+        let workdir = self.inner.processing.workdir(recording_id);
+        tokio::task::spawn_blocking(move || {
+            for file in files {
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => warn!(path = %file.display(), error = %e, "cannot remove file"),
+                }
+            }
+            match std::fs::remove_dir_all(&workdir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!(path = %workdir.display(), error = %e, "cannot remove directory"),
+            }
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("file removal failed: {e}")))?;
+        info!(recording_id, "recording deleted");
+        Ok(())
+    }
+
+    /// The recorded file, for serving.
+    pub async fn media_path(&self, recording_id: i32) -> Result<PathBuf, JobError> {
+        let recording = self.recording(recording_id).await?;
+        let path = PathBuf::from(&recording.output_path);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(_) => Err(JobError::MediaUnavailable {
+                id: recording_id,
+                reason: "not a regular file".to_owned(),
+            }),
+            Err(e) => Err(JobError::MediaUnavailable {
+                id: recording_id,
+                reason: if e.kind() == std::io::ErrorKind::NotFound {
+                    "no file was recorded".to_owned()
+                } else {
+                    e.to_string()
+                },
+            }),
+        }
+    }
+
     /// Ends the exit-event consumer: called at shutdown once every recorder's
     /// exit has been committed.
     pub fn close(&self) {
@@ -619,7 +794,7 @@ impl JobService {
         let owned = self.inner.supervisor.owned_jobs();
         let mut stopped = 0;
         for job_id in owned {
-            match self.stop(job_id).await {
+            match self.stop_for(job_id, StopReason::Shutdown).await {
                 Ok(_) => stopped += 1,
                 Err(JobError::JobAlreadyEnded { .. }) => {}
                 Err(e) => warn!(job_id, error = %e, "could not stop recorder at shutdown"),

@@ -1,17 +1,45 @@
 //! The job state machine, free of I/O: given how a recorder ended and what
 //! state its job was in, which final state is right and why.
 
+use std::time::Duration;
+
 use crate::entity::JobStatus;
 use crate::supervisor::ExitOutcome;
+
+/// Why a stop was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A client called stop.
+    Requested,
+    /// The job's `duration_seconds` elapsed.
+    Duration,
+    /// The recorder's output stopped growing.
+    Stalled,
+    /// The supervisor is shutting down with the `stop` policy.
+    Shutdown,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Duration => "duration",
+            Self::Stalled => "stalled",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
 
 /// Why a job is being ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// The recorder process ended (owned child or adopted process), after
-    /// this stop signal if a stop sequence had begun.
+    /// this stop signal if a stop sequence had begun, that long after the
+    /// sequence's first signal.
     Process {
         outcome: ExitOutcome,
         stop_signal: Option<i32>,
+        stop_duration: Option<Duration>,
     },
     /// Reconciliation found the process gone or its PID reused.
     ProcessGone(String),
@@ -19,24 +47,42 @@ pub enum Ending {
     SpawnFailed(String),
 }
 
-/// The job's final state and the error to record with it, if any.
+/// What is known of the job when it ends, besides how its process went.
+#[derive(Debug, Clone, Copy)]
+pub struct JobContext<'a> {
+    pub status: JobStatus,
+    /// `stop_reason` as stored (`StopReason::as_str`).
+    pub stop_reason: Option<&'a str>,
+    pub output_has_data: bool,
+    /// Exit codes of the profile that mean "stopped cleanly".
+    pub clean_exit_codes: &'a [i32],
+}
+
+/// The job's final state and what to record with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub status: JobStatus,
     pub error: Option<String>,
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
+    pub stop_signal: Option<i32>,
+    pub stop_duration_ms: Option<i64>,
 }
 
 /// Decides how a live job ends.
 ///
-/// - A job someone asked to stop (`Stopping`) ends `Completed` however its
-///   recorder went: it was told to go. Only a failed spawn is a failure.
+/// - A job someone asked to stop ends `Completed` however its recorder
+///   went: it was told to go. If the recorder did not stop cleanly (an exit
+///   code the profile does not call clean, or the SIGKILL at the end of the
+///   sequence) the job says so in `error`, since its output may lack a
+///   trailer. A job stopped because it stalled ends `Failed` (`stalled`).
 /// - Otherwise exit code 0 is `Completed`; a non-zero exit or a signal
 ///   nobody asked for is `Failed`.
 /// - When the exit status is unknown (the process ended while nobody could
 ///   wait for it), the output decides: data means `Completed`.
-pub fn verdict(current: JobStatus, ending: &Ending, output_has_data: bool) -> Verdict {
+/// - A failed spawn is `Failed`.
+pub fn verdict(job: JobContext<'_>, ending: &Ending) -> Verdict {
+    let current = job.status;
     // With a known exit status, the stop counts only if a stop signal had
     // actually been sent: a recorder that crashed just before a stop request
     // landed still failed. Without one, the job's state is all there is.
@@ -44,23 +90,44 @@ pub fn verdict(current: JobStatus, ending: &Ending, output_has_data: bool) -> Ve
         Ending::Process {
             outcome: ExitOutcome::Exited(_) | ExitOutcome::Signalled(_),
             stop_signal,
+            ..
         } => stop_signal.is_some() || (current == JobStatus::Stopping && is_clean(ending)),
         _ => current == JobStatus::Stopping,
     };
-    let (exit_code, exit_signal) = match ending {
+    let (exit_code, exit_signal, stop_signal, stop_duration_ms) = match ending {
         Ending::Process {
-            outcome: ExitOutcome::Exited(code),
-            ..
-        } => (Some(*code), None),
-        Ending::Process {
-            outcome: ExitOutcome::Signalled(signal),
-            ..
-        } => (None, Some(*signal)),
-        _ => (None, None),
+            outcome,
+            stop_signal,
+            stop_duration,
+        } => {
+            let (code, signal) = match outcome {
+                ExitOutcome::Exited(code) => (Some(*code), None),
+                ExitOutcome::Signalled(signal) => (None, Some(*signal)),
+                ExitOutcome::Vanished(_) => (None, None),
+            };
+            (
+                code,
+                signal,
+                *stop_signal,
+                stop_duration.map(|d| d.as_millis() as i64),
+            )
+        }
+        _ => (None, None, None, None),
     };
+    let stalled = stop_requested && job.stop_reason == Some(StopReason::Stalled.as_str());
     let (status, error) = match ending {
         Ending::SpawnFailed(reason) => (JobStatus::Failed, Some(reason.clone())),
-        _ if stop_requested => (JobStatus::Completed, unknown_status_note(ending)),
+        _ if stalled => (
+            JobStatus::Failed,
+            Some(
+                "stalled: the recorder was alive but its output stopped growing, so it was stopped"
+                    .to_owned(),
+            ),
+        ),
+        _ if stop_requested => (
+            JobStatus::Completed,
+            unknown_status_note(ending).or_else(|| unclean_stop_note(ending, job.clean_exit_codes)),
+        ),
         Ending::Process {
             outcome: ExitOutcome::Exited(0),
             ..
@@ -87,7 +154,7 @@ pub fn verdict(current: JobStatus, ending: &Ending, output_has_data: bool) -> Ve
             ..
         }
         | Ending::ProcessGone(reason) => {
-            if output_has_data {
+            if job.output_has_data {
                 (JobStatus::Completed, Some(reason.clone()))
             } else {
                 (
@@ -102,6 +169,32 @@ pub fn verdict(current: JobStatus, ending: &Ending, output_has_data: bool) -> Ve
         error,
         exit_code,
         exit_signal,
+        stop_signal,
+        stop_duration_ms,
+    }
+}
+
+/// Says why a stopped recorder's end was not clean, if it was not.
+fn unclean_stop_note(ending: &Ending, clean_exit_codes: &[i32]) -> Option<String> {
+    match ending {
+        Ending::Process {
+            outcome: ExitOutcome::Exited(code),
+            ..
+        } if !clean_exit_codes.contains(code) => Some(format!(
+            "unclean stop: the recorder exited with code {code}, not a clean-stop code ({clean_exit_codes:?}); its output may lack a trailer"
+        )),
+        Ending::Process {
+            outcome: ExitOutcome::Signalled(signal),
+            stop_duration,
+            ..
+        } => Some(format!(
+            "unclean stop: the recorder was ended by {}{}; its output may lack a trailer",
+            signal_name(*signal),
+            stop_duration
+                .map(|d| format!(" {:.1} s after the first stop signal", d.as_secs_f64()))
+                .unwrap_or_default()
+        )),
+        _ => None,
     }
 }
 
@@ -153,14 +246,24 @@ mod tests {
     use super::*;
     use ExitOutcome::*;
 
+    fn ctx(status: JobStatus, data: bool) -> JobContext<'static> {
+        JobContext {
+            status,
+            stop_reason: None,
+            output_has_data: data,
+            clean_exit_codes: &[0, 255],
+        }
+    }
+
     fn ended(current: JobStatus, ending: Ending, data: bool) -> JobStatus {
-        verdict(current, &ending, data).status
+        verdict(ctx(current, data), &ending).status
     }
 
     fn exit(outcome: ExitOutcome) -> Ending {
         Ending::Process {
             outcome,
             stop_signal: None,
+            stop_duration: None,
         }
     }
 
@@ -168,6 +271,7 @@ mod tests {
         Ending::Process {
             outcome,
             stop_signal: Some(2),
+            stop_duration: Some(Duration::from_millis(1500)),
         }
     }
 
@@ -196,8 +300,30 @@ mod tests {
             ended(s, Ending::SpawnFailed("x".into()), false),
             JobStatus::Failed
         );
-        let v = verdict(s, &stopped(Signalled(9)), true);
+        let v = verdict(ctx(s, true), &stopped(Signalled(9)));
         assert_eq!((v.exit_code, v.exit_signal), (None, Some(9)));
+        assert_eq!((v.stop_signal, v.stop_duration_ms), (Some(2), Some(1500)));
+    }
+
+    #[test]
+    fn unclean_stops_say_so_and_clean_ones_do_not() {
+        let s = JobStatus::Stopping;
+        assert_eq!(verdict(ctx(s, true), &stopped(Exited(255))).error, None);
+        let hard = verdict(ctx(s, true), &stopped(Exited(123)));
+        assert!(hard.error.unwrap_or_default().contains("code 123"));
+        let killed = verdict(ctx(s, true), &stopped(Signalled(9)));
+        assert!(killed.error.unwrap_or_default().contains("SIGKILL"));
+    }
+
+    #[test]
+    fn a_stall_fails_the_job() {
+        let job = JobContext {
+            stop_reason: Some("stalled"),
+            ..ctx(JobStatus::Stopping, true)
+        };
+        let v = verdict(job, &stopped(Exited(255)));
+        assert_eq!(v.status, JobStatus::Failed);
+        assert!(v.error.unwrap_or_default().starts_with("stalled"));
     }
 
     #[test]

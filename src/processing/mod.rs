@@ -1,37 +1,60 @@
-//! Post-processing: what happens to a recording once its recorder has ended.
-//! Each of the profile's commands runs as a child, one after another; the
-//! recording becomes `ready` when all exit 0 and `failed` (with the failing
-//! step named) otherwise.
+//! Post-processing: the pipeline a recording goes through once its recorder
+//! has ended. Each step is a command (or the built-in `analyze`) with a
+//! timeout and retries with backoff; its state is a row of its own
+//! (`processing_steps`), so progress is visible and a restart resumes the
+//! steps not yet succeeded. The recording becomes `ready` when every step
+//! succeeded, `failed` with the failing step's error otherwise.
 //!
-//! A run interrupted by a shutdown leaves the recording in `processing`, and
-//! the next start runs it again from the first step: processing is
-//! at-least-once, so steps must tolerate being repeated.
+//! Processing is at-least-once: a step interrupted by a crash or shutdown
+//! runs again, from its start, at the next start, so steps must tolerate
+//! being repeated (overwrite their outputs rather than append).
+//!
+//! Steps are CPU-heavy (transcription), so at most `concurrency` run at a
+//! time across all recordings.
+
+pub mod analyze;
+pub mod steps;
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use sea_orm::{DatabaseConnection, DbErr};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{Profiles, render_argv};
-use crate::entity::RecordingStatus;
+use crate::config::{BuiltinStep, Profiles, StepConfig, StepOutput, render_argv};
+use crate::entity::{RecordingStatus, StepStatus, recording};
 use crate::jobs::repo;
 use crate::supervisor::Supervisor;
 
-/// Launches and tracks post-processing runs. Cheap to clone.
+/// Most of a step's standard output kept as its result.
+const MAX_STDOUT: u64 = 1024 * 1024;
+
+/// Where processing keeps its files.
+#[derive(Debug, Clone)]
+pub struct ProcessingDirs {
+    /// One log per recording's processing.
+    pub logs: PathBuf,
+    /// One scratch directory per recording (`{workdir}`).
+    pub work: PathBuf,
+}
+
+/// Launches and tracks pipeline runs. Cheap to clone.
 #[derive(Clone)]
 pub struct Processing {
     db: DatabaseConnection,
     supervisor: Supervisor,
     profiles: Arc<Profiles>,
-    logs_dir: PathBuf,
+    dirs: ProcessingDirs,
+    permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Recordings whose processing runs now: a second launch for the same
@@ -39,12 +62,20 @@ pub struct Processing {
     in_flight: Arc<Mutex<HashSet<i32>>>,
 }
 
+/// How one attempt of a step went.
+struct Attempt {
+    exit_code: Option<i32>,
+    /// Standard output of a command, or the built-in step's JSON.
+    result: Option<String>,
+}
+
 impl Processing {
     pub fn new(
         db: DatabaseConnection,
         supervisor: Supervisor,
         profiles: Arc<Profiles>,
-        logs_dir: PathBuf,
+        dirs: ProcessingDirs,
+        concurrency: usize,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -52,7 +83,8 @@ impl Processing {
             db,
             supervisor,
             profiles,
-            logs_dir,
+            dirs,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
             tracker,
             shutdown,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
@@ -66,7 +98,24 @@ impl Processing {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs the recording's post-processing in the background.
+    /// Whether the recording's pipeline is running in this process.
+    pub fn is_running(&self, recording_id: i32) -> bool {
+        self.in_flight().contains(&recording_id)
+    }
+
+    /// The recording's scratch directory (`{workdir}`).
+    pub fn workdir(&self, recording_id: i32) -> PathBuf {
+        self.dirs.work.join(format!("recording-{recording_id}"))
+    }
+
+    /// The recording's processing log.
+    pub fn log_path(&self, recording_id: i32) -> PathBuf {
+        self.dirs
+            .logs
+            .join(format!("recording-{recording_id}-processing.log"))
+    }
+
+    /// Runs the recording's pipeline in the background.
     pub fn launch(&self, recording_id: i32) {
         if !self.in_flight().insert(recording_id) {
             return;
@@ -76,7 +125,7 @@ impl Processing {
         self.tracker.spawn(
             async move {
                 if let Err(e) = this.run(recording_id).await {
-                    error!(error = %e, "post-processing could not record its result");
+                    error!(error = %e, "processing could not record its progress");
                 }
                 this.in_flight().remove(&recording_id);
             }
@@ -88,7 +137,7 @@ impl Processing {
     pub async fn resume_unfinished(&self) -> Result<usize, DbErr> {
         let pending = repo::recordings_with_status(&self.db, RecordingStatus::Processing).await?;
         for recording in &pending {
-            info!(recording_id = recording.id, "resuming post-processing");
+            info!(recording_id = recording.id, "resuming processing");
             self.launch(recording.id);
         }
         Ok(pending.len())
@@ -103,7 +152,7 @@ impl Processing {
         }
         let Some((_, profile)) = self.profiles.get(Some(&recording.profile)) else {
             let reason = format!(
-                "profile `{}` is no longer configured; cannot post-process",
+                "profile `{}` is no longer configured; cannot process",
                 recording.profile
             );
             repo::finish_processing(
@@ -115,38 +164,50 @@ impl Processing {
             .await?;
             return Ok(());
         };
-        info!(
-            steps = profile.post_processing.len(),
-            "post-processing started"
-        );
-        let log_path = self
-            .logs_dir
-            .join(format!("recording-{recording_id}-processing.log"));
-        let id = recording_id.to_string();
-        for (index, template) in profile.post_processing.iter().enumerate() {
-            let argv = render_argv(
-                template,
-                &[("input", &recording.output_path), ("recording_id", &id)],
-            );
-            let step = index + 1;
-            let result = tokio::select! {
-                result = run_step(&self.supervisor, &argv, &log_path) => result,
-                () = self.shutdown.cancelled() => {
-                    warn!(step, "shutdown interrupted post-processing; it will run again at next start");
+        let pipeline = profile.pipeline();
+        let names: Vec<String> = pipeline.iter().map(|s| s.name.clone()).collect();
+        let rows = steps::ensure(&self.db, recording_id, &names).await?;
+        let workdir = self.workdir(recording_id);
+        if let Err(e) = tokio::fs::create_dir_all(&workdir).await {
+            let reason = format!("cannot create {}: {e}", workdir.display());
+            repo::finish_processing(
+                &self.db,
+                recording_id,
+                RecordingStatus::Failed,
+                Some(reason),
+            )
+            .await?;
+            return Ok(());
+        }
+        info!(steps = pipeline.len(), "processing started");
+        let input = PathBuf::from(&recording.output_path);
+        for config in &pipeline {
+            let Some(row) = rows.iter().find(|r| r.name == config.name) else {
+                continue;
+            };
+            if row.status == StepStatus::Succeeded {
+                continue;
+            }
+            let span = info_span!("step", name = %config.name);
+            let outcome = self
+                .run_step(recording_id, row, config, &input, &workdir)
+                .instrument(span)
+                .await?;
+            match outcome {
+                StepEnd::Succeeded => {}
+                StepEnd::Interrupted => return Ok(()),
+                StepEnd::Failed(reason) => {
+                    let reason = format!("step `{}` failed: {reason}", config.name);
+                    warn!(%reason, "processing failed");
+                    repo::finish_processing(
+                        &self.db,
+                        recording_id,
+                        RecordingStatus::Failed,
+                        Some(reason),
+                    )
+                    .await?;
                     return Ok(());
                 }
-            };
-            if let Err(reason) = result {
-                let reason = format!("post-processing step {step} (`{}`) {reason}", argv[0]);
-                warn!(%reason, "post-processing failed");
-                repo::finish_processing(
-                    &self.db,
-                    recording_id,
-                    RecordingStatus::Failed,
-                    Some(reason),
-                )
-                .await?;
-                return Ok(());
             }
         }
         if repo::finish_processing(&self.db, recording_id, RecordingStatus::Ready, None).await? {
@@ -154,38 +215,185 @@ impl Processing {
         }
         Ok(())
     }
+
+    /// Runs one step with its retries; each attempt is written down.
+    async fn run_step(
+        &self,
+        recording_id: i32,
+        row: &steps::Step,
+        config: &StepConfig,
+        input: &Path,
+        workdir: &Path,
+    ) -> Result<StepEnd, DbErr> {
+        let mut attempt = row.attempt;
+        let mut backoff = config.retry_backoff();
+        for try_number in 0..=config.retries {
+            if try_number > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = self.shutdown.cancelled() => return Ok(StepEnd::Interrupted),
+                }
+                backoff = backoff.saturating_mul(2);
+            }
+            let permit = tokio::select! {
+                permit = self.permits.acquire() => permit,
+                () = self.shutdown.cancelled() => return Ok(StepEnd::Interrupted),
+            };
+            attempt += 1;
+            steps::started(&self.db, row.id, attempt).await?;
+            info!(attempt, "step started");
+            let result = tokio::select! {
+                result = tokio::time::timeout(
+                    config.timeout(),
+                    self.attempt(recording_id, config, input, workdir),
+                ) => result.unwrap_or_else(|_| Err((
+                    None,
+                    format!("timed out after {:.0} s", config.timeout().as_secs_f64()),
+                ))),
+                () = self.shutdown.cancelled() => {
+                    warn!("shutdown interrupted the step; it runs again at next start");
+                    return Ok(StepEnd::Interrupted);
+                }
+            };
+            drop(permit);
+            match result {
+                Ok(done) => {
+                    self.store_output(recording_id, config, done.result.as_deref())
+                        .await?;
+                    steps::finished(
+                        &self.db,
+                        row.id,
+                        StepStatus::Succeeded,
+                        done.exit_code,
+                        None,
+                        done.result,
+                    )
+                    .await?;
+                    info!(attempt, "step succeeded");
+                    return Ok(StepEnd::Succeeded);
+                }
+                Err((exit_code, reason)) => {
+                    let last = try_number == config.retries;
+                    let status = if last {
+                        StepStatus::Failed
+                    } else {
+                        StepStatus::Pending
+                    };
+                    warn!(attempt, %reason, retrying = !last, "step attempt failed");
+                    steps::finished(
+                        &self.db,
+                        row.id,
+                        status,
+                        exit_code,
+                        Some(reason.clone()),
+                        None,
+                    )
+                    .await?;
+                    if last {
+                        return Ok(StepEnd::Failed(reason));
+                    }
+                }
+            }
+        }
+        Ok(StepEnd::Failed("no attempt was made".to_owned()))
+    }
+
+    /// One attempt: the built-in step or the command.
+    async fn attempt(
+        &self,
+        recording_id: i32,
+        config: &StepConfig,
+        input: &Path,
+        workdir: &Path,
+    ) -> Result<Attempt, (Option<i32>, String)> {
+        match config.builtin {
+            Some(BuiltinStep::Analyze) => analyze::analyze(&self.supervisor, input)
+                .await
+                .map(|analysis| Attempt {
+                    exit_code: None,
+                    result: Some(analysis.to_string()),
+                })
+                .map_err(|e| (None, e)),
+            None => {
+                let id = recording_id.to_string();
+                let argv = render_argv(
+                    &config.command,
+                    &[
+                        ("input", &input.display().to_string()),
+                        ("workdir", &workdir.display().to_string()),
+                        ("recording_id", &id),
+                    ],
+                );
+                run_command(&self.supervisor, &argv, &self.log_path(recording_id)).await
+            }
+        }
+    }
+
+    /// Puts what a step produced where clients read it.
+    async fn store_output(
+        &self,
+        recording_id: i32,
+        config: &StepConfig,
+        result: Option<&str>,
+    ) -> Result<(), DbErr> {
+        let column = match (config.builtin, config.stdout) {
+            (Some(BuiltinStep::Analyze), _) => recording::Column::Analysis,
+            (None, Some(StepOutput::Transcript)) => recording::Column::Transcript,
+            (None, None) => return Ok(()),
+        };
+        let value = result.map(|r| r.trim().to_owned());
+        steps::set_recording_field(&self.db, recording_id, column, value).await
+    }
 }
 
-/// Runs one command to completion, output appended to the processing log.
-/// The child is killed if this future is dropped (shutdown).
-async fn run_step(
+enum StepEnd {
+    Succeeded,
+    Failed(String),
+    /// Shutdown: the step stays as it is and runs again at next start.
+    Interrupted,
+}
+
+/// Runs one command: stdout kept (bounded) as its result, stderr appended
+/// to the processing log. The child is killed if this future is dropped
+/// (timeout or shutdown).
+async fn run_command(
     supervisor: &Supervisor,
     argv: &[String],
-    log_path: &PathBuf,
-) -> Result<(), String> {
-    let open = || OpenOptions::new().create(true).append(true).open(log_path);
-    let stdout = open().map_err(|e| format!("could not open {}: {e}", log_path.display()))?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|e| format!("could not open {}: {e}", log_path.display()))?;
+    log_path: &Path,
+) -> Result<Attempt, (Option<i32>, String)> {
+    let stderr = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| (None, format!("cannot open {}: {e}", log_path.display())))?;
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
         .stdin(Stdio::null())
-        .stdout(stdout)
+        .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true);
     let (mut child, _owned) = supervisor
-        .spawn_owned(&mut command)
-        .map_err(|e| format!("could not be started: {e}"))?;
+        .spawn_step(&mut command)
+        .map_err(|e| (None, format!("`{}` could not be started: {e}", argv[0])))?;
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = (&mut out).take(MAX_STDOUT).read_to_end(&mut stdout).await;
+        // Drained past the limit so the step never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut out, &mut tokio::io::sink()).await;
+    }
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let status = child
         .wait()
         .await
-        .map_err(|e| format!("could not be awaited: {e}"))?;
+        .map_err(|e| (None, format!("`{}` could not be awaited: {e}", argv[0])))?;
     match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(()),
-        (Some(code), _) => Err(format!("exited with code {code}")),
-        (None, Some(signal)) => Err(format!("was killed by signal {signal}")),
-        (None, None) => Err(format!("ended with status {status}")),
+        (Some(0), _) => Ok(Attempt {
+            exit_code: Some(0),
+            result: Some(stdout),
+        }),
+        (Some(code), _) => Err((Some(code), format!("`{}` exited with code {code}", argv[0]))),
+        (None, Some(signal)) => Err((None, format!("`{}` was killed by signal {signal}", argv[0]))),
+        (None, None) => Err((None, format!("`{}` ended with status {status}", argv[0]))),
     }
 }

@@ -42,6 +42,15 @@ pub enum ExitOutcome {
     Vanished(String),
 }
 
+/// What the supervisor reports about its recorders.
+#[derive(Debug)]
+pub enum SupervisorEvent {
+    /// A recorder ended.
+    Exited(ExitEvent),
+    /// A recorder is alive but its output has not grown for `silent_for`.
+    Stalled { job_id: i32, silent_for: Duration },
+}
+
 /// Sent by the supervisor each time one of its children ends.
 #[derive(Debug)]
 pub struct ExitEvent {
@@ -50,6 +59,8 @@ pub struct ExitEvent {
     pub outcome: ExitOutcome,
     /// The last signal of a stop sequence sent before the exit, if any.
     pub last_stop_signal: Option<i32>,
+    /// When the stop sequence sent its first signal.
+    pub first_stop_at: Option<Instant>,
     /// Moment the exit was observed.
     pub observed_at: Instant,
 }
@@ -60,6 +71,16 @@ pub struct SpawnSpec {
     pub job_id: i32,
     pub argv: Vec<String>,
     pub log_path: PathBuf,
+    /// Watched for growth when a stall timeout is set.
+    pub stall: Option<StallCheck>,
+}
+
+/// Stall detection for one recorder: its output file must grow within
+/// `timeout`.
+#[derive(Debug, Clone)]
+pub struct StallCheck {
+    pub output: PathBuf,
+    pub timeout: Duration,
 }
 
 /// Spawning failed before any process existed.
@@ -126,7 +147,7 @@ struct Inner {
     /// (see [`Supervisor::release`]), so a job is never "unowned" while its
     /// own exit is being recorded.
     children: Mutex<HashMap<i32, ChildHandle>>,
-    exits: mpsc::UnboundedSender<ExitEvent>,
+    exits: mpsc::UnboundedSender<SupervisorEvent>,
     tracker: TaskTracker,
     /// PIDs of children whose exit status a tokio waiter will collect
     /// (recorders, post-processing steps). The orphan reaper never touches
@@ -151,7 +172,7 @@ impl Drop for OwnedPid {
 
 impl Supervisor {
     /// Returns the supervisor and the stream of its children's exits.
-    pub fn new(tracker: TaskTracker) -> (Self, mpsc::UnboundedReceiver<ExitEvent>) {
+    pub fn new(tracker: TaskTracker) -> (Self, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (exits, rx) = mpsc::unbounded_channel();
         let inner = Inner {
             children: Mutex::new(HashMap::new()),
@@ -204,6 +225,22 @@ impl Supervisor {
             pid,
         };
         Ok((child, guard))
+    }
+
+    /// Spawns a processing step: owned like [`Supervisor::spawn_owned`], and
+    /// killed by the kernel if this process dies. A step orphaned by a crash
+    /// would otherwise finish unobserved while the next start runs it again.
+    pub fn spawn_step(&self, command: &mut Command) -> std::io::Result<(Child, OwnedPid)> {
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes one prctl(2) call, which is async-signal-safe; it touches no
+        // memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .map_err(std::io::Error::from)
+            });
+        }
+        self.spawn_owned(command)
     }
 
     /// Starts a recorder: own process group (signals reach it and anything
@@ -265,13 +302,16 @@ impl Supervisor {
         let exits = self.inner.exits.clone();
         self.inner.tracker.spawn(
             watch_child(
-                spec.job_id,
                 pid,
                 child,
                 owned_pid,
-                control_rx,
-                exits,
-                self.inner.detached.clone(),
+                Watch {
+                    job_id: spec.job_id,
+                    control: control_rx,
+                    events: exits,
+                    detached: self.inner.detached.clone(),
+                    stall: spec.stall.map(StallWatch::new),
+                },
             )
             .instrument(span),
         );
@@ -281,7 +321,7 @@ impl Supervisor {
     /// Takes charge of a live recorder that a previous supervisor spawned:
     /// from now on it is owned like a child, except that its exit status is
     /// unknown.
-    pub fn adopt(&self, job_id: i32, process: ForeignProcess) {
+    pub fn adopt(&self, job_id: i32, process: ForeignProcess, stall: Option<StallCheck>) {
         let pid = process.identity().pid;
         let (control, control_rx) = mpsc::unbounded_channel();
         {
@@ -297,11 +337,14 @@ impl Supervisor {
         let exits = self.inner.exits.clone();
         self.inner.tracker.spawn(
             watch_foreign(
-                job_id,
                 process,
-                control_rx,
-                exits,
-                self.inner.detached.clone(),
+                Watch {
+                    job_id,
+                    control: control_rx,
+                    events: exits,
+                    detached: self.inner.detached.clone(),
+                    stall: stall.map(StallWatch::new),
+                },
             )
             .instrument(span),
         );
@@ -371,6 +414,7 @@ struct Escalation {
     grace: Duration,
     next_step: Option<Instant>,
     last_sent: Option<Signal>,
+    first_sent_at: Option<Instant>,
 }
 
 impl Escalation {
@@ -403,24 +447,84 @@ impl Escalation {
         self.next_step = signal.map(|_| Instant::now() + self.grace);
         if signal.is_some() {
             self.last_sent = signal;
+            self.first_sent_at.get_or_insert_with(Instant::now);
         }
         signal
     }
+}
+
+/// What every watcher task listens to and reports through.
+struct Watch {
+    job_id: i32,
+    control: mpsc::UnboundedReceiver<Control>,
+    events: mpsc::UnboundedSender<SupervisorEvent>,
+    detached: CancellationToken,
+    stall: Option<StallWatch>,
+}
+
+/// Watches an output file for growth.
+struct StallWatch {
+    check: StallCheck,
+    last_size: u64,
+    last_growth: Instant,
+    next_check: Instant,
+    reported: bool,
+}
+
+impl StallWatch {
+    fn new(check: StallCheck) -> Self {
+        Self {
+            check,
+            last_size: 0,
+            last_growth: Instant::now(),
+            next_check: Instant::now(),
+            reported: false,
+        }
+    }
+
+    /// Time between two looks at the file: a quarter of the timeout, so a
+    /// stall is noticed within 1.25 timeouts.
+    fn period(&self) -> Duration {
+        (self.check.timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
+    }
+}
+
+/// Resolves at the next check; yields the silence when a stall is found
+/// (once per stall: growth re-arms it).
+async fn watch_stall(watch: &mut Option<StallWatch>) -> Option<Duration> {
+    let watch = watch.as_mut()?;
+    sleep_until(watch.next_check).await;
+    watch.next_check = Instant::now() + watch.period();
+    let size = tokio::fs::metadata(&watch.check.output)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if size > watch.last_size {
+        watch.last_size = size;
+        watch.last_growth = Instant::now();
+        watch.reported = false;
+        return None;
+    }
+    let silent_for = watch.last_growth.elapsed();
+    if silent_for >= watch.check.timeout && !watch.reported {
+        watch.reported = true;
+        return Some(silent_for);
+    }
+    None
 }
 
 /// Awaits one child's exit, carrying out stop sequences meanwhile. Signals
 /// are only ever sent from here, before `wait()` has returned: until then the
 /// child is unreaped, so its PID (and the process group it leads) cannot
 /// belong to anyone else.
-async fn watch_child(
-    job_id: i32,
-    pid: i32,
-    mut child: Child,
-    owned_pid: OwnedPid,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    exits: mpsc::UnboundedSender<ExitEvent>,
-    detached: CancellationToken,
-) {
+async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid, watch: Watch) {
+    let Watch {
+        job_id,
+        mut control,
+        events: exits,
+        detached,
+        mut stall,
+    } = watch;
     info!("recorder started");
     let mut escalation = Escalation::default();
     let mut control_open = true;
@@ -431,11 +535,20 @@ async fn watch_child(
                 info!("detached: the recorder keeps running");
                 return;
             }
+            // Not a `Some(..) =` pattern: a check that finds no stall must
+            // end this select so the next check is scheduled.
+            stalled = watch_stall(&mut stall), if stall.is_some() => {
+                if let Some(silent_for) = stalled {
+                    warn!(?silent_for, "the recorder's output stopped growing");
+                    let _ = exits.send(SupervisorEvent::Stalled { job_id, silent_for });
+                }
+            }
             cmd = control.recv(), if control_open => match cmd {
                 Some(Control::Stop(plan)) => escalation.begin(plan),
                 Some(Control::Kill) => {
                     warn!("killing the recorder's process group");
                     escalation.last_sent = Some(Signal::KILL);
+                    escalation.first_sent_at.get_or_insert_with(Instant::now);
                     if let Some(group) = Pid::from_raw(pid) {
                         let _ = kill_process_group(group, Signal::KILL);
                     }
@@ -465,25 +578,27 @@ async fn watch_child(
         Err(e) => ExitOutcome::Vanished(format!("waiting for the recorder failed: {e}")),
     };
     info!(?outcome, "recorder ended");
-    let _ = exits.send(ExitEvent {
+    let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
         pid,
         outcome,
         last_stop_signal: escalation.last_sent.map(Signal::as_raw),
+        first_stop_at: escalation.first_sent_at,
         observed_at,
-    });
+    }));
 }
 
 /// The same duties for a recorder left by a previous supervisor: its end is
 /// noticed through its pidfd, and stop sequences go to its process group
 /// only while it is verifiably alive.
-async fn watch_foreign(
-    job_id: i32,
-    process: ForeignProcess,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    exits: mpsc::UnboundedSender<ExitEvent>,
-    detached: CancellationToken,
-) {
+async fn watch_foreign(process: ForeignProcess, watch: Watch) {
+    let Watch {
+        job_id,
+        mut control,
+        events: exits,
+        detached,
+        mut stall,
+    } = watch;
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();
     let mut control_open = true;
@@ -491,10 +606,17 @@ async fn watch_foreign(
         tokio::select! {
             () = process.exited() => break,
             () = detached.cancelled() => return,
+            stalled = watch_stall(&mut stall), if stall.is_some() => {
+                if let Some(silent_for) = stalled {
+                    warn!(?silent_for, "the adopted recorder's output stopped growing");
+                    let _ = exits.send(SupervisorEvent::Stalled { job_id, silent_for });
+                }
+            }
             cmd = control.recv(), if control_open => match cmd {
                 Some(Control::Stop(plan)) => escalation.begin(plan),
                 Some(Control::Kill) => {
                     escalation.last_sent = Some(Signal::KILL);
+                    escalation.first_sent_at.get_or_insert_with(Instant::now);
                     let _ = process.signal_group(Signal::KILL);
                 }
                 None => control_open = false,
@@ -511,15 +633,16 @@ async fn watch_foreign(
     }
     let observed_at = Instant::now();
     info!("adopted recorder ended");
-    let _ = exits.send(ExitEvent {
+    let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
         pid: process.identity().pid,
         outcome: ExitOutcome::Vanished(
             "the recorder was adopted after a restart; its exit status cannot be read".to_owned(),
         ),
         last_stop_signal: escalation.last_sent.map(Signal::as_raw),
+        first_stop_at: escalation.first_sent_at,
         observed_at,
-    });
+    }));
 }
 
 #[cfg(test)]

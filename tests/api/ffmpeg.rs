@@ -151,3 +151,157 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
         String::from_utf8_lossy(&probe.stderr)
     );
 }
+
+on_both_databases!(speech_is_recorded_analyzed_and_transcribed);
+
+const SENTENCE: &str = "hello world this is a recording test";
+
+fn speech_tools_available() -> bool {
+    let found = ffmpeg_available()
+        && ["espeak-ng", "pocketsphinx_continuous"].iter().all(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("espeak-ng/pocketsphinx are missing under CI: .ci/run installs them");
+        }
+        eprintln!(
+            "\n*** SKIPPED (speech): espeak-ng, pocketsphinx, pocketsphinx-en-us not installed ***\n"
+        );
+    }
+    found
+}
+
+/// Word error rate of `heard` against `said` (Levenshtein over words).
+fn word_error_rate(said: &[&str], heard: &[&str]) -> f64 {
+    let mut row: Vec<usize> = (0..=heard.len()).collect();
+    for (i, s) in said.iter().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, h) in heard.iter().enumerate() {
+            let substitution = previous + usize::from(s != h);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[heard.len()] as f64 / said.len().max(1) as f64
+}
+
+async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
+    if !speech_tools_available() {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let speech = app.dir.join("speech.wav");
+    let spoken = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "130", "-w"])
+        .arg(&speech)
+        .arg(SENTENCE)
+        .status()
+        .expect("run espeak-ng");
+    assert!(spoken.success());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port();
+    let (job_id, recording_id) = app
+        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg", "title": "speech" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The sentence, looped, as a live stream.
+    let source_started = Instant::now();
+    let _source = Source(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+            ])
+            .arg(&speech)
+            .args(["-c:a", "aac", "-f", "mpegts"])
+            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the stream source"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, log) = app
+            .get(&format!("/api/recordings/jobs/{job_id}/log/"))
+            .await;
+        if recorded_seconds(log["content"].as_str().unwrap_or_default()) >= 8.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ffmpeg recorded nothing:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wall = source_started.elapsed().as_secs_f64();
+    let (status, body) = app.stop(job_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = app.wait_for_job_end(job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["stop_signal"], 2, "one SIGINT was enough: {job}");
+    assert!(job["error"].is_null(), "a clean stop: {job}");
+
+    let recording = app
+        .wait_for_recording(recording_id, Duration::from_secs(120), |r| {
+            matches!(r["status"].as_str(), Some("ready" | "failed"))
+        })
+        .await;
+    assert_eq!(recording["status"], "ready", "{recording}");
+    for name in ["analyze", "transcode", "transcribe"] {
+        let step = recording["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no step {name}: {recording}"));
+        assert_eq!(step["status"], "succeeded", "{recording}");
+    }
+    let analysis = &recording["analysis"];
+    let duration = analysis["duration_seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        (duration - wall).abs() <= 1.0,
+        "recorded {duration:.2} s of a {wall:.2} s stream: {analysis}"
+    );
+    let loudness = analysis["integrated_loudness_lufs"].as_f64().unwrap_or(0.0);
+    assert!(
+        (-45.0..=-5.0).contains(&loudness),
+        "loudness {loudness}: {analysis}"
+    );
+    let silence = analysis["silence_ratio"].as_f64().unwrap_or(-1.0);
+    assert!(
+        (0.0..0.9).contains(&silence),
+        "silence ratio {silence}: {analysis}"
+    );
+    assert_eq!(analysis["codec"], "aac", "{analysis}");
+
+    let transcript = recording["transcript"]
+        .as_str()
+        .unwrap_or("")
+        .to_lowercase();
+    assert!(!transcript.trim().is_empty(), "{recording}");
+    let heard: Vec<&str> = transcript.split_whitespace().collect();
+    let said: Vec<&str> = SENTENCE.split_whitespace().collect();
+    let (best_repeats, best_wer) = (1..=4)
+        .map(|n| {
+            let repeated: Vec<&str> = said.iter().copied().cycle().take(said.len() * n).collect();
+            (n, word_error_rate(&repeated, &heard))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((1, 1.0));
+    eprintln!(
+        "speech: {duration:.2} s recorded of {wall:.2} s, loudness {loudness:.1} LUFS, silence {:.0}%, transcript {transcript:?}, word accuracy {:.0}% against the sentence said {best_repeats}×",
+        silence * 100.0,
+        (1.0 - best_wer).max(0.0) * 100.0
+    );
+}

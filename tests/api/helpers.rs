@@ -152,7 +152,50 @@ allowed_schemes = ["test"]
         r#", "--exit-after", "0.3", "--spawn-grandchild", "1""#,
         2.0,
     );
+    text += &profile("stalling", r#", "--stall-after", "0.5""#, 0.5).replace(
+        "output_extension",
+        "stall_timeout_seconds = 1\noutput_extension",
+    );
     text += &profile("empty", r#", "--no-output", "--exit-after", "0.3""#, 2.0);
+    // Steps with retries, stdout kept as the transcript, and a timeout.
+    text += &format!(
+        r#"
+[profiles.pipeline]
+command = ["{rec}", "--output", "{{output}}", "--exit-after", "0.5", "--max-lifetime", "120"]
+output_extension = "txt"
+allowed_schemes = ["test"]
+
+[[profiles.pipeline.steps]]
+name = "flaky"
+command = ["sh", "-c", "test -e \"$0/tried\" || {{ touch \"$0/tried\"; echo first attempt fails >&2; exit 7; }}", "{{workdir}}"]
+retries = 2
+retry_backoff_seconds = 0.2
+
+[[profiles.pipeline.steps]]
+name = "words"
+command = ["sh", "-c", "wc -l < \"$0\" | tr -d ' '; echo lines recorded", "{{input}}"]
+stdout = "transcript"
+
+[profiles.slow_step]
+command = ["{rec}", "--output", "{{output}}", "--exit-after", "0.3", "--max-lifetime", "120"]
+output_extension = "txt"
+allowed_schemes = ["test"]
+
+[[profiles.slow_step.steps]]
+name = "sleepy"
+command = ["sleep", "30"]
+timeout_seconds = 0.5
+
+[profiles.long_step]
+command = ["{rec}", "--output", "{{output}}", "--exit-after", "0.3", "--max-lifetime", "120"]
+output_extension = "txt"
+allowed_schemes = ["test"]
+
+[[profiles.long_step.steps]]
+name = "long"
+command = ["sh", "-c", "sleep 3; echo \"$1\" >> '{processed}'", "sh", "{{recording_id}}"]
+"#
+    );
     text += r#"
 [profiles.missing]
 command = ["/nonexistent/recorder-binary", "{output}"]

@@ -217,7 +217,7 @@ async fn failing_post_processing_fails_the_recording_with_the_step_named(backend
     assert_eq!(recording["status"], "failed", "{recording}");
     let error = recording["error"].as_str().unwrap_or("");
     assert!(
-        error.contains("step 1") && error.contains("code 4"),
+        error.contains("post-processing-1") && error.contains("code 4"),
         "{recording}"
     );
 }

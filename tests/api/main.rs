@@ -7,6 +7,7 @@ mod helpers;
 mod errors;
 mod ffmpeg;
 mod lifecycle;
+mod pipeline;
 mod reconcile;
 mod restart;
 mod shutdown;

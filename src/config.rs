@@ -719,6 +719,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_profile_example_is_valid() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("default_profile"))
+            .expect("README has a profile example");
+        let profiles = Profiles::from_toml(block).expect("README example parses");
+        assert!(profiles.get(Some("ffmpeg_with_hook")).is_some());
+    }
+
+    #[test]
     fn file_profiles_join_the_builtin_one() {
         let text = r#"
             default_profile = "x"

@@ -298,6 +298,15 @@ pub struct Profile {
     /// signal. ffmpeg exits 255 after SIGINT once its trailer is written.
     #[serde(default = "default_clean_exit_codes")]
     pub clean_exit_codes: Vec<i32>,
+    /// How many times a recorder that crashed (a non-zero exit or a signal
+    /// nobody asked for) is started again; each run writes a segment of its
+    /// own, joined into one file before processing.
+    #[serde(default)]
+    pub restart_attempts: u32,
+    /// Wait before the first restart; doubled for each further one (at most
+    /// a minute).
+    #[serde(default = "default_retry_backoff")]
+    pub restart_backoff_seconds: f64,
 }
 
 /// One step of the processing pipeline.
@@ -523,6 +532,8 @@ impl Profile {
             steps: default_pipeline(),
             stall_timeout_seconds: Some(30.0),
             clean_exit_codes: vec![0, 255],
+            restart_attempts: 3,
+            restart_backoff_seconds: 2.0,
         }
     }
 
@@ -537,6 +548,12 @@ impl Profile {
             });
         }
         steps
+    }
+
+    /// Wait before restart number `n` (from 1).
+    pub fn restart_backoff(&self, n: u32) -> Duration {
+        let factor = 2f64.powi(n.saturating_sub(1).min(16) as i32);
+        Duration::from_secs_f64((self.restart_backoff_seconds * factor).min(60.0))
     }
 
     pub fn stall_timeout(&self) -> Option<Duration> {
@@ -559,6 +576,14 @@ impl Profile {
             if !names.insert(step.name.clone()) {
                 bail!("two steps are named `{}`", step.name);
             }
+        }
+        if self.restart_attempts > 100 {
+            bail!("`restart_attempts` must be at most 100");
+        }
+        if !(self.restart_backoff_seconds.is_finite()
+            && (0.0..=3600.0).contains(&self.restart_backoff_seconds))
+        {
+            bail!("`restart_backoff_seconds` must be between 0 and 3600");
         }
         if let Some(stall) = self.stall_timeout_seconds
             && !(stall.is_finite() && (1.0..=24.0 * 3600.0).contains(&stall))

@@ -46,6 +46,10 @@ pub struct Model {
     pub analysis: Option<String>,
     /// Text written by a step whose output is the transcript.
     pub transcript: Option<String>,
+    /// JSON list of the files a restarted recorder wrote after the first
+    /// (`output_path`); joined into `output_path` before processing.
+    #[serde(skip)]
+    pub segments: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: TimeDateTimeWithTimeZone,
     #[serde(with = "time::serde::rfc3339")]

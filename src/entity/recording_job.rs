@@ -76,6 +76,11 @@ pub struct Model {
     pub stop_signal: Option<i32>,
     /// From the first stop signal to the recorder's end.
     pub stop_duration_ms: Option<i64>,
+    /// Which run of the recorder this is (restarts after crashes count up).
+    pub attempt: i32,
+    /// JSON history of the earlier runs: how each ended.
+    #[serde(serialize_with = "super::json_text")]
+    pub attempts: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -315,3 +315,45 @@ pub async fn delete_settled_recording(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// A crashed recorder was started again: the job (still `running`) moves to
+/// its next attempt with the new process's identity and the history of the
+/// earlier ones, and the recording gains the new segment. False when the
+/// job is no longer running (a stop came in): nothing is written.
+pub async fn record_restart(
+    db: &DatabaseConnection,
+    job: &Job,
+    identity: ProcessIdentity,
+    attempts_json: String,
+    segments_json: String,
+) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let result = recording_job::Entity::update_many()
+        .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
+        .col_expr(recording_job::Column::Attempts, Expr::value(attempts_json))
+        .col_expr(recording_job::Column::ProcessId, Expr::value(identity.pid))
+        .col_expr(
+            recording_job::Column::ProcessStartTime,
+            Expr::value(identity.start_time),
+        )
+        .filter(recording_job::Column::Id.eq(job.id))
+        .filter(recording_job::Column::Status.eq(JobStatus::Running))
+        .filter(recording_job::Column::Attempt.eq(job.attempt))
+        .exec(&txn)
+        .await?;
+    if result.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    recording::Entity::update_many()
+        .col_expr(recording::Column::Segments, Expr::value(segments_json))
+        .col_expr(
+            recording::Column::UpdatedAt,
+            Expr::value(OffsetDateTime::now_utc()),
+        )
+        .filter(recording::Column::Id.eq(job.recording_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
+}

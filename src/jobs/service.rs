@@ -22,8 +22,8 @@ use crate::entity::{JobStatus, RecordingStatus};
 use crate::processing::{Processing, ProcessingDirs, steps};
 use crate::supervisor::identity::{self, Liveness};
 use crate::supervisor::{
-    ExitEvent, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StallCheck, StopPlan,
-    Supervisor, SupervisorEvent,
+    ExitEvent, ExitOutcome, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StallCheck,
+    StopPlan, Supervisor, SupervisorEvent,
 };
 
 /// How many times an exit is offered to the database (about 40 s in all).
@@ -582,6 +582,12 @@ impl JobService {
     /// written or retries run out.
     async fn record_exit(&self, event: ExitEvent) {
         let job_id = event.job_id;
+        match self.try_restart(&event).await {
+            // The new run is owned under the same job id: nothing to release.
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "could not restart the recorder"),
+        }
         let ending = Ending::Process {
             outcome: event.outcome,
             stop_signal: event.last_stop_signal,
@@ -604,6 +610,113 @@ impl JobService {
         let latency = event.observed_at.elapsed();
         debug!(latency_us = latency.as_micros() as u64, "exit committed");
         self.inner.supervisor.release(job_id);
+    }
+
+    /// Starts a crashed recorder again when its profile allows it: the job
+    /// stays `running` and moves to its next attempt, writing a new segment.
+    /// True when a new run was started.
+    async fn try_restart(&self, event: &ExitEvent) -> Result<bool, JobError> {
+        let crashed = match event.outcome {
+            ExitOutcome::Exited(code) => code != 0,
+            ExitOutcome::Signalled(_) => true,
+            ExitOutcome::Vanished(_) => false,
+        };
+        if !crashed || event.last_stop_signal.is_some() {
+            return Ok(false);
+        }
+        let job = self.job(event.job_id).await?;
+        if job.status != JobStatus::Running {
+            return Ok(false);
+        }
+        let (recording, profile) = self.recording_and_profile(&job).await?;
+        let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
+        if restarts_done >= profile.restart_attempts {
+            return Ok(false);
+        }
+        let backoff = profile.restart_backoff(restarts_done + 1);
+        warn!(
+            attempt = job.attempt,
+            outcome = ?event.outcome,
+            ?backoff,
+            "recorder crashed; restarting it"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = self.inner.shutdown.cancelled() => return Ok(false),
+        }
+        let _gate = self.inner.start_gate.read().await;
+        let job = self.job(event.job_id).await?;
+        if job.status != JobStatus::Running || self.inner.shutdown.is_cancelled() {
+            return Ok(false);
+        }
+        let next = job.attempt + 1;
+        let segment = segment_path(Path::new(&recording.output_path), next);
+        let argv = render_argv(
+            &profile.command,
+            &[
+                ("source", &recording.source),
+                ("output", &segment.display().to_string()),
+                ("duration", &job.duration_seconds.unwrap_or(0).to_string()),
+                ("job_id", &job.id.to_string()),
+                ("recording_id", &recording.id.to_string()),
+            ],
+        );
+        let identity = match self.inner.supervisor.spawn(SpawnSpec {
+            job_id: job.id,
+            argv,
+            log_path: PathBuf::from(&job.log_path),
+            stall: profile.stall_timeout().map(|timeout| StallCheck {
+                output: segment.clone(),
+                timeout,
+            }),
+        }) {
+            Ok(identity) => identity,
+            Err(e) => {
+                warn!(error = %e, "the recorder could not be restarted");
+                return Ok(false);
+            }
+        };
+        let mut history: Vec<serde_json::Value> = job
+            .attempts
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        let (exit_code, exit_signal) = match event.outcome {
+            ExitOutcome::Exited(code) => (Some(code), None),
+            ExitOutcome::Signalled(signal) => (None, Some(signal)),
+            ExitOutcome::Vanished(_) => (None, None),
+        };
+        history.push(serde_json::json!({
+            "attempt": job.attempt,
+            "process_id": job.process_id,
+            "exit_code": exit_code,
+            "exit_signal": exit_signal,
+            "ended_at": OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok(),
+            "restarted_after_ms": backoff.as_millis() as u64,
+        }));
+        let mut segments: Vec<String> = recording
+            .segments
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        segments.push(segment.display().to_string());
+        let recorded = repo::record_restart(
+            &self.inner.db,
+            &job,
+            identity,
+            serde_json::Value::from(history).to_string(),
+            serde_json::Value::from(segments).to_string(),
+        )
+        .await?;
+        if !recorded {
+            // A stop landed meanwhile: the new run is stopped like any other.
+            let plan = self.stop_plan(job.id).await?;
+            self.inner.supervisor.stop(job.id, plan);
+        }
+        info!(attempt = next, pid = identity.pid, "recorder restarted");
+        Ok(true)
     }
 
     /// The one transition out of `running`/`stopping`, shared by every path.
@@ -852,6 +965,20 @@ fn read_tail(path: &Path, max_bytes: u64) -> std::io::Result<LogTail> {
         truncated: start > 0,
         content,
     })
+}
+
+/// Where run number `attempt` (from 2) of a restarted recorder writes:
+/// `recording-7.mkv` → `recording-7.part2.mkv`.
+pub fn segment_path(output: &Path, attempt: i32) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}.part{attempt}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.part{attempt}"),
+    };
+    output.with_file_name(name)
 }
 
 /// What the recorder left behind.

@@ -13,6 +13,7 @@
 //! time across all recordings.
 
 pub mod analyze;
+pub mod join;
 pub mod steps;
 
 use std::collections::HashSet;
@@ -181,6 +182,41 @@ impl Processing {
         }
         info!(steps = pipeline.len(), "processing started");
         let input = PathBuf::from(&recording.output_path);
+        if let Some(segments) = recording.segments.as_deref() {
+            let segments: Vec<PathBuf> = serde_json::from_str::<Vec<String>>(segments)
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect();
+            if !segments.is_empty() {
+                if let Err(reason) =
+                    join::join_segments(&self.supervisor, &input, &segments, &workdir).await
+                {
+                    let reason = format!(
+                        "joining the {} recorder runs failed: {reason}",
+                        segments.len() + 1
+                    );
+                    warn!(%reason, "processing failed");
+                    repo::finish_processing(
+                        &self.db,
+                        recording_id,
+                        RecordingStatus::Failed,
+                        Some(reason),
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                steps::set_recording_field(
+                    &self.db,
+                    recording_id,
+                    recording::Column::Segments,
+                    None,
+                )
+                .await?;
+                join::remove_segments(&segments).await;
+                info!(segments = segments.len() + 1, "recorder runs joined");
+            }
+        }
         for config in &pipeline {
             let Some(row) = rows.iter().find(|r| r.name == config.name) else {
                 continue;

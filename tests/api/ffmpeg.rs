@@ -305,3 +305,82 @@ async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
         (1.0 - best_wer).max(0.0) * 100.0
     );
 }
+
+on_both_databases!(a_crashed_ffmpeg_is_restarted_and_its_files_joined);
+
+async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
+    if !ffmpeg_available() {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port();
+    let (job_id, recording_id) = app
+        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _source = Source(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-c:a", "aac", "-f", "mpegts"])
+            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the stream source"),
+    );
+    // Waits until run number `runs` has recorded `seconds` of audio.
+    let wait_recorded = |runs: usize, seconds: f64| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (_, log) = app
+                    .get(&format!("/api/recordings/jobs/{job_id}/log/?bytes=1048576"))
+                    .await;
+                let tail = log["content"].as_str().unwrap_or_default().to_owned();
+                // Only that run's progress: after its own output banner.
+                let current = tail.rsplit("Output #0").next().unwrap_or_default();
+                if tail.matches("Output #0").count() >= runs && recorded_seconds(current) >= seconds
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "no progress: {tail}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_recorded(1, 2.0).await;
+    let first = app.job(job_id).await;
+    let pid = first["process_id"].as_i64().unwrap_or_default() as i32;
+    // A crash nobody asked for.
+    crate::helpers::send_signal(pid, 11);
+    let restarted = app
+        .wait_for_job(job_id, Duration::from_secs(20), |j| j["attempt"] == 2)
+        .await;
+    assert_eq!(restarted["status"], "running", "{restarted}");
+    assert_ne!(restarted["process_id"], first["process_id"]);
+    wait_recorded(2, 2.0).await;
+
+    app.stop(job_id).await;
+    let job = app.wait_for_job_end(job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["attempts"][0]["exit_signal"], 11, "{job}");
+    let recording = app
+        .wait_for_recording(recording_id, Duration::from_secs(60), |r| {
+            matches!(r["status"].as_str(), Some("ready" | "failed"))
+        })
+        .await;
+    assert_eq!(recording["status"], "ready", "{recording}");
+    // Both runs are in the joined file: more than either alone.
+    let duration = recording["analysis"]["duration_seconds"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(duration >= 6.0, "joined duration {duration}: {recording}");
+    let output = recording["output_path"].as_str().unwrap_or_default();
+    assert!(!std::path::Path::new(&output.replace(".mkv", ".part2.mkv")).exists());
+}

@@ -156,6 +156,15 @@ allowed_schemes = ["test"]
         "output_extension",
         "stall_timeout_seconds = 1\noutput_extension",
     );
+    text += &profile(
+        "crashy",
+        r#", "--exit-after", "0.4", "--exit-code", "3""#,
+        2.0,
+    )
+    .replace(
+        "output_extension",
+        "restart_attempts = 2\nrestart_backoff_seconds = 0.2\noutput_extension",
+    );
     text += &profile("empty", r#", "--no-output", "--exit-after", "0.3""#, 2.0);
     // Steps with retries, stdout kept as the transcript, and a timeout.
     text += &format!(

@@ -17,6 +17,7 @@ on_both_databases!(
     media_is_served_with_range_requests,
     delete_removes_a_settled_recording_and_its_files,
     an_interrupted_step_runs_again_after_a_crash,
+    a_crashing_recorder_is_restarted_and_its_runs_joined,
 );
 
 fn step<'a>(recording: &'a Value, name: &str) -> &'a Value {
@@ -209,5 +210,40 @@ async fn an_interrupted_step_runs_again_after_a_crash(backend: Backend) {
     assert_eq!(step(&recording, "long")["attempt"], 2, "{recording}");
     // The killed attempt never reached its end; the rerun did, once.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.processing_runs(recording_id), 1);
+}
+
+async fn a_crashing_recorder_is_restarted_and_its_runs_joined(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (job_id, recording_id) = app.start_ok("crashy").await;
+    // Three runs (the first and two restarts), each exiting 3 after 0.4 s.
+    let job = app
+        .wait_for_job(job_id, Duration::from_secs(20), |j| {
+            crate::helpers::is_terminal(&j["status"])
+        })
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["exit_code"], 3, "{job}");
+    assert_eq!(job["attempt"], 3, "{job}");
+    let history = job["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(history.len(), 2, "{job}");
+    for (i, run) in history.iter().enumerate() {
+        assert_eq!(run["attempt"], i + 1, "{job}");
+        assert_eq!(run["exit_code"], 3, "{job}");
+    }
+    let recording = app.wait_for_recording_settled(recording_id).await;
+    assert_eq!(recording["status"], "ready", "{recording}");
+    let output_path = recording["output_path"].as_str().unwrap_or_default();
+    let output = std::fs::read_to_string(output_path).unwrap_or_default();
+    assert_eq!(
+        output.matches("chunk 0\n").count(),
+        3,
+        "the three runs are joined in one file: {output:?}"
+    );
+    let part2 = output_path.replace(".txt", ".part2.txt");
+    assert!(
+        !std::path::Path::new(&part2).exists(),
+        "segment left behind"
+    );
     assert_eq!(app.processing_runs(recording_id), 1);
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod bench_smoke;
 mod errors;
 mod ffmpeg;
 mod lifecycle;

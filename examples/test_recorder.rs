@@ -87,6 +87,24 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
+/// Sleeps until `deadline` or until a byte arrives on the wake-up pipe.
+fn sleep_until_signal(wake: &std::os::unix::net::UnixStream, deadline: Instant) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use std::io::Read;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let timeout = Timespec {
+        tv_sec: left.as_secs() as i64,
+        tv_nsec: i64::from(left.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(wake, PollFlags::IN)];
+    if let Ok(n) = poll(&mut fds, Some(&timeout))
+        && n > 0
+    {
+        let mut buf = [0u8; 64];
+        let _ = (&*wake).read(&mut buf);
+    }
+}
+
 fn main() -> ExitCode {
     let options = match parse() {
         Ok(o) => o,
@@ -115,6 +133,22 @@ fn main() -> ExitCode {
     {
         eprintln!("test_recorder: cannot install signal handlers");
         return ExitCode::from(2);
+    }
+    // A self-pipe wakes the main loop the moment a stop signal arrives, so
+    // it can sleep until its next write instead of polling (a thousand
+    // recorders in a benchmark must not eat the CPU the supervisor needs).
+    let Ok((wake_read, wake_write)) = std::os::unix::net::UnixStream::pair() else {
+        eprintln!("test_recorder: cannot create a wake-up pipe");
+        return ExitCode::from(2);
+    };
+    let _ = wake_read.set_nonblocking(true);
+    for (signal, ignored_signal) in [
+        (SIGINT, options.ignore_sigint),
+        (SIGTERM, options.ignore_sigterm),
+    ] {
+        if !ignored_signal && let Ok(write) = wake_write.try_clone() {
+            let _ = signal_hook::low_level::pipe::register(signal, write);
+        }
     }
 
     let mut file = match (&options.output, options.no_output) {
@@ -160,7 +194,14 @@ fn main() -> ExitCode {
             chunk += 1;
             next_write += Duration::from_millis(100);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        let mut wake_at = next_write;
+        for limit in [options.exit_after, Some(options.max_lifetime)]
+            .into_iter()
+            .flatten()
+        {
+            wake_at = wake_at.min(started + Duration::from_secs_f64(limit));
+        }
+        sleep_until_signal(&wake_read, wake_at);
     };
     if stopped_by_signal {
         println!("test_recorder: stop signal received, finalizing");

@@ -211,24 +211,26 @@ pub async fn mark_stopping(
 }
 
 /// How the recording fares when its job ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingOutcome {
     pub status: RecordingStatus,
     pub error: Option<String>,
 }
 
-/// Ends a job, if it still is in `expected` state, and moves its recording
-/// out of `recording`, in one transaction. False when another path ended or
-/// changed the job first (then nothing is written).
-pub async fn finish_job(
+/// Ends the jobs among `job_ids` still in `expected` state, with one verdict
+/// for all, and moves their recordings out of `recording`, in one
+/// transaction. Returns the jobs ended: those another path ended or changed
+/// first are left alone (their recordings too).
+pub async fn finish_jobs(
     db: &DatabaseConnection,
-    job: &Job,
+    job_ids: &[i32],
     expected: JobStatus,
     verdict: &Verdict,
     recording_outcome: &RecordingOutcome,
-) -> Result<bool, DbErr> {
+) -> Result<Vec<Job>, DbErr> {
     let now = OffsetDateTime::now_utc();
     let txn = db.begin().await?;
-    let result = recording_job::Entity::update_many()
+    let ended = recording_job::Entity::update_many()
         .col_expr(
             recording_job::Column::Status,
             Expr::value(verdict.status.as_str()),
@@ -254,13 +256,13 @@ pub async fn finish_job(
             recording_job::Column::StopDurationMs,
             Expr::value(verdict.stop_duration_ms),
         )
-        .filter(recording_job::Column::Id.eq(job.id))
+        .filter(recording_job::Column::Id.is_in(job_ids.iter().copied()))
         .filter(recording_job::Column::Status.eq(expected))
-        .exec(&txn)
+        .exec_with_returning(&txn)
         .await?;
-    if result.rows_affected != 1 {
+    if ended.is_empty() {
         txn.rollback().await?;
-        return Ok(false);
+        return Ok(ended);
     }
     recording::Entity::update_many()
         .col_expr(
@@ -272,13 +274,44 @@ pub async fn finish_job(
             Expr::value(recording_outcome.error.clone()),
         )
         .col_expr(recording::Column::UpdatedAt, Expr::value(now))
-        .filter(recording::Column::Id.eq(job.recording_id))
+        .filter(recording::Column::Id.is_in(ended.iter().map(|j| j.recording_id)))
         .filter(recording::Column::Status.eq(RecordingStatus::Recording))
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(true)
+    Ok(ended)
 }
+
+/// A job and its recording in one query.
+pub async fn find_job_with_recording(
+    db: &DatabaseConnection,
+    job_id: i32,
+) -> Result<Option<(Job, Option<Recording>)>, DbErr> {
+    recording_job::Entity::find_by_id(job_id)
+        .find_also_related(recording::Entity)
+        .one(db)
+        .await
+}
+
+/// Recordings by id, in chunks that keep `IN (…)` lists short.
+pub async fn recordings_by_ids(
+    db: &DatabaseConnection,
+    ids: &[i32],
+) -> Result<Vec<Recording>, DbErr> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        found.extend(
+            recording::Entity::find()
+                .filter(recording::Column::Id.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(found)
+}
+
+/// Longest `IN (…)` list a statement gets.
+pub const IN_LIST_CHUNK: usize = 500;
 
 /// `processing` → `ready` or `failed`. False when the recording was not
 /// processing (someone else finished it).

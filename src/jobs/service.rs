@@ -3,6 +3,7 @@
 //! [`JobService::finish`], a compare-and-set loop over the job's status, so
 //! racing paths produce exactly one transition and one processing run.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -402,8 +403,7 @@ impl JobService {
     /// Jobs in `running` or `stopping`, after reconciling those no task of
     /// this process owns: a job whose process is gone is never listed.
     pub async fn active(&self) -> Result<Vec<Job>, JobError> {
-        self.reconcile().await?;
-        Ok(repo::live_jobs(&self.inner.db).await?)
+        Ok(self.reconcile_and_list().await?.1)
     }
 
     /// Reconciles every live job now; returns how many were ended.
@@ -416,16 +416,25 @@ impl JobService {
     /// whose process is gone, or whose PID now names another process, is
     /// ended; a live one with a verified identity is adopted.
     pub async fn reconcile(&self) -> Result<usize, DbErr> {
-        let candidates = {
+        Ok(self.reconcile_and_list().await?.0)
+    }
+
+    /// [`JobService::reconcile`], also returning the live jobs afterwards
+    /// (read once when nothing had to be ended).
+    async fn reconcile_and_list(&self) -> Result<(usize, Vec<Job>), DbErr> {
+        let (live, candidates) = {
             let _exclusive = self.inner.start_gate.write().await;
             let live = repo::live_jobs(&self.inner.db).await?;
-            let owned = self.inner.supervisor.owned_jobs();
-            live.into_iter()
+            let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
+            let candidates: Vec<Job> = live
+                .iter()
                 .filter(|job| !owned.contains(&job.id))
-                .collect::<Vec<_>>()
+                .cloned()
+                .collect();
+            (live, candidates)
         };
         if candidates.is_empty() {
-            return Ok(0);
+            return Ok((0, live));
         }
         let checked = tokio::task::spawn_blocking(move || {
             candidates
@@ -439,16 +448,31 @@ impl JobService {
         })
         .await
         .map_err(|e| DbErr::Custom(format!("reconciliation task failed: {e}")))?;
+        let mut gone = Vec::new();
         let mut ended = 0;
         for (job, liveness) in checked {
-            if self.settle_unowned(&job, liveness).await? {
-                ended += 1;
+            match liveness {
+                // Adopted, or ended on the spot if it died meanwhile.
+                Liveness::Alive => {
+                    if self.settle_unowned(&job, liveness).await? {
+                        ended += 1;
+                    }
+                }
+                // The PID answers but nothing recorded can prove it is ours:
+                // it is neither ended nor ever signalled.
+                Liveness::Unverified => {}
+                dead => {
+                    let reason = dead.describe();
+                    gone.push((job, reason));
+                }
             }
         }
-        if ended > 0 {
-            info!(ended, "reconciliation ended jobs whose process was gone");
+        ended += self.end_gone(gone).await?;
+        if ended == 0 {
+            return Ok((0, live));
         }
-        Ok(ended)
+        info!(ended, "reconciliation ended jobs whose process was gone");
+        Ok((ended, repo::live_jobs(&self.inner.db).await?))
     }
 
     async fn reconcile_one(&self, job_id: i32) -> Result<bool, DbErr> {
@@ -488,7 +512,9 @@ impl JobService {
                     Ok(None) => self
                         .finish(
                             job.id,
-                            Ending::ProcessGone(format!("process {pid} no longer exists")),
+                            Ending::ProcessGone(
+                                "the recorder's process no longer exists".to_owned(),
+                            ),
                         )
                         .await
                         .map(|done| done.is_some()),
@@ -502,7 +528,7 @@ impl JobService {
             // is neither ended nor ever signalled.
             Liveness::Unverified => Ok(false),
             gone => self
-                .finish(job.id, Ending::ProcessGone(gone.describe(pid)))
+                .finish(job.id, Ending::ProcessGone(gone.describe()))
                 .await
                 .map(|done| done.is_some()),
         }
@@ -728,45 +754,23 @@ impl JobService {
     pub async fn finish(&self, job_id: i32, ending: Ending) -> Result<Option<Job>, DbErr> {
         let db = &self.inner.db;
         loop {
-            let Some(job) = repo::find_job(db, job_id).await? else {
+            // One read for both, one conditional UPDATE … RETURNING: an exit
+            // costs as few round trips to the database as it can.
+            let Some((job, Some(recording))) = repo::find_job_with_recording(db, job_id).await?
+            else {
                 return Ok(None);
             };
             if job.status.is_terminal() {
                 return Ok(None);
             }
-            let Some(recording) = repo::find_recording(db, job.recording_id).await? else {
-                return Ok(None);
-            };
             let output = output_state(Path::new(&recording.output_path)).await;
-            let clean_exit_codes = self
-                .profile(Some(&recording.profile))
-                .map(|(_, p)| p.clean_exit_codes)
-                .unwrap_or_else(|_| vec![0]);
-            let verdict = verdict(
-                JobContext {
-                    status: job.status,
-                    stop_reason: job.stop_reason.as_deref(),
-                    output_has_data: output.has_data(),
-                    clean_exit_codes: &clean_exit_codes,
-                },
-                &ending,
-            );
-            let recording_outcome = match output {
-                OutputState::HasData => RecordingOutcome {
-                    status: RecordingStatus::Processing,
-                    error: None,
-                },
-                other => RecordingOutcome {
-                    status: RecordingStatus::Failed,
-                    error: Some(match &verdict.error {
-                        Some(job_error) => format!("{}; {job_error}", other.describe()),
-                        None => other.describe(),
-                    }),
-                },
-            };
-            if !repo::finish_job(db, &job, job.status, &verdict, &recording_outcome).await? {
+            let (verdict, recording_outcome) = self.decide(&job, &recording, &ending, &output);
+            let ended =
+                repo::finish_jobs(db, &[job.id], job.status, &verdict, &recording_outcome).await?;
+            let Some(ended) = ended.into_iter().next() else {
+                // Its status changed meanwhile: decide again from the new one.
                 continue;
-            }
+            };
             info!(
                 job_id,
                 pid = job.process_id,
@@ -783,8 +787,118 @@ impl JobService {
             {
                 self.inner.processing.launch(recording.id);
             }
-            return repo::find_job(db, job_id).await;
+            return Ok(Some(ended));
         }
+    }
+
+    /// The job's verdict and its recording's fate, from what is known.
+    fn decide(
+        &self,
+        job: &Job,
+        recording: &Recording,
+        ending: &Ending,
+        output: &OutputState,
+    ) -> (super::status::Verdict, RecordingOutcome) {
+        let clean_exit_codes = self
+            .profile(Some(&recording.profile))
+            .map(|(_, p)| p.clean_exit_codes)
+            .unwrap_or_else(|_| vec![0]);
+        let verdict = verdict(
+            JobContext {
+                status: job.status,
+                stop_reason: job.stop_reason.as_deref(),
+                output_has_data: output.has_data(),
+                clean_exit_codes: &clean_exit_codes,
+            },
+            ending,
+        );
+        let recording_outcome = match output {
+            OutputState::HasData => RecordingOutcome {
+                status: RecordingStatus::Processing,
+                error: None,
+            },
+            other => RecordingOutcome {
+                status: RecordingStatus::Failed,
+                error: Some(match &verdict.error {
+                    Some(job_error) => format!("{}; {job_error}", other.describe()),
+                    None => other.describe(),
+                }),
+            },
+        };
+        (verdict, recording_outcome)
+    }
+
+    /// Ends many unowned jobs whose processes are gone, in as few statements
+    /// as their distinct outcomes allow: jobs that end the same way (same
+    /// state, same reason, output or not) are ended by one conditional
+    /// UPDATE per few hundred. Start-up after a crash with thousands of dead
+    /// recorders takes a handful of transactions, not thousands.
+    async fn end_gone(&self, gone: Vec<(Job, String)>) -> Result<usize, DbErr> {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let db = &self.inner.db;
+        let recording_ids: Vec<i32> = gone.iter().map(|(j, _)| j.recording_id).collect();
+        let recordings: HashMap<i32, Recording> = repo::recordings_by_ids(db, &recording_ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        let paths: Vec<(i32, PathBuf)> = recordings
+            .values()
+            .map(|r| (r.id, PathBuf::from(&r.output_path)))
+            .collect();
+        let outputs: HashMap<i32, OutputState> = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|(id, path)| (id, output_state_blocking(&path)))
+                .collect()
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))?;
+
+        type Group = (JobStatus, super::status::Verdict, RecordingOutcome);
+        let mut groups: Vec<(Group, Vec<i32>)> = Vec::new();
+        for (job, reason) in &gone {
+            let (Some(recording), Some(output)) = (
+                recordings.get(&job.recording_id),
+                outputs.get(&job.recording_id),
+            ) else {
+                continue;
+            };
+            let (verdict, outcome) =
+                self.decide(job, recording, &Ending::ProcessGone(reason.clone()), output);
+            let key = (job.status, verdict, outcome);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, ids)) => ids.push(job.id),
+                None => groups.push((key, vec![job.id])),
+            }
+        }
+        let mut ended_count = 0;
+        for ((from, verdict, outcome), ids) in groups {
+            for chunk in ids.chunks(repo::IN_LIST_CHUNK) {
+                let ended = repo::finish_jobs(db, chunk, from, &verdict, &outcome).await?;
+                ended_count += ended.len();
+                for job in ended {
+                    info!(
+                        job_id = job.id,
+                        pid = job.process_id,
+                        from = from.as_str(),
+                        to = verdict.status.as_str(),
+                        error = verdict.error.as_deref(),
+                        recording = outcome.status.as_str(),
+                        "job ended"
+                    );
+                    let was_recording = recordings
+                        .get(&job.recording_id)
+                        .is_some_and(|r| r.status == RecordingStatus::Recording);
+                    if was_recording && outcome.status == RecordingStatus::Processing {
+                        self.inner.processing.launch(job.recording_id);
+                    }
+                }
+            }
+        }
+        Ok(ended_count)
     }
 
     /// Runs the recording's whole pipeline again.
@@ -1004,8 +1118,17 @@ impl OutputState {
     }
 }
 
+/// [`output_state`] for blocking contexts.
+fn output_state_blocking(path: &Path) -> OutputState {
+    classify_output(std::fs::metadata(path))
+}
+
 async fn output_state(path: &Path) -> OutputState {
-    match tokio::fs::metadata(path).await {
+    classify_output(tokio::fs::metadata(path).await)
+}
+
+fn classify_output(metadata: std::io::Result<std::fs::Metadata>) -> OutputState {
+    match metadata {
         Ok(meta) if meta.is_file() && meta.len() > 0 => OutputState::HasData,
         Ok(meta) if meta.is_file() => OutputState::Empty,
         Ok(_) => OutputState::Unreadable("not a regular file".to_owned()),

@@ -59,7 +59,7 @@ pub struct JobContext<'a> {
 }
 
 /// The job's final state and what to record with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Verdict {
     pub status: JobStatus,
     pub error: Option<String>,

@@ -45,15 +45,19 @@ impl Liveness {
     }
 
     /// Why a job whose process is not alive is being ended.
-    pub fn describe(&self, pid: i32) -> String {
+    /// Why a job whose process is not alive is being ended. The PID is not
+    /// repeated (the job carries it), so that jobs ended for the same reason
+    /// share one message and can be ended together.
+    pub fn describe(&self) -> String {
         match self {
-            Self::Alive | Self::Unverified => format!("process {pid} is alive"),
+            Self::Alive | Self::Unverified => "the recorder's process is alive".to_owned(),
             Self::Gone { reason } => reason.clone(),
-            Self::Reused { found_start_time } => format!(
-                "process {pid} is gone; its PID now belongs to an unrelated process (start time {found_start_time})"
-            ),
+            Self::Reused { .. } => {
+                "the recorder's process is gone; its PID now belongs to an unrelated process"
+                    .to_owned()
+            }
             Self::NotOurs { reason } => {
-                format!("process {pid} is not this job's recorder: {reason}")
+                format!("the process with the recorder's PID is not this job's recorder: {reason}")
             }
         }
     }
@@ -92,7 +96,7 @@ pub fn check(pid: Option<i32>, expected_start_time: Option<i64>) -> Liveness {
     };
     let Some(raw) = Pid::from_raw(pid) else {
         return Liveness::Gone {
-            reason: format!("invalid process id {pid}"),
+            reason: "the recorded process id is invalid".to_owned(),
         };
     };
     match test_kill_process(raw) {
@@ -101,7 +105,7 @@ pub fn check(pid: Option<i32>, expected_start_time: Option<i64>) -> Liveness {
         Err(e) if e == rustix::io::Errno::PERM => {}
         Err(_) => {
             return Liveness::Gone {
-                reason: format!("process {pid} no longer exists"),
+                reason: "the recorder's process no longer exists".to_owned(),
             };
         }
     }
@@ -109,13 +113,13 @@ pub fn check(pid: Option<i32>, expected_start_time: Option<i64>) -> Liveness {
         Ok(stat) => stat,
         Err(_) => {
             return Liveness::Gone {
-                reason: format!("process {pid} no longer exists"),
+                reason: "the recorder's process no longer exists".to_owned(),
             };
         }
     };
     if matches!(stat.state, 'Z' | 'X' | 'x') {
         return Liveness::Gone {
-            reason: format!("process {pid} has exited (zombie)"),
+            reason: "the recorder's process has exited (zombie)".to_owned(),
         };
     }
     match expected_start_time {

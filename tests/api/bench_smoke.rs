@@ -22,6 +22,7 @@ fn bench_binary() -> PathBuf {
 }
 
 fn run_bench(database_url: Option<&str>) {
+    let _exclusive = crate::helpers::exclusive_blocking();
     let mut command = Command::new(bench_binary());
     command
         .args(["--scale", "10", "--quick", "--clients", "4"])

@@ -59,6 +59,7 @@ impl Drop for Source {
 }
 
 async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
     if !ffmpeg_available() {
         return;
     }
@@ -192,6 +193,7 @@ fn word_error_rate(said: &[&str], heard: &[&str]) -> f64 {
 }
 
 async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
     if !speech_tools_available() {
         return;
     }
@@ -309,6 +311,7 @@ async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
 on_both_databases!(a_crashed_ffmpeg_is_restarted_and_its_files_joined);
 
 async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
     if !ffmpeg_available() {
         return;
     }

@@ -67,6 +67,21 @@ macro_rules! on_both_databases {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Held by tests that load the CPU heavily (real ffmpeg, speech
+/// recognition, the benchmark smoke run) and by those that measure
+/// latency, so that none of them runs beside another: on a 2-core machine
+/// a transcription next door would measure the machine, not recorderd.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}
+
+/// [`exclusive`] for tests that are not async.
+pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.blocking_lock()
+}
+
 fn unique_name() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -28,6 +28,7 @@ fn parse_time(value: &serde_json::Value) -> OffsetDateTime {
 }
 
 async fn recorders_survive_a_killed_supervisor_and_are_adopted_by_the_next(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
     let mut app = TestApp::spawn(backend).await;
     let mut self_ending = Vec::new();
     let mut to_stop = Vec::new();

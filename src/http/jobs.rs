@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiJson, AppState, PageQuery, Result};
 use crate::entity::JobStatus;
-use crate::jobs::{StartRequest, repo};
+use crate::jobs::{Job, StartRequest, repo};
 
 pub async fn start(
     State(state): State<AppState>,
@@ -44,9 +44,20 @@ pub async fn stop(
     })))
 }
 
-pub async fn active(State(state): State<AppState>) -> Result<Json<Value>> {
+/// `{"count": N, "jobs": [...]}`, serialized straight from the models (no
+/// intermediate JSON tree: this is the seed's polled endpoint).
+#[derive(serde::Serialize)]
+pub struct ActiveJobs {
+    count: usize,
+    jobs: Vec<Job>,
+}
+
+pub async fn active(State(state): State<AppState>) -> Result<Json<ActiveJobs>> {
     let jobs = state.jobs.active().await?;
-    Ok(Json(json!({ "count": jobs.len(), "jobs": jobs })))
+    Ok(Json(ActiveJobs {
+        count: jobs.len(),
+        jobs,
+    }))
 }
 
 pub async fn cleanup(State(state): State<AppState>) -> Result<Json<Value>> {

@@ -55,14 +55,18 @@ pub async fn insert_recording_and_job(
     let output_path = new
         .recordings_dir
         .join(format!("recording-{recording_id}.{}", new.output_extension));
-    recording::Entity::update_many()
+    // UPDATE … RETURNING hands back the row: no SELECT after it.
+    let recording = recording::Entity::update_many()
         .col_expr(
             recording::Column::OutputPath,
             Expr::value(output_path.display().to_string()),
         )
         .filter(recording::Column::Id.eq(recording_id))
-        .exec(&txn)
-        .await?;
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| DbErr::RecordNotFound(format!("recording {recording_id}")))?;
 
     let inserted = recording_job::Entity::insert(recording_job::ActiveModel {
         recording_id: Set(recording_id),
@@ -76,22 +80,16 @@ pub async fn insert_recording_and_job(
     .await?;
     let job_id = inserted.last_insert_id;
     let log_path = new.logs_dir.join(format!("job-{job_id}.log"));
-    recording_job::Entity::update_many()
+    let job = recording_job::Entity::update_many()
         .col_expr(
             recording_job::Column::LogPath,
             Expr::value(log_path.display().to_string()),
         )
         .filter(recording_job::Column::Id.eq(job_id))
-        .exec(&txn)
-        .await?;
-
-    let recording = recording::Entity::find_by_id(recording_id)
-        .one(&txn)
+        .exec_with_returning(&txn)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("recording {recording_id}")))?;
-    let job = recording_job::Entity::find_by_id(job_id)
-        .one(&txn)
-        .await?
+        .into_iter()
+        .next()
         .ok_or_else(|| DbErr::RecordNotFound(format!("job {job_id}")))?;
     txn.commit().await?;
     Ok((recording, job))
@@ -102,17 +100,18 @@ pub async fn set_process_identity(
     db: &DatabaseConnection,
     job_id: i32,
     identity: ProcessIdentity,
-) -> Result<(), DbErr> {
-    recording_job::Entity::update_many()
+) -> Result<Option<Job>, DbErr> {
+    Ok(recording_job::Entity::update_many()
         .col_expr(recording_job::Column::ProcessId, Expr::value(identity.pid))
         .col_expr(
             recording_job::Column::ProcessStartTime,
             Expr::value(identity.start_time),
         )
         .filter(recording_job::Column::Id.eq(job_id))
-        .exec(db)
-        .await?;
-    Ok(())
+        .exec_with_returning(db)
+        .await?
+        .into_iter()
+        .next())
 }
 
 pub async fn find_job(db: &impl ConnectionTrait, id: i32) -> Result<Option<Job>, DbErr> {

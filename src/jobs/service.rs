@@ -269,25 +269,24 @@ impl JobService {
                 });
             }
         };
-        if let Err(e) = repo::set_process_identity(&self.inner.db, job.id, identity).await {
-            // A recorder whose identity is not stored could not be adopted
-            // after a crash: it is killed rather than risk an orphan nobody
-            // can control. Its exit is recorded as usual.
-            error!(parent: &span, error = %e, "could not record the recorder's identity; killing it");
-            self.inner.supervisor.kill(job.id);
-            return Err(JobError::Database(e));
-        }
+        let job = match repo::set_process_identity(&self.inner.db, job.id, identity).await {
+            Ok(Some(job)) => job,
+            // Ended already (the recorder exited at once): show it as it is.
+            Ok(None) => job,
+            Err(e) => {
+                // A recorder whose identity is not stored could not be
+                // adopted after a crash: it is killed rather than risk an
+                // orphan nobody can control. Its exit is recorded as usual.
+                error!(parent: &span, error = %e, "could not record the recorder's identity; killing it");
+                self.inner.supervisor.kill(job.id);
+                return Err(JobError::Database(e));
+            }
+        };
         drop(gate);
         info!(parent: &span, pid = identity.pid, source = %request.source, profile = %profile_name, "job started");
         if let Some(seconds) = request.duration_seconds {
             self.arm_duration_limit(job.id, Duration::from_secs(seconds));
         }
-        let job = repo::find_job(&self.inner.db, job.id)
-            .await?
-            .ok_or(JobError::JobNotFound { id: job.id })?;
-        let recording = repo::find_recording(&self.inner.db, recording.id)
-            .await?
-            .unwrap_or(recording);
         Ok(Started { job, recording })
     }
 

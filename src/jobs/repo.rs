@@ -7,7 +7,8 @@ use std::path::Path;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use time::OffsetDateTime;
@@ -227,8 +228,21 @@ pub async fn finish_jobs(
     verdict: &Verdict,
     recording_outcome: &RecordingOutcome,
 ) -> Result<Vec<Job>, DbErr> {
-    let now = OffsetDateTime::now_utc();
     let txn = db.begin().await?;
+    let ended = end_in(&txn, job_ids, expected, verdict, recording_outcome).await?;
+    txn.commit().await?;
+    Ok(ended)
+}
+
+/// The statements of [`finish_jobs`], inside the caller's transaction.
+async fn end_in(
+    txn: &DatabaseTransaction,
+    job_ids: &[i32],
+    expected: JobStatus,
+    verdict: &Verdict,
+    recording_outcome: &RecordingOutcome,
+) -> Result<Vec<Job>, DbErr> {
+    let now = OffsetDateTime::now_utc();
     let ended = recording_job::Entity::update_many()
         .col_expr(
             recording_job::Column::Status,
@@ -257,10 +271,9 @@ pub async fn finish_jobs(
         )
         .filter(recording_job::Column::Id.is_in(job_ids.iter().copied()))
         .filter(recording_job::Column::Status.eq(expected))
-        .exec_with_returning(&txn)
+        .exec_with_returning(txn)
         .await?;
     if ended.is_empty() {
-        txn.rollback().await?;
         return Ok(ended);
     }
     recording::Entity::update_many()
@@ -275,10 +288,57 @@ pub async fn finish_jobs(
         .col_expr(recording::Column::UpdatedAt, Expr::value(now))
         .filter(recording::Column::Id.is_in(ended.iter().map(|j| j.recording_id)))
         .filter(recording::Column::Status.eq(RecordingStatus::Recording))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    txn.commit().await?;
     Ok(ended)
+}
+
+/// Jobs that end the same way, from the same state.
+#[derive(Debug, Clone)]
+pub struct FinishGroup {
+    pub from: JobStatus,
+    pub verdict: Verdict,
+    pub outcome: RecordingOutcome,
+    pub job_ids: Vec<i32>,
+}
+
+/// [`finish_jobs`] for several groups in one transaction. Returns each
+/// ended job with the index of its group.
+pub async fn finish_job_groups(
+    db: &DatabaseConnection,
+    groups: &[FinishGroup],
+) -> Result<Vec<(Job, usize)>, DbErr> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = db.begin().await?;
+    let mut ended_all = Vec::new();
+    for (index, group) in groups.iter().enumerate() {
+        for chunk in group.job_ids.chunks(IN_LIST_CHUNK) {
+            let ended = end_in(&txn, chunk, group.from, &group.verdict, &group.outcome).await?;
+            ended_all.extend(ended.into_iter().map(|job| (job, index)));
+        }
+    }
+    txn.commit().await?;
+    Ok(ended_all)
+}
+
+/// Jobs (with their recordings) by id, in chunks.
+pub async fn jobs_with_recordings(
+    db: &DatabaseConnection,
+    ids: &[i32],
+) -> Result<Vec<(Job, Option<Recording>)>, DbErr> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_LIST_CHUNK) {
+        found.extend(
+            recording_job::Entity::find()
+                .filter(recording_job::Column::Id.is_in(chunk.iter().copied()))
+                .find_also_related(recording::Entity)
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(found)
 }
 
 /// A job and its recording in one query.

@@ -568,6 +568,13 @@ impl JobService {
     /// Handles exits reported by the supervisor, each in its own task so one
     /// slow commit does not delay the others.
     async fn consume_exits(self, mut events: mpsc::UnboundedReceiver<SupervisorEvent>) {
+        // Clean exits go to one committer that writes all those waiting in
+        // one transaction; crashes (which may restart) are handled one by
+        // one.
+        let (batch_tx, batch_rx) = mpsc::unbounded_channel();
+        self.inner
+            .tracker
+            .spawn(self.clone().commit_exit_batches(batch_rx));
         loop {
             let event = tokio::select! {
                 // Events already queued are handled before closing.
@@ -578,6 +585,9 @@ impl JobService {
             let this = self.clone();
             match event {
                 None => break,
+                Some(SupervisorEvent::Exited(exit)) if !may_restart(&exit) => {
+                    let _ = batch_tx.send(exit);
+                }
                 Some(SupervisorEvent::Exited(exit)) => {
                     let span = info_span!("job", job_id = exit.job_id, pid = exit.pid);
                     self.inner
@@ -601,6 +611,114 @@ impl JobService {
         }
     }
 
+    /// Commits exits in batches: whatever has queued while the previous
+    /// batch was being written goes in the next one. Alone, an exit is
+    /// committed at once; in a storm of exits, hundreds share a transaction.
+    async fn commit_exit_batches(self, mut exits: mpsc::UnboundedReceiver<ExitEvent>) {
+        while let Some(first) = exits.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < repo::IN_LIST_CHUNK {
+                match exits.try_recv() {
+                    Ok(exit) => batch.push(exit),
+                    Err(_) => break,
+                }
+            }
+            let leftover = match self.finish_exit_batch(&batch).await {
+                Ok(leftover) => leftover,
+                Err(e) => {
+                    warn!(error = %e, jobs = batch.len(), "batch commit failed; committing one by one");
+                    batch.iter().map(|e| e.job_id).collect()
+                }
+            };
+            for exit in batch {
+                if leftover.contains(&exit.job_id) {
+                    let span = info_span!("job", job_id = exit.job_id, pid = exit.pid);
+                    self.record_exit(exit).instrument(span).await;
+                } else {
+                    self.inner.supervisor.release(exit.job_id);
+                }
+            }
+        }
+    }
+
+    /// Ends the batch's jobs, grouping those that end the same way into one
+    /// conditional UPDATE each, all in one transaction. Returns the ids of
+    /// jobs it could not end (their state changed meanwhile): the caller
+    /// commits those one by one.
+    async fn finish_exit_batch(&self, batch: &[ExitEvent]) -> Result<HashSet<i32>, DbErr> {
+        let db = &self.inner.db;
+        let ids: Vec<i32> = batch.iter().map(|e| e.job_id).collect();
+        let rows: HashMap<i32, (Job, Recording)> = repo::jobs_with_recordings(db, &ids)
+            .await?
+            .into_iter()
+            .filter_map(|(job, recording)| recording.map(|r| (job.id, (job, r))))
+            .collect();
+        let paths: Vec<(i32, PathBuf)> = rows
+            .values()
+            .map(|(job, r)| (job.id, PathBuf::from(&r.output_path)))
+            .collect();
+        let outputs: HashMap<i32, OutputState> = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|(id, path)| (id, output_state_blocking(&path)))
+                .collect()
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))?;
+
+        let mut groups: Vec<repo::FinishGroup> = Vec::new();
+        let mut wanted = HashSet::new();
+        for exit in batch {
+            let (Some((job, recording)), Some(output)) =
+                (rows.get(&exit.job_id), outputs.get(&exit.job_id))
+            else {
+                continue;
+            };
+            if job.status.is_terminal() {
+                continue;
+            }
+            let (verdict, outcome) = self.decide(job, recording, &exit_ending(exit), output);
+            wanted.insert(job.id);
+            match groups
+                .iter_mut()
+                .find(|g| g.from == job.status && g.verdict == verdict && g.outcome == outcome)
+            {
+                Some(group) => group.job_ids.push(job.id),
+                None => groups.push(repo::FinishGroup {
+                    from: job.status,
+                    verdict,
+                    outcome,
+                    job_ids: vec![job.id],
+                }),
+            }
+        }
+        let ended = repo::finish_job_groups(db, &groups).await?;
+        for (job, group) in &ended {
+            let group = &groups[*group];
+            info!(
+                job_id = job.id,
+                pid = job.process_id,
+                from = group.from.as_str(),
+                to = group.verdict.status.as_str(),
+                exit_code = group.verdict.exit_code,
+                exit_signal = group.verdict.exit_signal,
+                error = group.verdict.error.as_deref(),
+                recording = group.outcome.status.as_str(),
+                "job ended"
+            );
+            let was_recording = rows
+                .get(&job.id)
+                .is_some_and(|(_, r)| r.status == RecordingStatus::Recording);
+            if was_recording && group.outcome.status == RecordingStatus::Processing {
+                self.inner.processing.launch(job.recording_id);
+            }
+        }
+        for (job, _) in &ended {
+            wanted.remove(&job.id);
+        }
+        Ok(wanted)
+    }
+
     /// Commits one exit, retrying while the database is unavailable: the
     /// exit status exists only here, and the job stays owned (so no
     /// reconciliation replaces it with "exit status unknown") until it is
@@ -613,13 +731,7 @@ impl JobService {
             Ok(false) => {}
             Err(e) => warn!(error = %e, "could not restart the recorder"),
         }
-        let ending = Ending::Process {
-            outcome: event.outcome,
-            stop_signal: event.last_stop_signal,
-            stop_duration: event
-                .first_stop_at
-                .map(|at| event.observed_at.saturating_duration_since(at)),
-        };
+        let ending = exit_ending(&event);
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=EXIT_COMMIT_ATTEMPTS {
             match self.finish(job_id, ending.clone()).await {
@@ -641,12 +753,7 @@ impl JobService {
     /// stays `running` and moves to its next attempt, writing a new segment.
     /// True when a new run was started.
     async fn try_restart(&self, event: &ExitEvent) -> Result<bool, JobError> {
-        let crashed = match event.outcome {
-            ExitOutcome::Exited(code) => code != 0,
-            ExitOutcome::Signalled(_) => true,
-            ExitOutcome::Vanished(_) => false,
-        };
-        if !crashed || event.last_stop_signal.is_some() {
+        if !may_restart(event) {
             return Ok(false);
         }
         let job = self.job(event.job_id).await?;
@@ -1078,6 +1185,28 @@ fn read_tail(path: &Path, max_bytes: u64) -> std::io::Result<LogTail> {
         truncated: start > 0,
         content,
     })
+}
+
+/// Whether an exit is a crash that the profile might restart (handled one
+/// by one) rather than an end to commit.
+fn may_restart(exit: &ExitEvent) -> bool {
+    let crashed = match exit.outcome {
+        ExitOutcome::Exited(code) => code != 0,
+        ExitOutcome::Signalled(_) => true,
+        ExitOutcome::Vanished(_) => false,
+    };
+    crashed && exit.last_stop_signal.is_none()
+}
+
+/// How a reported exit ends its job.
+fn exit_ending(exit: &ExitEvent) -> Ending {
+    Ending::Process {
+        outcome: exit.outcome.clone(),
+        stop_signal: exit.last_stop_signal,
+        stop_duration: exit
+            .first_stop_at
+            .map(|at| exit.observed_at.saturating_duration_since(at)),
+    }
 }
 
 /// Where run number `attempt` (from 2) of a restarted recorder writes:

@@ -166,6 +166,11 @@ impl Processing {
             return Ok(());
         };
         let pipeline = profile.pipeline();
+        if pipeline.is_empty() && recording.segments.is_none() {
+            // Nothing to run: ready at once, without touching the disk.
+            repo::finish_processing(&self.db, recording_id, RecordingStatus::Ready, None).await?;
+            return Ok(());
+        }
         let names: Vec<String> = pipeline.iter().map(|s| s.name.clone()).collect();
         let rows = steps::ensure(&self.db, recording_id, &names).await?;
         let workdir = self.workdir(recording_id);

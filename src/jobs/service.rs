@@ -905,10 +905,15 @@ impl JobService {
         ending: &Ending,
         output: &OutputState,
     ) -> (super::status::Verdict, RecordingOutcome) {
-        let clean_exit_codes = self
-            .profile(Some(&recording.profile))
-            .map(|(_, p)| p.clean_exit_codes)
-            .unwrap_or_else(|_| vec![0]);
+        let profile = self.profile(Some(&recording.profile)).ok().map(|(_, p)| p);
+        let clean_exit_codes = profile
+            .as_ref()
+            .map(|p| p.clean_exit_codes.clone())
+            .unwrap_or_else(|| vec![0]);
+        // With no step to run and no segments to join, the recording is
+        // ready as soon as its job ends: no processing round for nothing.
+        let nothing_to_process = profile.as_ref().is_some_and(|p| p.pipeline().is_empty())
+            && recording.segments.is_none();
         let verdict = verdict(
             JobContext {
                 status: job.status,
@@ -919,6 +924,10 @@ impl JobService {
             ending,
         );
         let recording_outcome = match output {
+            OutputState::HasData if nothing_to_process => RecordingOutcome {
+                status: RecordingStatus::Ready,
+                error: None,
+            },
             OutputState::HasData => RecordingOutcome {
                 status: RecordingStatus::Processing,
                 error: None,

@@ -9,6 +9,7 @@
 //! lists its children and reaps only zombies whose PID no tokio waiter owns.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use rustix::process::{Pid, WaitOptions, waitpid};
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,7 +18,11 @@ use tracing::{debug, info, warn};
 
 use super::{Supervisor, identity};
 
-/// Reaps unowned zombie children on every SIGCHLD until shutdown.
+/// After a SIGCHLD, how long to let further ones gather before one scan:
+/// a thousand recorders ending together cost a few scans, not a thousand.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// Reaps unowned zombie children after SIGCHLDs until shutdown.
 pub async fn reap_orphans(supervisor: Supervisor, shutdown: CancellationToken) {
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => s,
@@ -27,7 +32,14 @@ pub async fn reap_orphans(supervisor: Supervisor, shutdown: CancellationToken) {
         }
     };
     loop {
-        let reaped = supervisor.with_owned_pids(reap_unowned_zombies);
+        let candidates = supervisor.with_owned_pids(unowned_children);
+        let reaped = match tokio::task::spawn_blocking(move || reap_zombies(candidates)).await {
+            Ok(reaped) => reaped,
+            Err(e) => {
+                warn!(error = %e, "orphan reaping failed");
+                0
+            }
+        };
         if reaped > 0 {
             debug!(reaped, "reaped orphaned processes");
         }
@@ -35,18 +47,28 @@ pub async fn reap_orphans(supervisor: Supervisor, shutdown: CancellationToken) {
             received = sigchld.recv() => if received.is_none() { return },
             () = shutdown.cancelled() => return,
         }
+        tokio::select! {
+            () = tokio::time::sleep(COALESCE) => {}
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 
-/// One pass: every child of this process that is a zombie and not owned.
-/// Runs under the owned-PID lock, so a child spawned meanwhile is either
-/// already registered or not yet visible.
-fn reap_unowned_zombies(owned: &HashSet<i32>) -> usize {
+/// Children of this process that no tokio waiter owns, listed under the
+/// owned-PID lock: a child spawned later is not in the list, and one in the
+/// list cannot become owned (only new children do), so the list stays
+/// right after the lock is released.
+fn unowned_children(owned: &HashSet<i32>) -> Vec<i32> {
+    children_of_self()
+        .into_iter()
+        .filter(|pid| !owned.contains(pid))
+        .collect()
+}
+
+/// Reaps those of `candidates` that are zombies.
+fn reap_zombies(candidates: Vec<i32>) -> usize {
     let mut reaped = 0;
-    for pid in children_of_self() {
-        if owned.contains(&pid) {
-            continue;
-        }
+    for pid in candidates {
         let is_zombie = identity::read_stat(pid).is_ok_and(|s| s.state == 'Z');
         if !is_zombie {
             continue;

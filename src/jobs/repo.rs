@@ -7,9 +7,8 @@ use std::path::Path;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use time::OffsetDateTime;
 
@@ -408,14 +407,14 @@ pub async fn delete_settled_recording(
     Ok(result.rows_affected == 1)
 }
 
-/// A crashed recorder was started again: the job (still `running`) moves to
-/// its next attempt with the new process's identity and the history of the
-/// earlier ones, and the recording gains the new segment. False when the
-/// job is no longer running (a stop came in): nothing is written.
-pub async fn record_restart(
+/// A crashed recorder is about to be started again: the job (still
+/// `running` its attempt `job.attempt`) moves to the next attempt with the
+/// history of the earlier ones, and the recording gains the new segment.
+/// False when the job is no longer running that attempt (a stop came in):
+/// nothing is written.
+pub async fn claim_restart(
     db: &DatabaseConnection,
     job: &Job,
-    identity: ProcessIdentity,
     attempts_json: String,
     segments_json: String,
 ) -> Result<bool, DbErr> {
@@ -423,11 +422,6 @@ pub async fn record_restart(
     let result = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
         .col_expr(recording_job::Column::Attempts, Expr::value(attempts_json))
-        .col_expr(recording_job::Column::ProcessId, Expr::value(identity.pid))
-        .col_expr(
-            recording_job::Column::ProcessStartTime,
-            Expr::value(identity.start_time),
-        )
         .filter(recording_job::Column::Id.eq(job.id))
         .filter(recording_job::Column::Status.eq(JobStatus::Running))
         .filter(recording_job::Column::Attempt.eq(job.attempt))

@@ -632,8 +632,13 @@ impl JobService {
             };
             for exit in batch {
                 if leftover.contains(&exit.job_id) {
+                    // One by one, each in its own task with its own retries,
+                    // so a slow database does not hold up later batches.
+                    let this = self.clone();
                     let span = info_span!("job", job_id = exit.job_id, pid = exit.pid);
-                    self.record_exit(exit).instrument(span).await;
+                    self.inner
+                        .tracker
+                        .spawn(async move { this.record_exit(exit).await }.instrument(span));
                 } else {
                     self.inner.supervisor.release(exit.job_id);
                 }
@@ -653,14 +658,14 @@ impl JobService {
             .into_iter()
             .filter_map(|(job, recording)| recording.map(|r| (job.id, (job, r))))
             .collect();
-        let paths: Vec<(i32, PathBuf)> = rows
+        let paths: Vec<(i32, Vec<PathBuf>)> = rows
             .values()
-            .map(|(job, r)| (job.id, PathBuf::from(&r.output_path)))
+            .map(|(job, r)| (job.id, recorded_files(r)))
             .collect();
         let outputs: HashMap<i32, OutputState> = tokio::task::spawn_blocking(move || {
             paths
                 .into_iter()
-                .map(|(id, path)| (id, output_state_blocking(&path)))
+                .map(|(id, files)| (id, recording_output_blocking(&files)))
                 .collect()
         })
         .await
@@ -783,31 +788,6 @@ impl JobService {
         }
         let next = job.attempt + 1;
         let segment = segment_path(Path::new(&recording.output_path), next);
-        let argv = render_argv(
-            &profile.command,
-            &[
-                ("source", &recording.source),
-                ("output", &segment.display().to_string()),
-                ("duration", &job.duration_seconds.unwrap_or(0).to_string()),
-                ("job_id", &job.id.to_string()),
-                ("recording_id", &recording.id.to_string()),
-            ],
-        );
-        let identity = match self.inner.supervisor.spawn(SpawnSpec {
-            job_id: job.id,
-            argv,
-            log_path: PathBuf::from(&job.log_path),
-            stall: profile.stall_timeout().map(|timeout| StallCheck {
-                output: segment.clone(),
-                timeout,
-            }),
-        }) {
-            Ok(identity) => identity,
-            Err(e) => {
-                warn!(error = %e, "the recorder could not be restarted");
-                return Ok(false);
-            }
-        };
         let mut history: Vec<serde_json::Value> = job
             .attempts
             .as_deref()
@@ -834,18 +814,52 @@ impl JobService {
             .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default();
         segments.push(segment.display().to_string());
-        let recorded = repo::record_restart(
+        // The attempt and its segment are claimed before the new run
+        // exists: whatever becomes of that run (an instant exit, a crash, a
+        // stop) is then handled as the next attempt's, never confused with
+        // this one. Claimed only if the job is still running this attempt.
+        let claimed = repo::claim_restart(
             &self.inner.db,
             &job,
-            identity,
             serde_json::Value::from(history).to_string(),
             serde_json::Value::from(segments).to_string(),
         )
         .await?;
-        if !recorded {
-            // A stop landed meanwhile: the new run is stopped like any other.
-            let plan = self.stop_plan(job.id).await?;
-            self.inner.supervisor.stop(job.id, plan);
+        if !claimed {
+            return Ok(false);
+        }
+        let argv = render_argv(
+            &profile.command,
+            &[
+                ("source", &recording.source),
+                ("output", &segment.display().to_string()),
+                ("duration", &job.duration_seconds.unwrap_or(0).to_string()),
+                ("job_id", &job.id.to_string()),
+                ("recording_id", &recording.id.to_string()),
+            ],
+        );
+        let identity = match self.inner.supervisor.spawn(SpawnSpec {
+            job_id: job.id,
+            argv,
+            log_path: PathBuf::from(&job.log_path),
+            stall: profile.stall_timeout().map(|timeout| StallCheck {
+                output: segment.clone(),
+                timeout,
+            }),
+        }) {
+            Ok(identity) => identity,
+            Err(e) => {
+                // The job ends with the crash that asked for the restart.
+                warn!(error = %e, "the recorder could not be restarted");
+                return Ok(false);
+            }
+        };
+        // From here the new run owns the job: its own exit will end it.
+        // Without its identity stored it could not be adopted after a crash
+        // of this supervisor, so it is killed rather than left that way.
+        if let Err(e) = repo::set_process_identity(&self.inner.db, job.id, identity).await {
+            error!(error = %e, "could not record the restarted recorder's identity; killing it");
+            self.inner.supervisor.kill(job.id);
         }
         info!(attempt = next, pid = identity.pid, "recorder restarted");
         Ok(true)
@@ -869,7 +883,10 @@ impl JobService {
             if job.status.is_terminal() {
                 return Ok(None);
             }
-            let output = output_state(Path::new(&recording.output_path)).await;
+            let files = recorded_files(&recording);
+            let output = tokio::task::spawn_blocking(move || recording_output_blocking(&files))
+                .await
+                .map_err(|e| DbErr::Custom(format!("reading the output failed: {e}")))?;
             let (verdict, recording_outcome) = self.decide(&job, &recording, &ending, &output);
             let ended =
                 repo::finish_jobs(db, &[job.id], job.status, &verdict, &recording_outcome).await?;
@@ -959,14 +976,14 @@ impl JobService {
             .into_iter()
             .map(|r| (r.id, r))
             .collect();
-        let paths: Vec<(i32, PathBuf)> = recordings
+        let paths: Vec<(i32, Vec<PathBuf>)> = recordings
             .values()
-            .map(|r| (r.id, PathBuf::from(&r.output_path)))
+            .map(|r| (r.id, recorded_files(r)))
             .collect();
         let outputs: HashMap<i32, OutputState> = tokio::task::spawn_blocking(move || {
             paths
                 .into_iter()
-                .map(|(id, path)| (id, output_state_blocking(&path)))
+                .map(|(id, files)| (id, recording_output_blocking(&files)))
                 .collect()
         })
         .await
@@ -990,11 +1007,13 @@ impl JobService {
             }
         }
         let mut ended_count = 0;
+        let mut ended_ids = HashSet::new();
         for ((from, verdict, outcome), ids) in groups {
             for chunk in ids.chunks(repo::IN_LIST_CHUNK) {
                 let ended = repo::finish_jobs(db, chunk, from, &verdict, &outcome).await?;
                 ended_count += ended.len();
                 for job in ended {
+                    ended_ids.insert(job.id);
                     info!(
                         job_id = job.id,
                         pid = job.process_id,
@@ -1011,6 +1030,18 @@ impl JobService {
                         self.inner.processing.launch(job.recording_id);
                     }
                 }
+            }
+        }
+        // Jobs whose state changed since they were read (a stop landed):
+        // the one-by-one transition reads them again and decides anew.
+        for (job, reason) in gone {
+            if !ended_ids.contains(&job.id)
+                && self
+                    .finish(job.id, Ending::ProcessGone(reason))
+                    .await?
+                    .is_some()
+            {
+                ended_count += 1;
             }
         }
         Ok(ended_count)
@@ -1255,9 +1286,34 @@ impl OutputState {
     }
 }
 
-/// [`output_state`] for blocking contexts.
-fn output_state_blocking(path: &Path) -> OutputState {
-    classify_output(std::fs::metadata(path))
+/// Every file the recording's recorder runs wrote: its output, then the
+/// segments of restarted runs.
+fn recorded_files(recording: &Recording) -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from(&recording.output_path)];
+    if let Some(segments) = recording.segments.as_deref() {
+        files.extend(
+            serde_json::from_str::<Vec<String>>(segments)
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from),
+        );
+    }
+    files
+}
+
+/// What the recorder runs left: data if any of their files holds some (a
+/// first run that failed to open its source may have written nothing while
+/// a restarted one recorded), otherwise the state of the first file.
+fn recording_output_blocking(files: &[PathBuf]) -> OutputState {
+    let mut first = None;
+    for file in files {
+        let state = classify_output(std::fs::metadata(file));
+        if state.has_data() {
+            return state;
+        }
+        first.get_or_insert(state);
+    }
+    first.unwrap_or(OutputState::Missing)
 }
 
 async fn output_state(path: &Path) -> OutputState {

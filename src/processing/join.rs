@@ -27,6 +27,18 @@ pub async fn join_segments(
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     let joined = workdir.join(format!("joined.{extension}"));
+    // A marker written once the joined file is complete: a run interrupted
+    // after it only has to move the file into place; one interrupted before
+    // it joins again from the untouched inputs.
+    let done = workdir.join("joined.done");
+    if tokio::fs::metadata(&done).await.is_ok() {
+        if tokio::fs::metadata(&joined).await.is_ok() {
+            tokio::fs::rename(&joined, first)
+                .await
+                .map_err(|e| format!("cannot move the joined file into place: {e}"))?;
+        }
+        return Ok(());
+    }
     let existing: Vec<PathBuf> = std::iter::once(first.to_path_buf())
         .chain(rest.iter().cloned())
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
@@ -44,16 +56,21 @@ pub async fn join_segments(
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("appending the files failed: {e}"))?;
     }
+    tokio::fs::write(&done, b"")
+        .await
+        .map_err(|e| format!("cannot write {}: {e}", done.display()))?;
     tokio::fs::rename(&joined, first)
         .await
         .map_err(|e| format!("cannot move the joined file into place: {e}"))
 }
 
-/// Removes the segments once their data is in the joined file.
-pub async fn remove_segments(segments: &[PathBuf]) {
+/// Removes the segments (and the join's marker) once their data is in the
+/// joined file and the recording no longer lists them.
+pub async fn remove_segments(segments: &[PathBuf], workdir: &Path) {
     for segment in segments {
         let _ = tokio::fs::remove_file(segment).await;
     }
+    let _ = tokio::fs::remove_file(workdir.join("joined.done")).await;
 }
 
 fn append_files(parts: &[PathBuf], target: &Path) -> std::io::Result<()> {

@@ -22,6 +22,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::io::AsyncReadExt;
@@ -125,8 +126,22 @@ impl Processing {
         let span = info_span!("processing", recording_id);
         self.tracker.spawn(
             async move {
-                if let Err(e) = this.run(recording_id).await {
-                    error!(error = %e, "processing could not record its progress");
+                // A database error leaves steps as they were written; the
+                // run is tried again (done steps are skipped) a few times
+                // before waiting for the next start.
+                let mut delay = Duration::from_secs(1);
+                for attempt in 1..=5 {
+                    match this.run(recording_id).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            error!(error = %e, attempt, "processing could not record its progress");
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => {}
+                                () = this.shutdown.cancelled() => break,
+                            }
+                            delay *= 2;
+                        }
+                    }
                 }
                 this.in_flight().remove(&recording_id);
             }
@@ -218,7 +233,7 @@ impl Processing {
                     None,
                 )
                 .await?;
-                join::remove_segments(&segments).await;
+                join::remove_segments(&segments, &workdir).await;
                 info!(segments = segments.len() + 1, "recorder runs joined");
             }
         }

@@ -32,8 +32,8 @@ pub async fn reap_orphans(supervisor: Supervisor, shutdown: CancellationToken) {
         }
     };
     loop {
-        let candidates = supervisor.with_owned_pids(unowned_children);
-        let reaped = match tokio::task::spawn_blocking(move || reap_zombies(candidates)).await {
+        let reaper = supervisor.clone();
+        let reaped = match tokio::task::spawn_blocking(move || reap_zombies(&reaper)).await {
             Ok(reaped) => reaped,
             Err(e) => {
                 warn!(error = %e, "orphan reaping failed");
@@ -65,17 +65,26 @@ fn unowned_children(owned: &HashSet<i32>) -> Vec<i32> {
         .collect()
 }
 
-/// Reaps those of `candidates` that are zombies.
-fn reap_zombies(candidates: Vec<i32>) -> usize {
+/// Reaps the unowned children that are zombies. Each `waitpid` is made
+/// under the owned-PID lock after checking once more that the PID is not
+/// owned: a PID freed and handed to a new recorder since the list was made
+/// is owned by then, and left alone.
+fn reap_zombies(supervisor: &Supervisor) -> usize {
+    let candidates = supervisor.with_owned_pids(unowned_children);
     let mut reaped = 0;
     for pid in candidates {
         let is_zombie = identity::read_stat(pid).is_ok_and(|s| s.state == 'Z');
         if !is_zombie {
             continue;
         }
-        if let Some(raw) = Pid::from_raw(pid)
-            && let Ok(Some((_, status))) = waitpid(Some(raw), WaitOptions::NOHANG)
-        {
+        let status = supervisor.with_owned_pids(|owned| {
+            if owned.contains(&pid) {
+                return None;
+            }
+            Pid::from_raw(pid)
+                .and_then(|raw| waitpid(Some(raw), WaitOptions::NOHANG).ok().flatten())
+        });
+        if let Some((_, status)) = status {
             info!(pid, ?status, "reaped an orphaned process");
             reaped += 1;
         }

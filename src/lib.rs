@@ -8,6 +8,7 @@
 pub mod config;
 pub mod db;
 pub mod entity;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod jobs;

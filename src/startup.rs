@@ -127,7 +127,13 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        let app = http::router(AppState { jobs: jobs.clone() }, settings.max_body_bytes);
+        let app = http::router(
+            AppState {
+                jobs: jobs.clone(),
+                shutdown: shutdown.clone(),
+            },
+            settings.max_body_bytes,
+        );
         let server =
             axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });

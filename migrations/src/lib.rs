@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_recordings_and_jobs;
 mod m20261129_000002_processing_steps;
 mod m20261129_000003_recorder_restarts;
+mod m20261129_000004_events;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_recordings_and_jobs::Migration),
             Box::new(m20261129_000002_processing_steps::Migration),
             Box::new(m20261129_000003_recorder_restarts::Migration),
+            Box::new(m20261129_000004_events::Migration),
         ]
     }
 }

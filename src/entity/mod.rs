@@ -1,6 +1,7 @@
 //! sea-orm entities. The schema itself belongs to the migrations crate; these
 //! types only describe it for queries.
 
+pub mod event;
 pub mod processing_step;
 pub mod recording;
 pub mod recording_job;

@@ -2,6 +2,7 @@
 //! JSON in and out, every error in one shape.
 
 pub mod error;
+mod events;
 mod jobs;
 mod recordings;
 
@@ -21,6 +22,9 @@ use crate::jobs::JobService;
 #[derive(Clone)]
 pub struct AppState {
     pub jobs: JobService,
+    /// Cancelled when the server begins shutting down: long-lived event
+    /// streams end so that the graceful shutdown does not wait on them.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s, so a malformed or oversized
@@ -59,6 +63,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         "/api/recordings/jobs/cleanup",
         axum::routing::post(jobs::cleanup),
     );
+    api = both(api, "/api/recordings/jobs/events", get(events::stream));
     api = both(api, "/api/recordings/jobs", get(jobs::list));
     api = both(api, "/api/recordings/jobs/{id}", get(jobs::show));
     api = both(api, "/api/recordings/jobs/{id}/log", get(jobs::log));

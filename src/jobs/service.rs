@@ -20,6 +20,7 @@ use super::repo::{self, Job, NewRecording, Recording, RecordingOutcome};
 use super::status::{Ending, JobContext, StopReason, verdict};
 use crate::config::{Profile, Settings, render_argv};
 use crate::entity::{JobStatus, RecordingStatus};
+use crate::events::EventLog;
 use crate::processing::{Processing, ProcessingDirs, steps};
 use crate::supervisor::identity::{self, Liveness};
 use crate::supervisor::{
@@ -109,6 +110,7 @@ struct Inner {
     /// Cancelled by [`JobService::close`] once no recorder is left, which
     /// ends the task consuming exit events.
     closed: CancellationToken,
+    events: EventLog,
 }
 
 impl JobService {
@@ -120,6 +122,8 @@ impl JobService {
         shutdown: CancellationToken,
     ) -> Self {
         let (supervisor, exits) = Supervisor::new(tracker.clone());
+        let closed = CancellationToken::new();
+        let events = EventLog::start(db.clone(), &tracker, closed.clone());
         let processing = Processing::new(
             db.clone(),
             supervisor.clone(),
@@ -131,7 +135,8 @@ impl JobService {
             settings.processing_concurrency,
             tracker.clone(),
             shutdown.clone(),
-        );
+        )
+        .with_events(events.clone());
         let service = Self {
             inner: Arc::new(Inner {
                 db,
@@ -141,7 +146,8 @@ impl JobService {
                 tracker: tracker.clone(),
                 shutdown,
                 start_gate: RwLock::new(()),
-                closed: CancellationToken::new(),
+                closed,
+                events,
             }),
         };
         tracker.spawn(service.clone().consume_exits(exits));
@@ -155,6 +161,24 @@ impl JobService {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// The log of transitions, for the event stream.
+    pub fn events(&self) -> &EventLog {
+        &self.inner.events
+    }
+
+    /// Publishes a job's end and its recording's new state.
+    fn publish_end(&self, job: &Job, recording: &Recording, outcome: &RecordingOutcome) {
+        let events = &self.inner.events;
+        events.publish(&format!("job.{}", job.status.as_str()), job);
+        if recording.status == RecordingStatus::Recording {
+            let mut now = recording.clone();
+            now.status = outcome.status;
+            now.error = outcome.error.clone();
+            now.updated_at = job.completed_at.unwrap_or(now.updated_at);
+            events.publish(&format!("recording.{}", outcome.status.as_str()), &now);
+        }
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -283,6 +307,7 @@ impl JobService {
             }
         };
         drop(gate);
+        self.inner.events.publish("job.started", &job);
         info!(parent: &span, pid = identity.pid, source = %request.source, profile = %profile_name, "job started");
         if let Some(seconds) = request.duration_seconds {
             self.arm_duration_limit(job.id, Duration::from_secs(seconds));
@@ -339,6 +364,11 @@ impl JobService {
                 JobStatus::Running => {
                     if repo::mark_stopping(db, job_id, reason).await? {
                         info!(job_id, reason = reason.as_str(), "stop requested");
+                        // Published before any signal is sent, so the
+                        // stream shows `stopping` before the job's end.
+                        if let Some(stopping) = repo::find_job(db, job_id).await? {
+                            self.inner.events.publish("job.stopping", &stopping);
+                        }
                         break;
                     }
                     // Its status changed meanwhile; look again.
@@ -711,6 +741,9 @@ impl JobService {
                 recording = group.outcome.status.as_str(),
                 "job ended"
             );
+            if let Some((_, recording)) = rows.get(&job.id) {
+                self.publish_end(job, recording, &group.outcome);
+            }
             let was_recording = rows
                 .get(&job.id)
                 .is_some_and(|(_, r)| r.status == RecordingStatus::Recording);
@@ -905,6 +938,7 @@ impl JobService {
                 recording = recording_outcome.status.as_str(),
                 "job ended"
             );
+            self.publish_end(&ended, &recording, &recording_outcome);
             if recording.status == RecordingStatus::Recording
                 && recording_outcome.status == RecordingStatus::Processing
             {
@@ -1023,6 +1057,9 @@ impl JobService {
                         recording = outcome.status.as_str(),
                         "job ended"
                     );
+                    if let Some(recording) = recordings.get(&job.recording_id) {
+                        self.publish_end(&job, recording, &outcome);
+                    }
                     let was_recording = recordings
                         .get(&job.recording_id)
                         .is_some_and(|r| r.status == RecordingStatus::Recording);
@@ -1077,8 +1114,10 @@ impl JobService {
             });
         }
         info!(recording_id, "reprocessing");
+        let now = self.recording(recording_id).await?;
+        self.inner.events.publish("recording.processing", &now);
         self.inner.processing.launch(recording_id);
-        self.recording(recording_id).await
+        Ok(now)
     }
 
     /// Deletes a recording that is neither recording nor processing, with

@@ -34,6 +34,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BuiltinStep, Profiles, StepConfig, StepOutput, render_argv};
 use crate::entity::{RecordingStatus, StepStatus, recording};
+use crate::events::EventLog;
 use crate::jobs::repo;
 use crate::supervisor::Supervisor;
 
@@ -62,6 +63,7 @@ pub struct Processing {
     /// Recordings whose processing runs now: a second launch for the same
     /// recording (start-up resume racing a reconciliation, say) is a no-op.
     in_flight: Arc<Mutex<HashSet<i32>>>,
+    events: Option<EventLog>,
 }
 
 /// How one attempt of a step went.
@@ -90,7 +92,31 @@ impl Processing {
             tracker,
             shutdown,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
+            events: None,
         }
+    }
+
+    /// Publishes `recording.ready` / `recording.failed` on this log.
+    pub fn with_events(mut self, events: EventLog) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// `processing` → `ready` or `failed`, published as an event.
+    async fn conclude(
+        &self,
+        recording_id: i32,
+        status: RecordingStatus,
+        error: Option<String>,
+    ) -> Result<bool, DbErr> {
+        let done = repo::finish_processing(&self.db, recording_id, status, error).await?;
+        if done
+            && let Some(events) = &self.events
+            && let Some(recording) = repo::find_recording(&self.db, recording_id).await?
+        {
+            events.publish(&format!("recording.{}", status.as_str()), &recording);
+        }
+        Ok(done)
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
@@ -171,19 +197,15 @@ impl Processing {
                 "profile `{}` is no longer configured; cannot process",
                 recording.profile
             );
-            repo::finish_processing(
-                &self.db,
-                recording_id,
-                RecordingStatus::Failed,
-                Some(reason),
-            )
-            .await?;
+            self.conclude(recording_id, RecordingStatus::Failed, Some(reason))
+                .await?;
             return Ok(());
         };
         let pipeline = profile.pipeline();
         if pipeline.is_empty() && recording.segments.is_none() {
             // Nothing to run: ready at once, without touching the disk.
-            repo::finish_processing(&self.db, recording_id, RecordingStatus::Ready, None).await?;
+            self.conclude(recording_id, RecordingStatus::Ready, None)
+                .await?;
             return Ok(());
         }
         let names: Vec<String> = pipeline.iter().map(|s| s.name.clone()).collect();
@@ -191,13 +213,8 @@ impl Processing {
         let workdir = self.workdir(recording_id);
         if let Err(e) = tokio::fs::create_dir_all(&workdir).await {
             let reason = format!("cannot create {}: {e}", workdir.display());
-            repo::finish_processing(
-                &self.db,
-                recording_id,
-                RecordingStatus::Failed,
-                Some(reason),
-            )
-            .await?;
+            self.conclude(recording_id, RecordingStatus::Failed, Some(reason))
+                .await?;
             return Ok(());
         }
         info!(steps = pipeline.len(), "processing started");
@@ -217,13 +234,8 @@ impl Processing {
                         segments.len() + 1
                     );
                     warn!(%reason, "processing failed");
-                    repo::finish_processing(
-                        &self.db,
-                        recording_id,
-                        RecordingStatus::Failed,
-                        Some(reason),
-                    )
-                    .await?;
+                    self.conclude(recording_id, RecordingStatus::Failed, Some(reason))
+                        .await?;
                     return Ok(());
                 }
                 steps::set_recording_field(
@@ -255,18 +267,16 @@ impl Processing {
                 StepEnd::Failed(reason) => {
                     let reason = format!("step `{}` failed: {reason}", config.name);
                     warn!(%reason, "processing failed");
-                    repo::finish_processing(
-                        &self.db,
-                        recording_id,
-                        RecordingStatus::Failed,
-                        Some(reason),
-                    )
-                    .await?;
+                    self.conclude(recording_id, RecordingStatus::Failed, Some(reason))
+                        .await?;
                     return Ok(());
                 }
             }
         }
-        if repo::finish_processing(&self.db, recording_id, RecordingStatus::Ready, None).await? {
+        if self
+            .conclude(recording_id, RecordingStatus::Ready, None)
+            .await?
+        {
             info!("recording ready");
         }
         Ok(())

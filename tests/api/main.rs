@@ -6,6 +6,7 @@ mod helpers;
 
 mod bench_smoke;
 mod errors;
+mod events;
 mod ffmpeg;
 mod lifecycle;
 mod pipeline;

@@ -1,0 +1,178 @@
+//! The event log: every job and recording transition, in the order it was
+//! committed, persisted (bounded) and broadcast to live subscribers.
+//!
+//! Transitions are published right after their commit; one writer task
+//! stores them, which gives ids that increase in publication order, then
+//! broadcasts them. A client that reconnects with `Last-Event-ID` is sent
+//! what it missed from the table, then the live events after it. An event
+//! can only be lost if the process dies between a commit and the write of
+//! its event.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::entity::event;
+
+/// Events kept in the table; older ones are pruned.
+pub const RETAINED: i32 = 10_000;
+/// Events kept in memory for slow live subscribers before they must catch
+/// up from the table.
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: i32,
+    pub kind: String,
+    /// JSON text of the object.
+    pub data: String,
+}
+
+/// Publishes and serves events. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    db: DatabaseConnection,
+    publish: mpsc::UnboundedSender<(String, String)>,
+    live: broadcast::Sender<Event>,
+}
+
+impl EventLog {
+    /// Starts the writer task.
+    pub fn start(db: DatabaseConnection, tracker: &TaskTracker, closed: CancellationToken) -> Self {
+        let (publish, queue) = mpsc::unbounded_channel();
+        let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let log = Self { db, publish, live };
+        tracker.spawn(log.clone().write(queue, closed));
+        log
+    }
+
+    /// Records a transition: `kind` like `job.completed`, `object` the job
+    /// or recording after it.
+    pub fn publish(&self, kind: &str, object: &impl Serialize) {
+        match serde_json::to_string(object) {
+            Ok(data) => {
+                let _ = self.publish.send((kind.to_owned(), data));
+            }
+            Err(e) => warn!(error = %e, kind, "event not serializable"),
+        }
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
+    /// Stored events after `after`, oldest first, at most `limit`.
+    pub async fn since(&self, after: i32, limit: u64) -> Result<Vec<Event>, DbErr> {
+        Ok(event::Entity::find()
+            .filter(event::Column::Id.gt(after))
+            .order_by_asc(event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|e| Event {
+                id: e.id,
+                kind: e.kind,
+                data: e.payload,
+            })
+            .collect())
+    }
+
+    /// The writer: stores what was published, in order, in batches, then
+    /// broadcasts it. Ends once `closed` is cancelled and the queue is empty.
+    async fn write(
+        self,
+        mut queue: mpsc::UnboundedReceiver<(String, String)>,
+        closed: CancellationToken,
+    ) {
+        let mut written: u32 = 0;
+        loop {
+            let first = tokio::select! {
+                biased;
+                item = queue.recv() => item,
+                () = closed.cancelled() => queue.try_recv().ok(),
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            while batch.len() < 500 {
+                match queue.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            let mut delay = Duration::from_millis(50);
+            let stored = loop {
+                match self.store(&batch).await {
+                    Ok(stored) => break stored,
+                    Err(e) if !closed.is_cancelled() => {
+                        warn!(error = %e, "cannot store events; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, events = batch.len(), "events lost at shutdown");
+                        break Vec::new();
+                    }
+                }
+            };
+            for event in stored {
+                let _ = self.live.send(event);
+            }
+            written += batch.len() as u32;
+            if written >= 500 {
+                written = 0;
+                if let Err(e) = self.prune().await {
+                    warn!(error = %e, "cannot prune the event log");
+                }
+            }
+        }
+    }
+
+    async fn store(&self, batch: &[(String, String)]) -> Result<Vec<Event>, DbErr> {
+        let now = OffsetDateTime::now_utc();
+        let txn = self.db.begin().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for (kind, data) in batch {
+            let inserted = event::Entity::insert(event::ActiveModel {
+                kind: Set(kind.clone()),
+                payload: Set(data.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+            stored.push(Event {
+                id: inserted.last_insert_id,
+                kind: kind.clone(),
+                data: data.clone(),
+            });
+        }
+        txn.commit().await?;
+        Ok(stored)
+    }
+
+    async fn prune(&self) -> Result<(), DbErr> {
+        let newest = event::Entity::find()
+            .order_by_desc(event::Column::Id)
+            .one(&self.db)
+            .await?
+            .map(|e| e.id)
+            .unwrap_or(0);
+        event::Entity::delete_many()
+            .filter(event::Column::Id.lte(newest - RETAINED))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! `GET /api/recordings/jobs/events/`: the transitions as Server-Sent
+//! Events, so clients need not poll. Each event has the log's id; a client
+//! that reconnects with `Last-Event-ID` (or `?last_event_id=`) first gets
+//! what it missed, from the stored log, then live events, each exactly
+//! once. Comments keep idle connections alive through proxies.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+use tracing::warn;
+
+use super::{ApiError, AppState, Result};
+use crate::events::Event;
+
+/// How many stored events one catch-up query sends.
+const CATCH_UP_PAGE: u64 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    last_event_id: Option<i32>,
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: std::result::Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
+    let Query(query) = query?;
+    let from_header = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadQuery(
+                        "`Last-Event-ID` must be an event id (an integer)".to_owned(),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    // A new client starts with what happens from now on.
+    let after = from_header.or(query.last_event_id).unwrap_or(-1);
+    let events = state.jobs.events().clone();
+    // Subscribed before the catch-up query: an event committed meanwhile is
+    // in one or the other (or both, and then sent once).
+    let live = events.subscribe();
+    let (tx, rx) = mpsc::channel::<Event>(256);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let mut last = after;
+        if after >= 0 && !catch_up(&events, &tx, &mut last).await {
+            return;
+        }
+        forward(events, live, tx, last, shutdown).await;
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let sse = SseEvent::default()
+            .id(event.id.to_string())
+            .event(event.kind)
+            .data(event.data);
+        Some((Ok(sse), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Sends the stored events after `last`; false when the client is gone.
+async fn catch_up(
+    events: &crate::events::EventLog,
+    tx: &mpsc::Sender<Event>,
+    last: &mut i32,
+) -> bool {
+    loop {
+        let page = match events.since(*last, CATCH_UP_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                warn!(error = %e, "cannot read the event log");
+                return false;
+            }
+        };
+        let full = page.len() as u64 == CATCH_UP_PAGE;
+        for event in page {
+            *last = event.id;
+            if tx.send(event).await.is_err() {
+                return false;
+            }
+        }
+        if !full {
+            return true;
+        }
+    }
+}
+
+/// Live events after `last`, until the client leaves or the server stops.
+/// A subscriber that fell behind the broadcast buffer catches up from the
+/// stored log instead of losing events.
+async fn forward(
+    events: crate::events::EventLog,
+    mut live: broadcast::Receiver<Event>,
+    tx: mpsc::Sender<Event>,
+    mut last: i32,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            () = tx.closed() => return,
+            () = shutdown.cancelled() => return,
+        };
+        match received {
+            Ok(event) if event.id > last => {
+                last = event.id;
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !catch_up(&events, &tx, &mut last).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

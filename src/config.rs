@@ -111,6 +111,18 @@ pub struct ServeArgs {
     /// is CPU-heavy).
     #[arg(long, env = "RECORDERD_PROCESSING_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub processing_concurrency: u16,
+    /// Token every `/api` call must carry (`Authorization: Bearer …`, or
+    /// `?access_token=` where a header cannot be set, as for EventSource).
+    /// Unset: the API is open. `/healthz` and `/readyz` are always open.
+    #[arg(long, env = "RECORDERD_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Serve `/metrics` without the token even when one is set.
+    #[arg(long, env = "RECORDERD_OPEN_METRICS")]
+    pub open_metrics: bool,
+    /// Origins allowed to call the API from a browser page served
+    /// elsewhere (CORS), comma-separated; `*` for any.
+    #[arg(long, env = "RECORDERD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Behave as PID 1 even when not: reap every orphan that is not a
     /// recorder. Detected automatically when recorderd is PID 1.
     #[arg(long, env = "RECORDERD_INIT")]
@@ -154,6 +166,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub shutdown_policy: ShutdownPolicy,
     pub processing_concurrency: usize,
+    pub api_token: Option<String>,
+    pub open_metrics: bool,
+    pub cors_origins: Vec<String>,
     /// True when running as PID 1 (or asked to behave so).
     pub init: bool,
     pub profiles: Profiles,
@@ -166,6 +181,12 @@ impl Settings {
             None => Profiles::builtin(),
         };
         let init = args.init || rustix::process::getpid().as_raw_nonzero().get() == 1;
+        if let Some(token) = &args.api_token
+            && !token.is_empty()
+            && token.len() < 16
+        {
+            bail!("the API token must be at least 16 characters long");
+        }
         if init && args.shutdown_policy == ShutdownPolicy::Detach {
             bail!(
                 "--shutdown-policy detach is refused when recorderd is PID 1 (or --init): when PID 1 of a \
@@ -183,6 +204,9 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             shutdown_policy: args.shutdown_policy,
             processing_concurrency: usize::from(args.processing_concurrency),
+            api_token: args.api_token.clone().filter(|t| !t.is_empty()),
+            open_metrics: args.open_metrics,
+            cors_origins: args.cors_origins.clone(),
             init,
             profiles,
         })

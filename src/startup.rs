@@ -132,7 +132,12 @@ impl Application {
                 jobs: jobs.clone(),
                 shutdown: shutdown.clone(),
             },
-            settings.max_body_bytes,
+            &http::HttpOptions {
+                max_body_bytes: settings.max_body_bytes,
+                api_token: settings.api_token.clone(),
+                open_metrics: settings.open_metrics,
+                cors_origins: settings.cors_origins.clone(),
+            },
         );
         let server =
             axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -1,6 +1,7 @@
 //! The HTTP API: the seed's endpoints (with and without trailing slash),
 //! JSON in and out, every error in one shape.
 
+mod auth;
 pub mod error;
 mod events;
 mod jobs;
@@ -12,6 +13,9 @@ use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
 use serde_json::json;
+use std::sync::Arc;
+
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Result};
@@ -45,7 +49,16 @@ fn both<S: Clone + Send + Sync + 'static>(
         .route(&format!("{path}/"), method)
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// How the HTTP layer is configured.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    pub max_body_bytes: usize,
+    pub api_token: Option<String>,
+    pub open_metrics: bool,
+    pub cors_origins: Vec<String>,
+}
+
+pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let mut api = Router::new();
     api = both(
         api,
@@ -83,12 +96,38 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::AccessPolicy {
+                token: options.api_token.as_deref().map(Arc::from),
+                open_metrics: options.open_metrics,
+            },
+            auth::require_token,
+        ))
+        .layer(cors(&options.cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 /// Alive: the process answers HTTP.
+/// CORS for pages served from other origins; none allowed by default.
+fn cors(origins: &[String]) -> CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auth;
 mod bench_smoke;
 mod errors;
 mod events;

@@ -8,6 +8,7 @@
 //! can only be lost if the process dies between a commit and the write of
 //! its event.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
@@ -22,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::entity::event;
+use crate::metrics::Metrics;
 
 /// Events kept in the table; older ones are pruned.
 pub const RETAINED: i32 = 10_000;
@@ -42,16 +44,27 @@ pub struct Event {
 #[derive(Clone)]
 pub struct EventLog {
     db: DatabaseConnection,
+    metrics: Arc<Metrics>,
     publish: mpsc::UnboundedSender<(String, String)>,
     live: broadcast::Sender<Event>,
 }
 
 impl EventLog {
     /// Starts the writer task.
-    pub fn start(db: DatabaseConnection, tracker: &TaskTracker, closed: CancellationToken) -> Self {
+    pub fn start(
+        db: DatabaseConnection,
+        metrics: Arc<Metrics>,
+        tracker: &TaskTracker,
+        closed: CancellationToken,
+    ) -> Self {
         let (publish, queue) = mpsc::unbounded_channel();
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let log = Self { db, publish, live };
+        let log = Self {
+            db,
+            metrics,
+            publish,
+            live,
+        };
         tracker.spawn(log.clone().write(queue, closed));
         log
     }
@@ -59,6 +72,7 @@ impl EventLog {
     /// Records a transition: `kind` like `job.completed`, `object` the job
     /// or recording after it.
     pub fn publish(&self, kind: &str, object: &impl Serialize) {
+        self.metrics.count("recorderd_transitions_total", &[kind]);
         match serde_json::to_string(object) {
             Ok(data) => {
                 let _ = self.publish.send((kind.to_owned(), data));

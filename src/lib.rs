@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod processing;
 pub mod signals;
 pub mod startup;

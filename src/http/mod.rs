@@ -94,6 +94,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
     api = both(api, "/api/recordings/{id}/media", get(recordings::media));
     api.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -105,11 +106,80 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             auth::require_token,
         ))
         .layer(cors(&options.cors_origins))
+        .layer(axum::middleware::from_fn_with_state(
+            state.jobs.metrics().clone(),
+            time_request,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 /// Alive: the process answers HTTP.
+/// Records each request's latency under its route (not its raw path, so
+/// ids do not make a series each).
+async fn time_request(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let began = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics.observe(
+        "recorderd_http_request_seconds",
+        &[&method, &route, &status],
+        began.elapsed(),
+    );
+    response
+}
+
+/// Prometheus exposition: counters and histograms, plus jobs and
+/// recordings by status and the recorders supervised now.
+async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (jobs, recordings) = crate::jobs::repo::counts_by_status(state.jobs.db())
+        .await
+        .map_err(crate::jobs::JobError::from)?;
+    let mut gauges = Vec::new();
+    for (status, n) in jobs {
+        gauges.push((
+            "recorderd_jobs",
+            "Jobs by status.",
+            vec![("status".to_owned(), status)],
+            n as f64,
+        ));
+    }
+    for (status, n) in recordings {
+        gauges.push((
+            "recorderd_recordings",
+            "Recordings by status.",
+            vec![("status".to_owned(), status)],
+            n as f64,
+        ));
+    }
+    gauges.push((
+        "recorderd_recorders_supervised",
+        "Recorder processes this server watches now (children and adopted).",
+        Vec::new(),
+        state.jobs.supervisor().len() as f64,
+    ));
+    let text = state.jobs.metrics().render(&gauges);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 /// CORS for pages served from other origins; none allowed by default.
 fn cors(origins: &[String]) -> CorsLayer {
     use axum::http::{HeaderName, Method, header};

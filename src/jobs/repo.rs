@@ -443,3 +443,34 @@ pub async fn claim_restart(
     txn.commit().await?;
     Ok(true)
 }
+
+/// How many jobs and recordings are in each status (for metrics).
+pub async fn counts_by_status(
+    db: &DatabaseConnection,
+) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), DbErr> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::Func;
+    let jobs = recording_job::Entity::find()
+        .select_only()
+        .column(recording_job::Column::Status)
+        .column_as(
+            Expr::from(Func::count(Expr::col(recording_job::Column::Id))),
+            "n",
+        )
+        .group_by(recording_job::Column::Status)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?;
+    let recordings = recording::Entity::find()
+        .select_only()
+        .column(recording::Column::Status)
+        .column_as(
+            Expr::from(Func::count(Expr::col(recording::Column::Id))),
+            "n",
+        )
+        .group_by(recording::Column::Status)
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?;
+    Ok((jobs, recordings))
+}

@@ -21,6 +21,7 @@ use super::status::{Ending, JobContext, StopReason, verdict};
 use crate::config::{Profile, Settings, render_argv};
 use crate::entity::{JobStatus, RecordingStatus};
 use crate::events::EventLog;
+use crate::metrics::Metrics;
 use crate::processing::{Processing, ProcessingDirs, steps};
 use crate::supervisor::identity::{self, Liveness};
 use crate::supervisor::{
@@ -111,6 +112,7 @@ struct Inner {
     /// ends the task consuming exit events.
     closed: CancellationToken,
     events: EventLog,
+    metrics: Arc<Metrics>,
 }
 
 impl JobService {
@@ -123,7 +125,8 @@ impl JobService {
     ) -> Self {
         let (supervisor, exits) = Supervisor::new(tracker.clone());
         let closed = CancellationToken::new();
-        let events = EventLog::start(db.clone(), &tracker, closed.clone());
+        let metrics = Arc::new(Metrics::default());
+        let events = EventLog::start(db.clone(), metrics.clone(), &tracker, closed.clone());
         let processing = Processing::new(
             db.clone(),
             supervisor.clone(),
@@ -136,7 +139,8 @@ impl JobService {
             tracker.clone(),
             shutdown.clone(),
         )
-        .with_events(events.clone());
+        .with_events(events.clone())
+        .with_metrics(metrics.clone());
         let service = Self {
             inner: Arc::new(Inner {
                 db,
@@ -148,6 +152,7 @@ impl JobService {
                 start_gate: RwLock::new(()),
                 closed,
                 events,
+                metrics,
             }),
         };
         tracker.spawn(service.clone().consume_exits(exits));
@@ -161,6 +166,27 @@ impl JobService {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// The service's metrics, for `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Records how an exit was committed: latency, and how it was stopped.
+    fn observe_exit(&self, exit: &ExitEvent) {
+        let metrics = &self.inner.metrics;
+        metrics.observe(
+            "recorderd_exit_commit_seconds",
+            &[],
+            exit.observed_at.elapsed(),
+        );
+        if let Some(signal) = exit.last_stop_signal {
+            metrics.count(
+                "recorderd_stops_total",
+                &[super::status::signal_name(signal)],
+            );
+        }
     }
 
     /// The log of transitions, for the event stream.
@@ -285,6 +311,9 @@ impl JobService {
             Ok(identity) => identity,
             Err(e) => {
                 warn!(parent: &span, error = %e, "recorder could not be spawned");
+                self.inner
+                    .metrics
+                    .count("recorderd_spawn_failures_total", &[]);
                 self.finish(job.id, Ending::SpawnFailed(e.to_string()))
                     .await?;
                 return Err(JobError::Spawn {
@@ -670,6 +699,7 @@ impl JobService {
                         .tracker
                         .spawn(async move { this.record_exit(exit).await }.instrument(span));
                 } else {
+                    self.observe_exit(&exit);
                     self.inner.supervisor.release(exit.job_id);
                 }
             }
@@ -784,6 +814,7 @@ impl JobService {
         }
         let latency = event.observed_at.elapsed();
         debug!(latency_us = latency.as_micros() as u64, "exit committed");
+        self.observe_exit(&event);
         self.inner.supervisor.release(job_id);
     }
 

@@ -36,6 +36,7 @@ use crate::config::{BuiltinStep, Profiles, StepConfig, StepOutput, render_argv};
 use crate::entity::{RecordingStatus, StepStatus, recording};
 use crate::events::EventLog;
 use crate::jobs::repo;
+use crate::metrics::Metrics;
 use crate::supervisor::Supervisor;
 
 /// Most of a step's standard output kept as its result.
@@ -64,6 +65,7 @@ pub struct Processing {
     /// recording (start-up resume racing a reconciliation, say) is a no-op.
     in_flight: Arc<Mutex<HashSet<i32>>>,
     events: Option<EventLog>,
+    metrics: Arc<Metrics>,
 }
 
 /// How one attempt of a step went.
@@ -93,7 +95,14 @@ impl Processing {
             shutdown,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             events: None,
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Records step durations and failures in these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Publishes `recording.ready` / `recording.failed` on this log.
@@ -308,6 +317,7 @@ impl Processing {
             attempt += 1;
             steps::started(&self.db, row.id, attempt).await?;
             info!(attempt, "step started");
+            let began = std::time::Instant::now();
             let result = tokio::select! {
                 result = tokio::time::timeout(
                     config.timeout(),
@@ -322,6 +332,20 @@ impl Processing {
                 }
             };
             drop(permit);
+            let outcome = if result.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            self.metrics.observe(
+                "recorderd_processing_step_seconds",
+                &[&config.name, outcome],
+                began.elapsed(),
+            );
+            if result.is_err() {
+                self.metrics
+                    .count("recorderd_processing_step_failures_total", &[&config.name]);
+            }
             match result {
                 Ok(done) => {
                     self.store_output(recording_id, config, done.result.as_deref())

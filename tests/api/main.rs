@@ -10,6 +10,7 @@ mod errors;
 mod events;
 mod ffmpeg;
 mod lifecycle;
+mod metrics;
 mod pipeline;
 mod reconcile;
 mod restart;

@@ -37,9 +37,109 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Jobs on a running server: start, stop, list, follow.
+    Jobs {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Recordings on a running server.
+    Recordings {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
     /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
     /// Meant for container health checks: needs no curl.
     Health(HealthArgs),
+}
+
+/// How the command-line client reaches the server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "RECORDERD_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub url: String,
+    /// API token, when the server requires one.
+    #[arg(
+        long,
+        global = true,
+        env = "RECORDERD_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsCommand {
+    /// Start recording a source.
+    Start {
+        source: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Stop a job (its recorder gets the profile's stop sequence).
+    Stop { job_id: i64 },
+    /// Running and stopping jobs.
+    Active,
+    /// End jobs whose recorder is gone.
+    Cleanup,
+    /// All jobs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long, default_value_t = 50)]
+        page_size: u64,
+    },
+    /// One job.
+    Show { job_id: i64 },
+    /// The end of a job's recorder output.
+    Logs {
+        job_id: i64,
+        #[arg(long, default_value_t = 16384)]
+        bytes: u64,
+    },
+    /// Follow transitions as they happen (Ctrl-C to stop).
+    Watch {
+        /// Resume after this event id.
+        #[arg(long)]
+        last_event_id: Option<i64>,
+        /// Exit after this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RecordingsCommand {
+    /// All recordings, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long, default_value_t = 50)]
+        page_size: u64,
+    },
+    /// One recording with its jobs, steps, analysis and transcript.
+    Show { recording_id: i64 },
 }
 
 #[derive(Debug, Clone, Args)]

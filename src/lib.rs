@@ -5,6 +5,7 @@
 //! `supervisor` (spawns, watches and signals processes; reports exits) and
 //! `processing` (what happens after a recording). `startup` wires them up.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod entity;

@@ -2,7 +2,18 @@ use anyhow::Context;
 use clap::Parser;
 use recorderd::config::{Cli, Command, Settings};
 use recorderd::startup::Application;
-use recorderd::{db, health, signals, telemetry};
+use recorderd::{cli, db, health, signals, telemetry};
+
+/// The client subcommands print the server's error and exit 1.
+fn exit_code(result: anyhow::Result<std::process::ExitCode>) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,6 +27,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Health(args)) => health::check(&args).await,
+        Some(Command::Jobs { client, command }) => {
+            return exit_code(cli::jobs(&client, &command).await);
+        }
+        Some(Command::Recordings { client, command }) => {
+            return exit_code(cli::recordings(&client, &command).await);
+        }
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }

@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod bench_smoke;
+mod cli;
 mod errors;
 mod events;
 mod ffmpeg;

@@ -92,7 +92,8 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         axum::routing::post(recordings::reprocess),
     );
     api = both(api, "/api/recordings/{id}/media", get(recordings::media));
-    api.route("/healthz", get(healthz))
+    api.route("/", get(dashboard))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
@@ -112,6 +113,11 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The dashboard: one self-contained page, live through the event stream.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 /// Alive: the process answers HTTP.

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod bench_smoke;
 mod cli;
+mod dashboard;
 mod errors;
 mod events;
 mod ffmpeg;

@@ -1115,20 +1115,31 @@ impl JobService {
         Ok(ended_count)
     }
 
-    /// Runs the recording's whole pipeline again.
-    pub async fn reprocess(&self, recording_id: i32) -> Result<Recording, JobError> {
+    /// The recording, if it is `ready` or `failed` and no pipeline of it runs
+    /// here: what reprocessing and deletion require.
+    async fn settled_recording(
+        &self,
+        recording_id: i32,
+        action: &'static str,
+    ) -> Result<Recording, JobError> {
         let recording = self.recording(recording_id).await?;
-        if !matches!(
+        let settled = matches!(
             recording.status,
             RecordingStatus::Ready | RecordingStatus::Failed
-        ) || self.inner.processing.is_running(recording_id)
-        {
+        ) && !self.inner.processing.is_running(recording_id);
+        if !settled {
             return Err(JobError::RecordingBusy {
                 id: recording_id,
                 status: recording.status,
-                action: "reprocessed",
+                action,
             });
         }
+        Ok(recording)
+    }
+
+    /// Runs the recording's whole pipeline again.
+    pub async fn reprocess(&self, recording_id: i32) -> Result<Recording, JobError> {
+        let recording = self.settled_recording(recording_id, "reprocessed").await?;
         if !output_state(Path::new(&recording.output_path))
             .await
             .has_data()
@@ -1154,18 +1165,7 @@ impl JobService {
     /// Deletes a recording that is neither recording nor processing, with
     /// its jobs, steps and files.
     pub async fn delete_recording(&self, recording_id: i32) -> Result<(), JobError> {
-        let recording = self.recording(recording_id).await?;
-        if !matches!(
-            recording.status,
-            RecordingStatus::Ready | RecordingStatus::Failed
-        ) || self.inner.processing.is_running(recording_id)
-        {
-            return Err(JobError::RecordingBusy {
-                id: recording_id,
-                status: recording.status,
-                action: "deleted",
-            });
-        }
+        let recording = self.settled_recording(recording_id, "deleted").await?;
         let (jobs, _) =
             repo::list_jobs(&self.inner.db, None, Some(recording_id), 1, 10_000).await?;
         if !repo::delete_settled_recording(&self.inner.db, recording_id).await? {

@@ -153,24 +153,29 @@ impl EventLog {
         }
     }
 
+    /// Stores a batch with one multi-row INSERT … RETURNING per chunk. Ids
+    /// are assigned row by row in VALUES order, so sorting what comes back
+    /// by id restores the order of publication.
     async fn store(&self, batch: &[(String, String)]) -> Result<Vec<Event>, DbErr> {
         let now = OffsetDateTime::now_utc();
         let txn = self.db.begin().await?;
         let mut stored = Vec::with_capacity(batch.len());
-        for (kind, data) in batch {
-            let inserted = event::Entity::insert(event::ActiveModel {
+        for chunk in batch.chunks(200) {
+            let rows = chunk.iter().map(|(kind, data)| event::ActiveModel {
                 kind: Set(kind.clone()),
                 payload: Set(data.clone()),
                 created_at: Set(now),
                 ..Default::default()
-            })
-            .exec(&txn)
-            .await?;
-            stored.push(Event {
-                id: inserted.last_insert_id,
-                kind: kind.clone(),
-                data: data.clone(),
             });
+            let mut inserted = event::Entity::insert_many(rows)
+                .exec_with_returning(&txn)
+                .await?;
+            inserted.sort_by_key(|e| e.id);
+            stored.extend(inserted.into_iter().map(|e| Event {
+                id: e.id,
+                kind: e.kind,
+                data: e.payload,
+            }));
         }
         txn.commit().await?;
         Ok(stored)

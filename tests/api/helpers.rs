@@ -67,19 +67,41 @@ macro_rules! on_both_databases {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// Held by tests that load the CPU heavily (real ffmpeg, speech
-/// recognition, the benchmark smoke run) and by those that measure
-/// latency, so that none of them runs beside another: on a 2-core machine
-/// a transcription next door would measure the machine, not recorderd.
-static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Tests that load the CPU heavily (real ffmpeg, speech recognition, the
+/// browser, the benchmark smoke run) or measure latency take this lock
+/// alone; every other test holds it shared for its server's lifetime (see
+/// [`TestApp::spawn_with`]). On a 2-core machine a transcription or a
+/// PostgreSQL fsync storm next door would measure the machine, not
+/// recorderd.
+static TURN: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
-    EXCLUSIVE.lock().await
+thread_local! {
+    /// Set while this test thread holds [`TURN`] alone.
+    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the rest of the test with no other test's server running.
+pub struct Exclusive {
+    _guard: tokio::sync::RwLockWriteGuard<'static, ()>,
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        ALONE.with(|alone| alone.set(false));
+    }
+}
+
+pub async fn exclusive() -> Exclusive {
+    let guard = TURN.write().await;
+    ALONE.with(|alone| alone.set(true));
+    Exclusive { _guard: guard }
 }
 
 /// [`exclusive`] for tests that are not async.
-pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
-    EXCLUSIVE.blocking_lock()
+pub fn exclusive_blocking() -> Exclusive {
+    let guard = TURN.blocking_write();
+    ALONE.with(|alone| alone.set(true));
+    Exclusive { _guard: guard }
 }
 
 fn unique_name() -> String {
@@ -257,6 +279,8 @@ pub struct TestApp {
     server: Option<Child>,
     backend: Backend,
     options: AppOptions,
+    /// Shared hold on [`TURN`], unless this test runs alone.
+    _turn: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
 }
 
 impl TestApp {
@@ -265,6 +289,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: AppOptions) -> Self {
+        let turn = if ALONE.with(|alone| alone.get()) {
+            None
+        } else {
+            Some(TURN.read().await)
+        };
         let name = unique_name();
         let dir = std::env::temp_dir().join(format!("recorderd-test-{name}"));
         std::fs::create_dir_all(&dir).expect("create test directory");
@@ -286,6 +315,7 @@ impl TestApp {
             server: None,
             backend,
             options,
+            _turn: turn,
         };
         app.start_server().await;
         app

@@ -34,6 +34,9 @@ async fn recorders_survive_a_killed_supervisor_and_are_adopted_by_the_next(backe
     let mut to_stop = Vec::new();
     for _ in 0..10 {
         self_ending.push(app.start_ok("self_ending").await);
+        // Their exits, 6 s on, come 150 ms apart: each is measured on its
+        // own rather than queued behind nine simultaneous commits.
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     for i in 0..10 {
         // Half of them ignore SIGINT and SIGTERM: stopping them needs the

@@ -121,10 +121,12 @@ pub async fn jobs(args: &ClientArgs, command: &JobsCommand) -> anyhow::Result<Ex
             page,
             page_size,
         } => {
-            let mut path = format!("/api/recordings/jobs/?page={page}&page_size={page_size}");
-            if let Some(status) = status {
-                path.push_str(&format!("&status={status}"));
-            }
+            let path = page_path(
+                "/api/recordings/jobs/",
+                *page,
+                *page_size,
+                status.as_deref(),
+            );
             let body = client.get(&path).await?;
             if !args.json {
                 print_jobs(
@@ -180,10 +182,7 @@ pub async fn recordings(
             page,
             page_size,
         } => {
-            let mut path = format!("/api/recordings/?page={page}&page_size={page_size}");
-            if let Some(status) = status {
-                path.push_str(&format!("&status={status}"));
-            }
+            let path = page_path("/api/recordings/", *page, *page_size, status.as_deref());
             let body = client.get(&path).await?;
             if !args.json {
                 let rows: Vec<Vec<String>> = body["recordings"]
@@ -280,6 +279,15 @@ async fn watch(
         }
     }
     Ok(())
+}
+
+/// A list endpoint's path with its page and optional status filter.
+fn page_path(base: &str, page: u64, page_size: u64, status: Option<&str>) -> String {
+    let mut path = format!("{base}?page={page}&page_size={page_size}");
+    if let Some(status) = status {
+        path.push_str(&format!("&status={status}"));
+    }
+    path
 }
 
 fn text(value: &Value) -> String {

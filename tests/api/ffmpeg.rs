@@ -58,36 +58,47 @@ impl Drop for Source {
     }
 }
 
+/// Starts a job recording a live MPEG-TS stream over UDP on loopback with
+/// the built-in profile, then the stream itself: a second ffmpeg reading
+/// `input` (its input options and file). The recorder listens first: a
+/// source sending to a closed UDP port can get "connection refused" and
+/// stop. The source's messages go to `source.log` in the test directory.
+async fn record_live_stream(app: &TestApp, input: &[&str]) -> (i64, i64, Source) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port();
+    let (job_id, recording_id) = app
+        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let source_log = std::fs::File::create(app.dir.join("source.log")).expect("source log");
+    let source = Source(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+            .args(input)
+            .args(["-c:a", "aac", "-f", "mpegts"])
+            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(source_log)
+            .spawn()
+            .expect("start the stream source"),
+    );
+    (job_id, recording_id, source)
+}
+
+/// A 440 Hz tone, for as long as it is recorded.
+const TONE: &[&str] = &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"];
+
 async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend: Backend) {
     let _exclusive = crate::helpers::exclusive().await;
     if !ffmpeg_available() {
         return;
     }
     let app = TestApp::spawn(backend).await;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free UDP port")
-        .port();
-    // The recorder listens first; a source sending to a closed UDP port
-    // can get "connection refused" and stop.
-    let (job_id, recording_id) = app
-        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (job_id, recording_id, _source) = record_live_stream(&app, TONE).await;
     let source_log_path = app.dir.join("source.log");
-    let source_log = std::fs::File::create(&source_log_path).expect("source log");
-    let _source = Source(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-c:a", "aac", "-f", "mpegts"])
-            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(source_log.try_clone().expect("source log"))
-            .spawn()
-            .expect("start the stream source"),
-    );
 
     // ffmpeg probes a live MPEG-TS input for up to 5 s before it copies;
     // wait until its progress line shows 2 s of audio recorded.
@@ -106,7 +117,8 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
         }
         assert!(
             Instant::now() < deadline,
-            "ffmpeg recorded nothing:\n{content}"
+            "ffmpeg recorded nothing:\n{content}\nsource: {}",
+            std::fs::read_to_string(&source_log_path).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -206,37 +218,11 @@ async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
         .status()
         .expect("run espeak-ng");
     assert!(spoken.success());
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free UDP port")
-        .port();
-    let (job_id, recording_id) = app
-        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg", "title": "speech" }))
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     // The sentence, looped, as a live stream.
+    let speech = speech.display().to_string();
+    let (job_id, recording_id, _source) =
+        record_live_stream(&app, &["-stream_loop", "-1", "-i", &speech]).await;
     let source_started = Instant::now();
-    let _source = Source(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-            ])
-            .arg(&speech)
-            .args(["-c:a", "aac", "-f", "mpegts"])
-            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the stream source"),
-    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, log) = app
@@ -316,26 +302,7 @@ async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
         return;
     }
     let app = TestApp::spawn(backend).await;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free UDP port")
-        .port();
-    let (job_id, recording_id) = app
-        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let _source = Source(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-c:a", "aac", "-f", "mpegts"])
-            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the stream source"),
-    );
+    let (job_id, recording_id, _source) = record_live_stream(&app, TONE).await;
     // Waits until run number `runs` has recorded `seconds` of audio.
     let wait_recorded = |runs: usize, seconds: f64| {
         let app = &app;

@@ -711,39 +711,50 @@ impl JobService {
     /// jobs it could not end (their state changed meanwhile): the caller
     /// commits those one by one.
     async fn finish_exit_batch(&self, batch: &[ExitEvent]) -> Result<HashSet<i32>, DbErr> {
-        let db = &self.inner.db;
         let ids: Vec<i32> = batch.iter().map(|e| e.job_id).collect();
-        let rows: HashMap<i32, (Job, Recording)> = repo::jobs_with_recordings(db, &ids)
-            .await?
-            .into_iter()
-            .filter_map(|(job, recording)| recording.map(|r| (job.id, (job, r))))
-            .collect();
-        let paths: Vec<(i32, Vec<PathBuf>)> = rows
-            .values()
-            .map(|(job, r)| (job.id, recorded_files(r)))
-            .collect();
-        let outputs: HashMap<i32, OutputState> = tokio::task::spawn_blocking(move || {
-            paths
+        let mut rows: HashMap<i32, (Job, Recording)> =
+            repo::jobs_with_recordings(&self.inner.db, &ids)
+                .await?
                 .into_iter()
-                .map(|(id, files)| (id, recording_output_blocking(&files)))
+                .filter_map(|(job, recording)| recording.map(|r| (job.id, (job, r))))
+                .collect();
+        let items: Vec<(Job, Recording, Ending)> = batch
+            .iter()
+            .filter_map(|exit| {
+                let (job, recording) = rows.remove(&exit.job_id)?;
+                (!job.status.is_terminal()).then(|| (job, recording, exit_ending(exit)))
+            })
+            .collect();
+        let mut wanted: HashSet<i32> = items.iter().map(|(job, _, _)| job.id).collect();
+        for id in self.end_many(items).await? {
+            wanted.remove(&id);
+        }
+        Ok(wanted)
+    }
+
+    /// Ends many live jobs, each with its own ending, in one transaction:
+    /// jobs that end the same way (same state, same verdict, same fate of
+    /// their recording) share one conditional UPDATE. Logs, publishes and
+    /// launches processing for each job ended; returns their ids. Jobs
+    /// whose state changed since they were read are left for the caller.
+    async fn end_many(&self, items: Vec<(Job, Recording, Ending)>) -> Result<HashSet<i32>, DbErr> {
+        if items.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let files: Vec<Vec<PathBuf>> = items.iter().map(|(_, r, _)| recorded_files(r)).collect();
+        let outputs: Vec<OutputState> = tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .map(|files| recording_output_blocking(files))
                 .collect()
         })
         .await
         .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))?;
 
         let mut groups: Vec<repo::FinishGroup> = Vec::new();
-        let mut wanted = HashSet::new();
-        for exit in batch {
-            let (Some((job, recording)), Some(output)) =
-                (rows.get(&exit.job_id), outputs.get(&exit.job_id))
-            else {
-                continue;
-            };
-            if job.status.is_terminal() {
-                continue;
-            }
-            let (verdict, outcome) = self.decide(job, recording, &exit_ending(exit), output);
-            wanted.insert(job.id);
+        let mut recordings: HashMap<i32, Recording> = HashMap::new();
+        for ((job, recording, ending), output) in items.into_iter().zip(&outputs) {
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, output);
             match groups
                 .iter_mut()
                 .find(|g| g.from == job.status && g.verdict == verdict && g.outcome == outcome)
@@ -756,10 +767,13 @@ impl JobService {
                     job_ids: vec![job.id],
                 }),
             }
+            recordings.insert(job.id, recording);
         }
-        let ended = repo::finish_job_groups(db, &groups).await?;
+        let ended = repo::finish_job_groups(&self.inner.db, &groups).await?;
+        let mut ended_ids = HashSet::with_capacity(ended.len());
         for (job, group) in &ended {
             let group = &groups[*group];
+            ended_ids.insert(job.id);
             info!(
                 job_id = job.id,
                 pid = job.process_id,
@@ -771,20 +785,17 @@ impl JobService {
                 recording = group.outcome.status.as_str(),
                 "job ended"
             );
-            if let Some((_, recording)) = rows.get(&job.id) {
-                self.publish_end(job, recording, &group.outcome);
-            }
-            let was_recording = rows
-                .get(&job.id)
-                .is_some_and(|(_, r)| r.status == RecordingStatus::Recording);
-            if was_recording && group.outcome.status == RecordingStatus::Processing {
+            let Some(recording) = recordings.get(&job.id) else {
+                continue;
+            };
+            self.publish_end(job, recording, &group.outcome);
+            if recording.status == RecordingStatus::Recording
+                && group.outcome.status == RecordingStatus::Processing
+            {
                 self.inner.processing.launch(job.recording_id);
             }
         }
-        for (job, _) in &ended {
-            wanted.remove(&job.id);
-        }
-        Ok(wanted)
+        Ok(ended_ids)
     }
 
     /// Commits one exit, retrying while the database is unavailable: the
@@ -1034,72 +1045,22 @@ impl JobService {
         if gone.is_empty() {
             return Ok(0);
         }
-        let db = &self.inner.db;
         let recording_ids: Vec<i32> = gone.iter().map(|(j, _)| j.recording_id).collect();
-        let recordings: HashMap<i32, Recording> = repo::recordings_by_ids(db, &recording_ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
-        let paths: Vec<(i32, Vec<PathBuf>)> = recordings
-            .values()
-            .map(|r| (r.id, recorded_files(r)))
-            .collect();
-        let outputs: HashMap<i32, OutputState> = tokio::task::spawn_blocking(move || {
-            paths
+        let recordings: HashMap<i32, Recording> =
+            repo::recordings_by_ids(&self.inner.db, &recording_ids)
+                .await?
                 .into_iter()
-                .map(|(id, files)| (id, recording_output_blocking(&files)))
-                .collect()
-        })
-        .await
-        .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))?;
-
-        type Group = (JobStatus, super::status::Verdict, RecordingOutcome);
-        let mut groups: Vec<(Group, Vec<i32>)> = Vec::new();
-        for (job, reason) in &gone {
-            let (Some(recording), Some(output)) = (
-                recordings.get(&job.recording_id),
-                outputs.get(&job.recording_id),
-            ) else {
-                continue;
-            };
-            let (verdict, outcome) =
-                self.decide(job, recording, &Ending::ProcessGone(reason.clone()), output);
-            let key = (job.status, verdict, outcome);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, ids)) => ids.push(job.id),
-                None => groups.push((key, vec![job.id])),
-            }
-        }
-        let mut ended_count = 0;
-        let mut ended_ids = HashSet::new();
-        for ((from, verdict, outcome), ids) in groups {
-            for chunk in ids.chunks(repo::IN_LIST_CHUNK) {
-                let ended = repo::finish_jobs(db, chunk, from, &verdict, &outcome).await?;
-                ended_count += ended.len();
-                for job in ended {
-                    ended_ids.insert(job.id);
-                    info!(
-                        job_id = job.id,
-                        pid = job.process_id,
-                        from = from.as_str(),
-                        to = verdict.status.as_str(),
-                        error = verdict.error.as_deref(),
-                        recording = outcome.status.as_str(),
-                        "job ended"
-                    );
-                    if let Some(recording) = recordings.get(&job.recording_id) {
-                        self.publish_end(&job, recording, &outcome);
-                    }
-                    let was_recording = recordings
-                        .get(&job.recording_id)
-                        .is_some_and(|r| r.status == RecordingStatus::Recording);
-                    if was_recording && outcome.status == RecordingStatus::Processing {
-                        self.inner.processing.launch(job.recording_id);
-                    }
-                }
-            }
-        }
+                .map(|r| (r.id, r))
+                .collect();
+        let items: Vec<(Job, Recording, Ending)> = gone
+            .iter()
+            .filter_map(|(job, reason)| {
+                let recording = recordings.get(&job.recording_id)?.clone();
+                Some((job.clone(), recording, Ending::ProcessGone(reason.clone())))
+            })
+            .collect();
+        let ended_ids = self.end_many(items).await?;
+        let mut ended_count = ended_ids.len();
         // Jobs whose state changed since they were read (a stop landed):
         // the one-by-one transition reads them again and decides anew.
         for (job, reason) in gone {

@@ -54,6 +54,9 @@ pub enum Command {
     /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
     /// Meant for container health checks: needs no curl.
     Health(HealthArgs),
+    /// Print the API's OpenAPI 3.1 document (the one served at
+    /// `/api/openapi.json`) and exit: for client generators, no server needed.
+    Openapi,
 }
 
 /// How the command-line client reaches the server.
@@ -227,6 +230,23 @@ pub struct ServeArgs {
     /// recorder. Detected automatically when recorderd is PID 1.
     #[arg(long, env = "RECORDERD_INIT")]
     pub init: bool,
+    /// POST every event (the event stream's, as JSON) to this URL; repeat
+    /// the option, or separate URLs with commas in the variable. http://
+    /// only. Delivery is in order, at least once, and resumes after a
+    /// restart.
+    #[arg(
+        long = "webhook-url",
+        env = "RECORDERD_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
+    /// Signs each webhook body with HMAC-SHA256 in `X-Recorderd-Signature`.
+    #[arg(long, env = "RECORDERD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Delivery attempts per event (with doubling backoff from 0.5 s, at
+    /// most 60 s apart) before it is given up on.
+    #[arg(long, env = "RECORDERD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub webhook_max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -272,6 +292,7 @@ pub struct Settings {
     /// True when running as PID 1 (or asked to behave so).
     pub init: bool,
     pub profiles: Profiles,
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Settings {
@@ -294,6 +315,17 @@ impl Settings {
                  Use `stop`, or run recorderd under another init if recordings must survive restarts."
             );
         }
+        let webhooks = crate::webhooks::WebhookSettings {
+            urls: args
+                .webhook_urls
+                .iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            secret: args.webhook_secret.clone().filter(|s| !s.is_empty()),
+            max_attempts: args.webhook_max_attempts,
+        };
+        webhooks.validate()?;
         Ok(Self {
             bind: args.bind,
             data_dir: args.database.data_dir.clone(),
@@ -309,6 +341,7 @@ impl Settings {
             cors_origins: args.cors_origins.clone(),
             init,
             profiles,
+            webhooks,
         })
     }
 

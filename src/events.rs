@@ -86,6 +86,15 @@ impl EventLog {
         self.live.subscribe()
     }
 
+    /// The newest stored event's id (0 when there is none).
+    pub async fn latest_id(&self) -> Result<i32, DbErr> {
+        Ok(event::Entity::find()
+            .order_by_desc(event::Column::Id)
+            .one(&self.db)
+            .await?
+            .map_or(0, |e| e.id))
+    }
+
     /// Stored events after `after`, oldest first, at most `limit`.
     pub async fn since(&self, after: i32, limit: u64) -> Result<Vec<Event>, DbErr> {
         Ok(event::Entity::find()

@@ -19,3 +19,4 @@ pub mod signals;
 pub mod startup;
 pub mod supervisor;
 pub mod telemetry;
+pub mod webhooks;

@@ -33,6 +33,10 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Recordings { client, command }) => {
             return exit_code(cli::recordings(&client, &command).await);
         }
+        Some(Command::Openapi) => {
+            println!("{}", recorderd::http::openapi().to_pretty_json()?);
+            Ok(())
+        }
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }

@@ -82,6 +82,11 @@ const DESCRIPTIONS: &[(&str, &str, &[&str])] = &[
         &["step"],
     ),
     (
+        "recorderd_webhook_deliveries_total",
+        "Webhook delivery attempts, by outcome (delivered, retried, given_up).",
+        &["outcome"],
+    ),
+    (
         "recorderd_http_request_seconds",
         "HTTP request latency, by method, route and status.",
         &["method", "route", "status"],

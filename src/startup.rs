@@ -20,6 +20,7 @@ use crate::db;
 use crate::http::{self, AppState};
 use crate::jobs::JobService;
 use crate::supervisor::reaper;
+use crate::webhooks;
 
 /// After the shutdown timeout, how long SIGKILLed recorders get to be reaped
 /// and recorded.
@@ -71,6 +72,16 @@ impl Application {
             jobs.supervisor().clone(),
             shutdown.clone(),
         ));
+        // Before recovery, so the transitions it makes are delivered too.
+        webhooks::start(
+            &settings.webhooks,
+            db.clone(),
+            jobs.events().clone(),
+            jobs.metrics().clone(),
+            &tracker,
+            jobs.closing(),
+        )
+        .await?;
         // Unfinished processing first, then reconciliation (which launches
         // processing for the jobs it ends); a recording is never launched
         // twice either way.

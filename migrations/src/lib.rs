@@ -8,6 +8,7 @@ mod m20261129_000001_create_recordings_and_jobs;
 mod m20261129_000002_processing_steps;
 mod m20261129_000003_recorder_restarts;
 mod m20261129_000004_events;
+mod m20261129_000005_webhook_cursors;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_processing_steps::Migration),
             Box::new(m20261129_000003_recorder_restarts::Migration),
             Box::new(m20261129_000004_events::Migration),
+            Box::new(m20261129_000005_webhook_cursors::Migration),
         ]
     }
 }

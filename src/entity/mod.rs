@@ -5,6 +5,7 @@ pub mod event;
 pub mod processing_step;
 pub mod recording;
 pub mod recording_job;
+pub mod webhook_cursor;
 
 pub use processing_step::StepStatus;
 pub use recording::RecordingStatus;

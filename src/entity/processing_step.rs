@@ -5,7 +5,9 @@ use serde::Serialize;
 
 /// `pending` until it runs; `running` while an attempt is under way (also
 /// after a crash, until the step is run again); then `succeeded` or `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -19,8 +21,10 @@ pub enum StepStatus {
     Failed,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+/// One step of a recording's pipeline, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "processing_steps")]
+#[schema(as = ProcessingStep)]
 pub struct Model {
     #[sea_orm(primary_key)]
     #[serde(skip)]
@@ -33,8 +37,10 @@ pub struct Model {
     /// Attempts made so far (retries included).
     pub attempt: i32,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<TimeDateTimeWithTimeZone>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<TimeDateTimeWithTimeZone>,
     pub exit_code: Option<i32>,
     pub error: Option<String>,

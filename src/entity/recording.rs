@@ -5,7 +5,9 @@ use serde::Serialize;
 
 /// Where a recording is in its life. `Recording` until its recorder ends,
 /// `Processing` while post-processing runs, then `Ready` or `Failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum RecordingStatus {
@@ -30,8 +32,10 @@ impl RecordingStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+/// A recording, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "recordings")]
+#[schema(as = Recording)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
@@ -51,8 +55,10 @@ pub struct Model {
     #[serde(skip)]
     pub segments: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: TimeDateTimeWithTimeZone,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: TimeDateTimeWithTimeZone,
 }
 

@@ -6,7 +6,9 @@ use serde::Serialize;
 /// A job's state. `Running` and `Stopping` are live; `Completed` and `Failed`
 /// are final and never change again (every transition is a compare-and-set
 /// on this column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -47,8 +49,10 @@ impl JobStatus {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+/// One run of a recorder for a recording, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "recording_jobs")]
+#[schema(as = Job)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
@@ -63,10 +67,13 @@ pub struct Model {
     pub exit_signal: Option<i32>,
     pub duration_seconds: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: TimeDateTimeWithTimeZone,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub stop_requested_at: Option<TimeDateTimeWithTimeZone>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub completed_at: Option<TimeDateTimeWithTimeZone>,
     pub error: Option<String>,
     pub log_path: String,
@@ -80,6 +87,7 @@ pub struct Model {
     pub attempt: i32,
     /// JSON history of the earlier runs: how each ended.
     #[serde(serialize_with = "super::json_text")]
+    #[schema(value_type = Vec<Object>)]
     pub attempts: Option<String>,
 }
 

@@ -9,7 +9,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use super::error::{ErrorBody, ErrorCode};
 
 /// What the middleware needs to decide.
 #[derive(Clone)]
@@ -68,10 +69,7 @@ fn query_token(request: &Request) -> Option<String> {
 fn unauthorized(message: &str) -> Response {
     let mut response = (
         StatusCode::UNAUTHORIZED,
-        Json(json!({
-            "success": false,
-            "error": { "code": "unauthorized", "message": message },
-        })),
+        Json(ErrorBody::new(ErrorCode::Unauthorized, message)),
     )
         .into_response();
     response.headers_mut().insert(

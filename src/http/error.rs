@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use tracing::error;
 
 use crate::jobs::JobError;
@@ -33,114 +32,172 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
+/// Every error code the API answers with: clients branch on these, never on
+/// the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    UnknownProfile,
+    InvalidSource,
+    InvalidField,
+    JobNotFound,
+    RecordingNotFound,
+    JobAlreadyEnded,
+    SpawnFailed,
+    RecordingBusy,
+    NothingToProcess,
+    MediaNotFound,
+    ShuttingDown,
+    InternalError,
+    MalformedJson,
+    InvalidBody,
+    UnsupportedMediaType,
+    BodyTooLarge,
+    InvalidPath,
+    InvalidQuery,
+    NotFound,
+    MethodNotAllowed,
+    Unauthorized,
+}
+
+/// The body of every error response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable `code`, a message for people, and for some
+/// codes the detail a client needs to act on it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// `invalid_field`: which field of the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    /// `job_already_ended`, `recording_busy`: the status that forbids it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// `spawn_failed`: the job that was recorded as failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i32>,
+    /// `spawn_failed`: the program that could not be started, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+                field: None,
+                status: None,
+                job_id: None,
+                program: None,
+            },
+        }
+    }
+}
+
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, String, Option<Value>) {
+    fn parts(&self) -> (StatusCode, ErrorBody) {
+        use ErrorCode as C;
         use JobError as J;
         let msg = self.to_string();
+        let plain = |status: StatusCode, code: ErrorCode, message: String| {
+            (status, ErrorBody::new(code, message))
+        };
         match self {
             Self::Job(job) => match job {
-                J::UnknownProfile { .. } => (StatusCode::BAD_REQUEST, "unknown_profile", msg, None),
-                J::InvalidSource { .. } => (StatusCode::BAD_REQUEST, "invalid_source", msg, None),
-                J::InvalidField { field, .. } => (
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
-                    msg,
-                    Some(json!({ "field": field })),
-                ),
-                J::JobNotFound { .. } => (StatusCode::NOT_FOUND, "job_not_found", msg, None),
-                J::RecordingNotFound { .. } => {
-                    (StatusCode::NOT_FOUND, "recording_not_found", msg, None)
+                J::UnknownProfile { .. } => plain(StatusCode::BAD_REQUEST, C::UnknownProfile, msg),
+                J::InvalidSource { .. } => plain(StatusCode::BAD_REQUEST, C::InvalidSource, msg),
+                J::InvalidField { field, .. } => {
+                    let mut body = ErrorBody::new(C::InvalidField, msg);
+                    body.error.field = Some(field);
+                    (StatusCode::BAD_REQUEST, body)
                 }
-                J::JobAlreadyEnded { status, .. } => (
-                    StatusCode::CONFLICT,
-                    "job_already_ended",
-                    msg,
-                    Some(json!({ "status": status.as_str() })),
-                ),
+                J::JobNotFound { .. } => plain(StatusCode::NOT_FOUND, C::JobNotFound, msg),
+                J::RecordingNotFound { .. } => {
+                    plain(StatusCode::NOT_FOUND, C::RecordingNotFound, msg)
+                }
+                J::JobAlreadyEnded { status, .. } => {
+                    let mut body = ErrorBody::new(C::JobAlreadyEnded, msg);
+                    body.error.status = Some(status.as_str());
+                    (StatusCode::CONFLICT, body)
+                }
                 // The server's configuration is at fault, not the client:
                 // said plainly so an operator can fix it.
                 J::Spawn { job_id, source } => {
-                    let program = match source {
+                    let mut body = ErrorBody::new(C::SpawnFailed, msg);
+                    body.error.job_id = Some(*job_id);
+                    body.error.program = match source {
                         SpawnError::Program { program, .. } => Some(program.clone()),
                         SpawnError::Log { .. } | SpawnError::Identity { .. } => None,
                     };
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "spawn_failed",
-                        msg,
-                        Some(json!({ "job_id": job_id, "program": program })),
-                    )
+                    (StatusCode::INTERNAL_SERVER_ERROR, body)
                 }
-                J::RecordingBusy { status, .. } => (
-                    StatusCode::CONFLICT,
-                    "recording_busy",
-                    msg,
-                    Some(json!({ "status": status.as_str() })),
-                ),
-                J::NothingToProcess { .. } => {
-                    (StatusCode::CONFLICT, "nothing_to_process", msg, None)
+                J::RecordingBusy { status, .. } => {
+                    let mut body = ErrorBody::new(C::RecordingBusy, msg);
+                    body.error.status = Some(status.as_str());
+                    (StatusCode::CONFLICT, body)
                 }
-                J::MediaUnavailable { .. } => (StatusCode::NOT_FOUND, "media_not_found", msg, None),
-                J::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg, None),
-                J::LogUnreadable { .. } | J::Database(_) => (
+                J::NothingToProcess { .. } => plain(StatusCode::CONFLICT, C::NothingToProcess, msg),
+                J::MediaUnavailable { .. } => plain(StatusCode::NOT_FOUND, C::MediaNotFound, msg),
+                J::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, C::ShuttingDown, msg),
+                J::LogUnreadable { .. } | J::Database(_) => plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
+                    C::InternalError,
                     "internal error; see the server log".to_owned(),
-                    None,
                 ),
             },
             Self::Json(rejection) => {
                 let (status, code) = match rejection {
                     JsonRejection::JsonSyntaxError(_) => {
-                        (StatusCode::BAD_REQUEST, "malformed_json")
+                        (StatusCode::BAD_REQUEST, C::MalformedJson)
                     }
                     JsonRejection::JsonDataError(_) => {
-                        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+                        (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidBody)
                     }
                     JsonRejection::MissingJsonContentType(_) => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType)
                     }
                     other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                        (StatusCode::PAYLOAD_TOO_LARGE, C::BodyTooLarge)
                     }
-                    other => (other.status(), "invalid_body"),
+                    _ => (StatusCode::BAD_REQUEST, C::InvalidBody),
                 };
-                (status, code, rejection.body_text(), None)
+                plain(status, code, rejection.body_text())
             }
-            Self::Path(rejection) => (
+            Self::Path(rejection) => plain(
                 StatusCode::BAD_REQUEST,
-                "invalid_path",
+                C::InvalidPath,
                 rejection.body_text(),
-                None,
             ),
-            Self::Query(rejection) => (
+            Self::Query(rejection) => plain(
                 StatusCode::BAD_REQUEST,
-                "invalid_query",
+                C::InvalidQuery,
                 rejection.body_text(),
-                None,
             ),
-            Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query", msg, None),
-            Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found", msg, None),
-            Self::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                msg,
-                None,
-            ),
+            Self::BadQuery(_) => plain(StatusCode::BAD_REQUEST, C::InvalidQuery, msg),
+            Self::NoRoute { .. } => plain(StatusCode::NOT_FOUND, C::NotFound, msg),
+            Self::MethodNotAllowed => {
+                plain(StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed, msg)
+            }
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message, details) = self.parts();
+        let (status, body) = self.parts();
         if status.is_server_error() {
             error!(error = %self, ?self, "request failed");
         }
-        let mut error = json!({ "code": code, "message": message });
-        if let (Some(Value::Object(details)), Some(obj)) = (details, error.as_object_mut()) {
-            obj.extend(details);
-        }
-        (status, Json(json!({ "success": false, "error": error }))).into_response()
+        (status, Json(body)).into_response()
     }
 }

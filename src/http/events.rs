@@ -15,17 +15,41 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
 
+use utoipa::IntoParams;
+
+use super::error::ErrorBody;
 use super::{ApiError, AppState, Result};
 use crate::events::Event;
 
 /// How many stored events one catch-up query sends.
 const CATCH_UP_PAGE: u64 = 500;
 
-#[derive(Debug, Deserialize)]
+/// Where to resume.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Resume after this event (for clients that cannot set
+    /// `Last-Event-ID`); the header wins when both are given.
     last_event_id: Option<i32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/recordings/jobs/events",
+    operation_id = "job_events",
+    tag = "events",
+    summary = "Job and recording transitions, live (Server-Sent Events)",
+    description = "One event per transition: `event:` is `job.started`, `job.stopping`, `job.completed`, `job.failed`, `recording.processing`, `recording.ready` or `recording.failed`; `data:` is the job or recording as JSON (the `Job` or `Recording` schema) after the transition; `id:` increases. A client that reconnects with `Last-Event-ID` first gets, from the stored log, every event after that id, then live events, each exactly once. Without it the stream starts with what happens next. Comment lines keep the connection alive every 15 s. Browsers' `EventSource` cannot send headers: pass the API token as `?access_token=`. Also served with a trailing slash.",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<i32>, Header, description = "Resume after this event"),
+    ),
+    responses(
+        (status = 200, description = "The event stream; it stays open", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_query`: `Last-Event-ID` or `last_event_id` is not an integer", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    )
+)]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,57 +1,143 @@
 //! `/api/recordings/jobs/…`: start, stop, list and inspect jobs.
+//!
+//! Every handler is annotated for the OpenAPI document: the annotation and
+//! the route come from the same place, so neither can drift from the other.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiJson, AppState, PageQuery, Result};
+use super::error::ErrorBody;
+use super::{ApiError, ApiJson, AppState, Result, page_bounds};
 use crate::entity::JobStatus;
-use crate::jobs::{Job, StartRequest, repo};
+use crate::jobs::{Job, Recording, StartRequest, repo};
 
+/// Answer to a start: the new job and its recording.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartResponse {
+    /// Always `true`.
+    pub success: bool,
+    pub message: String,
+    pub job: Job,
+    pub recording: Recording,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/recordings/jobs/start",
+    operation_id = "start_job",
+    tag = "jobs",
+    summary = "Start a recording",
+    description = "Creates a recording and its job and spawns the recorder. The job is `running` once this answers. Also served with a trailing slash.",
+    request_body = StartRequest,
+    responses(
+        (status = 201, description = "The recorder runs", body = StartResponse,
+            links(
+                ("stop" = (operation_id = "stop_job", request_body = json!({"job_id": "$response.body#/job/id"}), description = "Stop this job")),
+                ("job" = (operation_id = "show_job", parameters(("id" = "$response.body#/job/id")), description = "This job")),
+                ("log" = (operation_id = "job_log", parameters(("id" = "$response.body#/job/id")), description = "This job's log")),
+                ("recording" = (operation_id = "show_recording", parameters(("id" = "$response.body#/recording/id")), description = "This job's recording")),
+                ("media" = (operation_id = "recording_media", parameters(("id" = "$response.body#/recording/id")), description = "What it recorded")),
+                ("reprocess" = (operation_id = "reprocess_recording", parameters(("id" = "$response.body#/recording/id")), description = "Process the recording again")),
+            )
+        ),
+        (status = 400, description = "`malformed_json`, `invalid_source`, `invalid_field`, `unknown_profile` or `invalid_body`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an API token is configured and was not given", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a field is missing, unknown or of the wrong type", body = ErrorBody),
+        (status = 500, description = "`spawn_failed` (the job is recorded as failed) or `internal_error`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`", body = ErrorBody),
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StartRequest>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<StartResponse>)> {
     let started = state.jobs.start(request).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "success": true,
-            "message": format!("Job #{} started", started.job.id),
-            "job": started.job,
-            "recording": started.recording,
-        })),
+        Json(StartResponse {
+            success: true,
+            message: format!("Job #{} started", started.job.id),
+            job: started.job,
+            recording: started.recording,
+        }),
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of a stop.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopRequest {
+    #[serde(deserialize_with = "crate::jobs::whole_number")]
     job_id: i32,
 }
 
+/// Answer to a stop: the job, `stopping` or already ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StopResponse {
+    /// Always `true`.
+    pub success: bool,
+    pub message: String,
+    pub job: Job,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/recordings/jobs/stop",
+    operation_id = "stop_job",
+    tag = "jobs",
+    summary = "Stop a recording",
+    description = "Sends the profile's stop signal, then escalates (SIGTERM, SIGKILL) if the recorder does not end. Answers at once with the job `stopping`; the end arrives as a `job.completed` or `job.failed` event. Also served with a trailing slash.",
+    request_body = StopRequest,
+    responses(
+        (status = 200, description = "The stop is under way", body = StopResponse),
+        (status = 400, description = "`malformed_json` or `invalid_body`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 409, description = "`job_already_ended`, with the job's `status`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn stop(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StopRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<StopResponse>> {
     let job = state.jobs.stop(request.job_id).await?;
-    Ok(Json(json!({
-        "success": true,
-        "message": format!("Job #{} {}", job.id, job.status.as_str()),
-        "job": job,
-    })))
+    Ok(Json(StopResponse {
+        success: true,
+        message: format!("Job #{} {}", job.id, job.status.as_str()),
+        job,
+    }))
 }
 
 /// `{"count": N, "jobs": [...]}`, serialized straight from the models (no
 /// intermediate JSON tree: this is the seed's polled endpoint).
-#[derive(serde::Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ActiveJobs {
     count: usize,
     jobs: Vec<Job>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/recordings/jobs/active",
+    operation_id = "active_jobs",
+    tag = "jobs",
+    summary = "The live jobs",
+    description = "Jobs `running` or `stopping`, each checked against its process. Also served with a trailing slash.",
+    responses(
+        (status = 200, description = "The live jobs", body = ActiveJobs),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn active(State(state): State<AppState>) -> Result<Json<ActiveJobs>> {
     let jobs = state.jobs.active().await?;
     Ok(Json(ActiveJobs {
@@ -60,62 +146,174 @@ pub async fn active(State(state): State<AppState>) -> Result<Json<ActiveJobs>> {
     }))
 }
 
-pub async fn cleanup(State(state): State<AppState>) -> Result<Json<Value>> {
-    let updated = state.jobs.cleanup().await?;
-    Ok(Json(json!({
-        "success": true,
-        "updated_count": updated,
-        "message": format!("{updated} job(s) updated"),
-    })))
+/// Answer to a cleanup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CleanupResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// Jobs found dead and ended by this call.
+    pub updated_count: usize,
+    pub message: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/recordings/jobs/cleanup",
+    operation_id = "cleanup_jobs",
+    tag = "jobs",
+    summary = "End the jobs whose process is gone",
+    description = "Checks every live job against its process (PID, start time and job marker) and ends those whose recorder is gone. The supervisor already does this by itself; the endpoint stays for the seed's clients. Also served with a trailing slash.",
+    responses(
+        (status = 200, description = "How many jobs were ended", body = CleanupResponse),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
+pub async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupResponse>> {
+    let updated = state.jobs.cleanup().await?;
+    Ok(Json(CleanupResponse {
+        success: true,
+        updated_count: updated,
+        message: format!("{updated} job(s) updated"),
+    }))
+}
+
+/// Filters and page of the job list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// Only jobs in this status.
+    #[param(value_type = Option<JobStatus>)]
+    status: Option<String>,
+    /// Only the jobs of this recording.
+    recording_id: Option<i32>,
+    /// From 1.
+    #[param(minimum = 1, maximum = 1000000)]
+    page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<u64>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    /// How many jobs match, over all pages.
+    pub count: u64,
+    pub page: u64,
+    pub page_size: u64,
+    pub jobs: Vec<Job>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/recordings/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    summary = "List jobs",
+    description = "Every job, newest first, filtered and paged. Also served with a trailing slash.",
+    params(JobsQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
-    query: std::result::Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>> {
+    query: std::result::Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobPage>> {
     let Query(query) = query?;
-    let (page, page_size) = query.bounds()?;
+    let (page, page_size) = page_bounds(query.page, query.page_size)?;
     let status = match query.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
             ApiError::BadQuery(format!(
                 "unknown status `{s}` (running, stopping, completed, failed)"
             ))
         })?),
     };
-    let (jobs, total) =
+    let (jobs, count) =
         repo::list_jobs(state.jobs.db(), status, query.recording_id, page, page_size)
             .await
             .map_err(crate::jobs::JobError::from)?;
-    Ok(Json(json!({
-        "count": total,
-        "page": page,
-        "page_size": page_size,
-        "jobs": jobs,
-    })))
+    Ok(Json(JobPage {
+        count,
+        page,
+        page_size,
+        jobs,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/recordings/jobs/{id}",
+    operation_id = "show_job",
+    tag = "jobs",
+    summary = "One job",
+    description = "Also served with a trailing slash.",
+    params(("id" = i32, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 400, description = "`invalid_path`: the id is not an integer", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Job>> {
     let Path(id) = id?;
-    Ok(Json(json!(state.jobs.job(id).await?)))
+    Ok(Json(state.jobs.job(id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// How much of the log to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// The last this many bytes (16 KiB by default).
+    #[param(minimum = 1, maximum = 1048576)]
     bytes: Option<u64>,
+}
+
+/// The end of a recorder's output.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogTailResponse {
+    pub job_id: i32,
+    /// The whole log's size in bytes.
+    pub size: u64,
+    /// Whether `content` is only the end of the log.
+    pub truncated: bool,
+    /// Lossily decoded as UTF-8.
+    pub content: String,
 }
 
 /// Largest log tail returned at once.
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
 
+#[utoipa::path(
+    get,
+    path = "/api/recordings/jobs/{id}/log",
+    operation_id = "job_log",
+    tag = "jobs",
+    summary = "The end of a job's recorder output",
+    description = "The recorder's standard output and error, as written to its log file. Also served with a trailing slash.",
+    params(("id" = i32, Path, description = "The job's id"), LogQuery),
+    responses(
+        (status = 200, description = "The log's tail", body = LogTailResponse),
+        (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 500, description = "`internal_error`: the log cannot be read", body = ErrorBody),
+    )
+)]
 pub async fn log(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
     query: std::result::Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<LogTailResponse>> {
     let Path(id) = id?;
     let Query(query) = query?;
     let bytes = query.bytes.unwrap_or(16 * 1024);
@@ -125,10 +323,10 @@ pub async fn log(
         )));
     }
     let tail = state.jobs.log_tail(id, bytes).await?;
-    Ok(Json(json!({
-        "job_id": id,
-        "size": tail.size,
-        "truncated": tail.truncated,
-        "content": tail.content,
-    })))
+    Ok(Json(LogTailResponse {
+        job_id: id,
+        size: tail.size,
+        truncated: tail.truncated,
+        content: tail.content,
+    }))
 }

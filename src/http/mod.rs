@@ -5,15 +5,16 @@ mod auth;
 pub mod error;
 mod events;
 mod jobs;
+mod openapi;
+mod ops;
 mod recordings;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::Method;
-use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get};
-use axum::{Json, Router};
-use serde_json::json;
 use std::sync::Arc;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -37,16 +38,60 @@ pub struct AppState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// Serves `path` and `path/`: the seed's clients use the trailing slash,
-/// hand-written ones often do not.
-fn both<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    path: &str,
-    method: MethodRouter<S>,
-) -> Router<S> {
+/// Registers documented routes at their path and, for `/api` paths, also
+/// at `path/`: the seed's clients use the trailing slash, hand-written ones
+/// often do not. Only the first is in the document.
+fn both(
+    router: OpenApiRouter<AppState>,
+    routes: UtoipaMethodRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let slashed: Vec<String> = routes
+        .1
+        .paths
+        .keys()
+        .filter(|path| path.starts_with("/api/"))
+        .map(|path| format!("{path}/"))
+        .collect();
+    let method_router = routes.2.clone();
+    let mut router = router.routes(routes);
+    for path in slashed {
+        router = router.route(&path, method_router.clone());
+    }
     router
-        .route(path, method.clone())
-        .route(&format!("{path}/"), method)
+}
+
+/// Every route with its documentation: the router and the OpenAPI document
+/// are both built from this, so an endpoint cannot exist undocumented.
+fn routes() -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    for routes in [
+        routes!(jobs::start),
+        routes!(jobs::stop),
+        routes!(jobs::active),
+        routes!(jobs::cleanup),
+        routes!(events::stream),
+        routes!(jobs::list),
+        routes!(jobs::show),
+        routes!(jobs::log),
+        routes!(recordings::list),
+        routes!(recordings::show, recordings::delete),
+        routes!(recordings::reprocess),
+        routes!(recordings::media),
+        routes!(ops::dashboard),
+        routes!(ops::healthz),
+        routes!(ops::readyz),
+        routes!(ops::metrics),
+        routes!(ops::openapi_document),
+    ] {
+        api = both(api, routes);
+    }
+    api
+}
+
+/// The OpenAPI 3.1 document of this server's API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
 }
 
 /// How the HTTP layer is configured.
@@ -59,44 +104,8 @@ pub struct HttpOptions {
 }
 
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
-    let mut api = Router::new();
-    api = both(
-        api,
-        "/api/recordings/jobs/start",
-        axum::routing::post(jobs::start),
-    );
-    api = both(
-        api,
-        "/api/recordings/jobs/stop",
-        axum::routing::post(jobs::stop),
-    );
-    api = both(api, "/api/recordings/jobs/active", get(jobs::active));
-    api = both(
-        api,
-        "/api/recordings/jobs/cleanup",
-        axum::routing::post(jobs::cleanup),
-    );
-    api = both(api, "/api/recordings/jobs/events", get(events::stream));
-    api = both(api, "/api/recordings/jobs", get(jobs::list));
-    api = both(api, "/api/recordings/jobs/{id}", get(jobs::show));
-    api = both(api, "/api/recordings/jobs/{id}/log", get(jobs::log));
-    api = both(api, "/api/recordings", get(recordings::list));
-    api = both(
-        api,
-        "/api/recordings/{id}",
-        get(recordings::show).delete(recordings::delete),
-    );
-    api = both(
-        api,
-        "/api/recordings/{id}/reprocess",
-        axum::routing::post(recordings::reprocess),
-    );
-    api = both(api, "/api/recordings/{id}/media", get(recordings::media));
-    api.route("/", get(dashboard))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(fallback)
+    let (api, _) = routes().split_for_parts();
+    api.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
@@ -115,12 +124,6 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .with_state(state)
 }
 
-/// The dashboard: one self-contained page, live through the event stream.
-async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard.html"))
-}
-
-/// Alive: the process answers HTTP.
 /// Records each request's latency under its route (not its raw path, so
 /// ids do not make a series each).
 async fn time_request(
@@ -145,47 +148,6 @@ async fn time_request(
     response
 }
 
-/// Prometheus exposition: counters and histograms, plus jobs and
-/// recordings by status and the recorders supervised now.
-async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let (jobs, recordings) = crate::jobs::repo::counts_by_status(state.jobs.db())
-        .await
-        .map_err(crate::jobs::JobError::from)?;
-    let mut gauges = Vec::new();
-    for (status, n) in jobs {
-        gauges.push((
-            "recorderd_jobs",
-            "Jobs by status.",
-            vec![("status".to_owned(), status)],
-            n as f64,
-        ));
-    }
-    for (status, n) in recordings {
-        gauges.push((
-            "recorderd_recordings",
-            "Recordings by status.",
-            vec![("status".to_owned(), status)],
-            n as f64,
-        ));
-    }
-    gauges.push((
-        "recorderd_recorders_supervised",
-        "Recorder processes this server watches now (children and adopted).",
-        Vec::new(),
-        state.jobs.supervisor().len() as f64,
-    ));
-    let text = state.jobs.metrics().render(&gauges);
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
-}
-
 /// CORS for pages served from other origins; none allowed by default.
 fn cors(origins: &[String]) -> CorsLayer {
     use axum::http::{HeaderName, Method, header};
@@ -204,41 +166,6 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-/// Ready: the database answers, every migration is applied, and recovery of
-/// the previous run's jobs is finished (the server only listens after it).
-/// 503 while shutting down.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    use migration::MigratorTrait;
-    let db = state.jobs.db();
-    let database = db.ping().await.map_err(|e| e.to_string());
-    let pending = match &database {
-        Ok(()) => migration::Migrator::get_pending_migrations(db)
-            .await
-            .map(|p| p.len())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.clone()),
-    };
-    let shutting_down = state.jobs.is_shutting_down();
-    let ready = database.is_ok() && matches!(pending, Ok(0)) && !shutting_down;
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "database": database.err().unwrap_or_else(|| "ok".to_owned()),
-        "pending_migrations": pending.as_ref().ok(),
-        "recovery": "done",
-        "shutting_down": shutting_down,
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
-}
-
 async fn fallback(method: Method, request: Request) -> ApiError {
     ApiError::NoRoute {
         method: method.to_string(),
@@ -250,34 +177,23 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Page parameters shared by the list endpoints.
-#[derive(Debug, serde::Deserialize)]
-pub struct PageQuery {
-    pub status: Option<String>,
-    pub page: Option<u64>,
-    pub page_size: Option<u64>,
-    pub recording_id: Option<i32>,
-}
-
 pub const MAX_PAGE_SIZE: u64 = 500;
 /// Keeps `page × page_size` far from integer overflow in the query layer.
 pub const MAX_PAGE: u64 = 1_000_000;
 
-impl PageQuery {
-    /// Page number (from 1) and size, validated.
-    pub fn bounds(&self) -> Result<(u64, u64)> {
-        let page = self.page.unwrap_or(1);
-        let size = self.page_size.unwrap_or(50);
-        if !(1..=MAX_PAGE).contains(&page) {
-            return Err(ApiError::BadQuery(format!(
-                "`page` must be between 1 and {MAX_PAGE}"
-            )));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&size) {
-            return Err(ApiError::BadQuery(format!(
-                "`page_size` must be between 1 and {MAX_PAGE_SIZE}"
-            )));
-        }
-        Ok((page, size))
+/// Page number (from 1) and size of a list request, validated.
+pub fn page_bounds(page: Option<u64>, page_size: Option<u64>) -> Result<(u64, u64)> {
+    let page = page.unwrap_or(1);
+    let size = page_size.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(ApiError::BadQuery(format!(
+            "`page` must be between 1 and {MAX_PAGE}"
+        )));
     }
+    if !(1..=MAX_PAGE_SIZE).contains(&size) {
+        return Err(ApiError::BadQuery(format!(
+            "`page_size` must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    Ok((page, size))
 }

@@ -5,23 +5,66 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, MAX_PAGE_SIZE, PageQuery, Result};
+use super::error::ErrorBody;
+use super::{ApiError, AppState, MAX_PAGE_SIZE, Result, page_bounds};
 use crate::entity::RecordingStatus;
-use crate::jobs::{JobError, repo};
+use crate::entity::processing_step;
+use crate::jobs::{Job, JobError, Recording, repo};
 use crate::processing::steps;
 
+/// Filters and page of the recording list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordingsQuery {
+    /// Only recordings in this status.
+    #[param(value_type = Option<RecordingStatus>)]
+    status: Option<String>,
+    /// From 1.
+    #[param(minimum = 1, maximum = 1000000)]
+    page: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<u64>,
+}
+
+/// A page of recordings, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingPage {
+    /// How many recordings match, over all pages.
+    pub count: u64,
+    pub page: u64,
+    pub page_size: u64,
+    pub recordings: Vec<Recording>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/recordings",
+    operation_id = "list_recordings",
+    tag = "recordings",
+    summary = "List recordings",
+    description = "Every recording, newest first, filtered and paged. Also served with a trailing slash.",
+    params(RecordingsQuery),
+    responses(
+        (status = 200, description = "A page of recordings", body = RecordingPage),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
-    query: std::result::Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>> {
+    query: std::result::Result<Query<RecordingsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RecordingPage>> {
     let Query(query) = query?;
-    let (page, page_size) = query.bounds()?;
+    let (page, page_size) = page_bounds(query.page, query.page_size)?;
     let status = match query.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some("recording") => Some(RecordingStatus::Recording),
         Some("processing") => Some(RecordingStatus::Processing),
         Some("ready") => Some(RecordingStatus::Ready),
@@ -32,23 +75,54 @@ pub async fn list(
             )));
         }
     };
-    let (recordings, total) = repo::list_recordings(state.jobs.db(), status, page, page_size)
+    let (recordings, count) = repo::list_recordings(state.jobs.db(), status, page, page_size)
         .await
         .map_err(JobError::from)?;
-    Ok(Json(json!({
-        "count": total,
-        "page": page,
-        "page_size": page_size,
-        "recordings": recordings,
-    })))
+    Ok(Json(RecordingPage {
+        count,
+        page,
+        page_size,
+        recordings,
+    }))
 }
 
-/// The recording with its jobs, its processing steps, its `analysis` (as
-/// JSON) and its `transcript`.
+/// A recording with everything known about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingDetail {
+    #[serde(flatten)]
+    pub recording: Recording,
+    /// What the `analyze` step measured (duration, codec, loudness,
+    /// silence), as it wrote it; `null` until it has run.
+    #[schema(value_type = Option<Object>)]
+    pub analysis: Option<Value>,
+    /// The post-processing pipeline, in order.
+    pub steps: Vec<processing_step::Model>,
+    /// Every run of a recorder for this recording.
+    pub jobs: Vec<Job>,
+    /// Where the recorded file is served.
+    pub media_url: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/recordings/{id}",
+    operation_id = "show_recording",
+    tag = "recordings",
+    summary = "One recording, with its jobs, steps, analysis and transcript",
+    description = "Also served with a trailing slash.",
+    params(("id" = i32, Path, description = "The recording's id")),
+    responses(
+        (status = 200, description = "The recording", body = RecordingDetail),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`recording_not_found`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RecordingDetail>> {
     let Path(id) = id?;
     let recording = state.jobs.recording(id).await?;
     let db = state.jobs.db();
@@ -60,54 +134,132 @@ pub async fn show(
         .analysis
         .as_deref()
         .and_then(|text| serde_json::from_str::<Value>(text).ok());
-    let mut body = json!(recording);
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("analysis".to_owned(), analysis.unwrap_or(Value::Null));
-        obj.insert("steps".to_owned(), json!(steps));
-        obj.insert("jobs".to_owned(), json!(jobs));
-        obj.insert(
-            "media_url".to_owned(),
-            json!(format!("/api/recordings/{id}/media")),
-        );
-    }
-    Ok(Json(body))
+    Ok(Json(RecordingDetail {
+        recording,
+        analysis,
+        steps,
+        jobs,
+        media_url: format!("/api/recordings/{id}/media"),
+    }))
 }
 
-/// Runs the pipeline again: 202 with the recording, now `processing`.
+/// Answer to a reprocess.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReprocessResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// Now `processing`.
+    pub recording: Recording,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/recordings/{id}/reprocess",
+    operation_id = "reprocess_recording",
+    tag = "recordings",
+    summary = "Run the post-processing pipeline again",
+    description = "Also served with a trailing slash.",
+    params(("id" = i32, Path, description = "The recording's id")),
+    responses(
+        (status = 202, description = "The pipeline is queued", body = ReprocessResponse),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`recording_not_found`", body = ErrorBody),
+        (status = 409, description = "`recording_busy` (still recording or processing) or `nothing_to_process` (no file)", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`", body = ErrorBody),
+    )
+)]
 pub async fn reprocess(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<ReprocessResponse>)> {
     let Path(id) = id?;
     let recording = state.jobs.reprocess(id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "success": true, "recording": recording })),
+        Json(ReprocessResponse {
+            success: true,
+            recording,
+        }),
     ))
 }
 
-/// Deletes a recording that is neither recording nor processing.
+/// Answer to a delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteResponse {
+    /// Always `true`.
+    pub success: bool,
+    pub message: String,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/recordings/{id}",
+    operation_id = "delete_recording",
+    tag = "recordings",
+    summary = "Delete a recording, its files and its history",
+    description = "Refused while it is recording or processing. Also served with a trailing slash.",
+    params(("id" = i32, Path, description = "The recording's id")),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteResponse),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`recording_not_found`", body = ErrorBody),
+        (status = 409, description = "`recording_busy`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<DeleteResponse>> {
     let Path(id) = id?;
     state.jobs.delete_recording(id).await?;
-    Ok(Json(json!({
-        "success": true,
-        "message": format!("recording {id} deleted"),
-    })))
+    Ok(Json(DeleteResponse {
+        success: true,
+        message: format!("recording {id} deleted"),
+    }))
 }
 
-/// The recorded file, with HTTP range requests (seeking in a player,
-/// resumable downloads).
+#[utoipa::path(
+    get,
+    path = "/api/recordings/{id}/media",
+    operation_id = "recording_media",
+    tag = "recordings",
+    summary = "The recorded file",
+    description = "With HTTP range requests, for seeking in a player and resuming downloads. Also served with a trailing slash.",
+    params(
+        ("id" = i32, Path, description = "The recording's id"),
+        ("Range" = Option<String>, Header, description = "A byte range, e.g. `bytes=0-1023`; ignored unless in `bytes` units"),
+    ),
+    responses(
+        (status = 200, description = "The whole file; its type follows the profile's container (`video/x-matroska`, `video/mp2t`, `video/mp4`, ...)", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "*/*", body = Vec<u8>),
+        (status = 304, description = "Not modified since `If-Modified-Since`"),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`recording_not_found` or `media_not_found` (no file yet, or it was removed)", body = ErrorBody),
+        (status = 416, description = "The range is outside the file"),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn media(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-    request: Request,
+    mut request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
     let path = state.jobs.media_path(id).await?;
+    // RFC 9110 §14.2: a range in a unit the server does not understand is
+    // ignored, and the whole file served.
+    let headers = request.headers_mut();
+    if headers
+        .get(axum::http::header::RANGE)
+        .is_some_and(|range| !range.as_bytes().starts_with(b"bytes="))
+    {
+        headers.remove(axum::http::header::RANGE);
+    }
     let response =
         ServeFile::new(path)
             .oneshot(request)

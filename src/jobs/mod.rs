@@ -6,4 +6,4 @@ pub mod service;
 pub mod status;
 
 pub use repo::{Job, Recording};
-pub use service::{JobError, JobService, StartRequest, Started};
+pub use service::{JobError, JobService, StartRequest, Started, whole_number};

@@ -39,13 +39,55 @@ const MAX_TITLE_LEN: usize = 200;
 const MAX_DURATION_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Body of `POST /api/recordings/jobs/start/`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
+    /// The stream to record: a URL whose scheme the profile allows
+    /// (e.g. `rtmp://host/live/key`).
+    #[schema(max_length = 4096, example = "rtmp://media.example/live/key")]
     pub source: String,
+    /// Shown in lists; defaults to the source.
+    #[schema(max_length = 200)]
     pub title: Option<String>,
+    /// A profile from the configuration; the default profile when absent
+    /// or empty.
     pub profile: Option<String>,
+    /// Stop the recording after this many seconds (at most a week).
+    #[schema(minimum = 1, maximum = 604800)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub duration_seconds: Option<u64>,
+}
+
+/// An optional [`whole_number`].
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_number")] u64);
+    Ok(Option::<Whole>::deserialize(d)?.map(|Whole(n)| n))
+}
+
+/// A whole number written as JSON allows: `60` or `60.0` (JSON Schema's
+/// `integer` accepts both). Fractions and values out of `T`'s range are
+/// refused.
+pub fn whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(d)?;
+    let whole = if let Some(n) = number.as_i64() {
+        Some(i128::from(n))
+    } else if let Some(n) = number.as_u64() {
+        Some(i128::from(n))
+    } else {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e30)
+            .map(|f| f as i128)
+    };
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, not {number}")))
 }
 
 /// A job that was started, with its recording.
@@ -217,6 +259,8 @@ impl JobService {
 
     fn profile(&self, name: Option<&str>) -> Result<(String, Profile), JobError> {
         let profiles = &self.inner.settings.profiles;
+        // An empty name is a form left blank: the default, like no name.
+        let name = name.filter(|n| !n.trim().is_empty());
         profiles
             .get(name)
             .map(|(name, profile)| (name.to_owned(), profile.clone()))
@@ -357,7 +401,8 @@ impl JobService {
                 }
                 match this.stop_for(job_id, StopReason::Duration).await {
                     Ok(_) => info!("duration limit reached; job stopping"),
-                    Err(JobError::JobAlreadyEnded { .. }) => {}
+                    // Ended already, or deleted with its recording since.
+                    Err(JobError::JobAlreadyEnded { .. } | JobError::JobNotFound { .. }) => {}
                     Err(e) => warn!(error = %e, "could not stop the job at its duration limit"),
                 }
             }
@@ -1186,6 +1231,11 @@ impl JobService {
 
     /// Ends the exit-event consumer: called at shutdown once every recorder's
     /// exit has been committed.
+    /// Cancelled by [`Self::close`]: no transition will be published after.
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.closed.clone()
+    }
+
     pub fn close(&self) {
         self.inner.closed.cancel();
     }

@@ -258,6 +258,8 @@ pub struct AppOptions {
     pub extra_args: Vec<String>,
     /// A command the server runs under, e.g. `unshare --pid --fork`.
     pub wrapper: Vec<String>,
+    /// The profiles file's text, instead of the suite's usual profiles.
+    pub profiles: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -266,6 +268,7 @@ impl Default for AppOptions {
             post_processing_ok: true,
             extra_args: Vec::new(),
             wrapper: Vec::new(),
+            profiles: None,
         }
     }
 }
@@ -303,7 +306,10 @@ impl TestApp {
         };
         std::fs::write(
             dir.join("profiles.toml"),
-            profiles_toml(&dir, options.post_processing_ok),
+            options
+                .profiles
+                .clone()
+                .unwrap_or_else(|| profiles_toml(&dir, options.post_processing_ok)),
         )
         .expect("write profiles");
         let mut app = Self {

@@ -1,0 +1,18 @@
+//! How far one webhook URL has been delivered.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "webhook_cursors")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub url: String,
+    /// The last event delivered (or given up on) for this URL.
+    pub last_event_id: i32,
+    pub updated_at: TimeDateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

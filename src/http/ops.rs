@@ -1,0 +1,182 @@
+//! What operators and tools look at: the dashboard, the probes, the
+//! metrics and the API's own description.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+use super::{AppState, Result};
+
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    summary = "The dashboard",
+    description = "One self-contained page: live jobs (from the event stream), the start form, stop and cleanup buttons, recent recordings with their processing state. Needs the API token when one is configured.",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    )
+)]
+pub async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+/// Answer of the liveness probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Alive: the process answers HTTP",
+    description = "Never needs a token.",
+    security(()),
+    responses((status = 200, description = "Alive", body = Liveness))
+)]
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+/// Answer of the readiness probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// `ok`, or why the database does not answer.
+    pub database: String,
+    /// Migrations not yet applied; absent when they cannot be read.
+    pub pending_migrations: Option<usize>,
+    /// Always `done`: the server listens only once recovery is over.
+    pub recovery: &'static str,
+    pub shutting_down: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Ready: database answers, migrations applied, recovery done",
+    description = "503 while shutting down or when the database does not answer. Never needs a token.",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the body says why", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    use migration::MigratorTrait;
+    let db = state.jobs.db();
+    let database = db.ping().await.map_err(|e| e.to_string());
+    let pending = match &database {
+        Ok(()) => migration::Migrator::get_pending_migrations(db)
+            .await
+            .map(|p| p.len())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    let shutting_down = state.jobs.is_shutting_down();
+    let ready = database.is_ok() && matches!(pending, Ok(0)) && !shutting_down;
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        database: database.err().unwrap_or_else(|| "ok".to_owned()),
+        pending_migrations: pending.ok(),
+        recovery: "done",
+        shutting_down,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Text exposition format 0.0.4: jobs and recordings by status, transitions, spawn failures, stop escalations, exit-to-commit latency, processing step durations, HTTP latencies. Needs the API token when one is configured, unless the server runs with `--open-metrics`.",
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
+    let (jobs, recordings) = crate::jobs::repo::counts_by_status(state.jobs.db())
+        .await
+        .map_err(crate::jobs::JobError::from)?;
+    let mut gauges = Vec::new();
+    for (status, n) in jobs {
+        gauges.push((
+            "recorderd_jobs",
+            "Jobs by status.",
+            vec![("status".to_owned(), status)],
+            n as f64,
+        ));
+    }
+    for (status, n) in recordings {
+        gauges.push((
+            "recorderd_recordings",
+            "Recordings by status.",
+            vec![("status".to_owned(), status)],
+            n as f64,
+        ));
+    }
+    gauges.push((
+        "recorderd_recorders_supervised",
+        "Recorder processes this server watches now (children and adopted).",
+        Vec::new(),
+        state.jobs.supervisor().len() as f64,
+    ));
+    let text = state.jobs.metrics().render(&gauges);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// The document, built once: it only depends on the code.
+static DOCUMENT: LazyLock<Arc<str>> = LazyLock::new(|| match super::openapi().to_json() {
+    Ok(json) => Arc::from(json),
+    // Serializing plain data structures cannot fail; if it ever does, the
+    // reply says so instead of the server going down.
+    Err(e) => Arc::from(format!(
+        "{{\"success\":false,\"error\":{{\"code\":\"internal_error\",\"message\":\"{e}\"}}}}"
+    )),
+});
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "operations",
+    summary = "This document",
+    description = "OpenAPI 3.1, generated from the server's code.",
+    responses(
+        (status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    )
+)]
+pub async fn openapi_document(_request: Request) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.to_string(),
+    )
+        .into_response()
+}

@@ -422,6 +422,16 @@ pub async fn claim_restart(
     let result = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
         .col_expr(recording_job::Column::Attempts, Expr::value(attempts_json))
+        // The previous run's identity goes with it: until the new run's is
+        // stored, the job shows no process rather than a dead one.
+        .col_expr(
+            recording_job::Column::ProcessId,
+            Expr::value(Option::<i32>::None),
+        )
+        .col_expr(
+            recording_job::Column::ProcessStartTime,
+            Expr::value(Option::<i64>::None),
+        )
         .filter(recording_job::Column::Id.eq(job.id))
         .filter(recording_job::Column::Status.eq(JobStatus::Running))
         .filter(recording_job::Column::Attempt.eq(job.attempt))

@@ -330,7 +330,9 @@ async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
     // A crash nobody asked for.
     crate::helpers::send_signal(pid, 11);
     let restarted = app
-        .wait_for_job(job_id, Duration::from_secs(20), |j| j["attempt"] == 2)
+        .wait_for_job(job_id, Duration::from_secs(20), |j| {
+            j["attempt"] == 2 && j["process_id"].is_i64()
+        })
         .await;
     assert_eq!(restarted["status"], "running", "{restarted}");
     assert_ne!(restarted["process_id"], first["process_id"]);

@@ -231,6 +231,14 @@ async fn a_crashing_recorder_is_restarted_and_its_runs_joined(backend: Backend) 
         assert_eq!(run["attempt"], i + 1, "{job}");
         assert_eq!(run["exit_code"], 3, "{job}");
     }
+    // Each run had its own process, and the job shows the last one's.
+    let pids: std::collections::BTreeSet<i64> = history
+        .iter()
+        .map(|run| &run["process_id"])
+        .chain([&job["process_id"]])
+        .filter_map(serde_json::Value::as_i64)
+        .collect();
+    assert_eq!(pids.len(), 3, "{job}");
     let recording = app.wait_for_recording_settled(recording_id).await;
     assert_eq!(recording["status"], "ready", "{recording}");
     let output_path = recording["output_path"].as_str().unwrap_or_default();

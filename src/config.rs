@@ -247,6 +247,17 @@ pub struct ServeArgs {
     /// most 60 s apart) before it is given up on.
     #[arg(long, env = "RECORDERD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10)]
     pub webhook_max_attempts: u32,
+    /// This node's name among the recorderd nodes sharing one database:
+    /// a node supervises, reconciles and stops only its own recorders.
+    /// Must be unique and stay the same across restarts (the host name,
+    /// by default).
+    #[arg(long, env = "RECORDERD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds without a heartbeat after which another node's jobs are
+    /// ended as lost (heartbeats are sent every quarter of this). Clocks
+    /// of the nodes must agree far better than this.
+    #[arg(long = "node-timeout", env = "RECORDERD_NODE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
+    pub node_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -259,6 +270,16 @@ pub enum ShutdownPolicy {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The host name: stable across restarts on one machine (and for a
+/// container with a set host name), unique among machines.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl DatabaseArgs {
@@ -293,6 +314,9 @@ pub struct Settings {
     pub init: bool,
     pub profiles: Profiles,
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// This node's name (see [`ServeArgs::node_id`]).
+    pub node_id: String,
+    pub node_timeout: Duration,
 }
 
 impl Settings {
@@ -326,6 +350,13 @@ impl Settings {
             max_attempts: args.webhook_max_attempts,
         };
         webhooks.validate()?;
+        let node_id = match args.node_id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => default_node_id(),
+        };
+        if node_id.len() > 255 || node_id.chars().any(char::is_control) {
+            bail!("--node-id must be at most 255 characters, without control characters");
+        }
         Ok(Self {
             bind: args.bind,
             data_dir: args.database.data_dir.clone(),
@@ -342,6 +373,8 @@ impl Settings {
             init,
             profiles,
             webhooks,
+            node_id,
+            node_timeout: Duration::from_secs(args.node_timeout_secs),
         })
     }
 

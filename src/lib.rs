@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod nodes;
 pub mod processing;
 pub mod signals;
 pub mod startup;

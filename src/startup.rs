@@ -19,6 +19,7 @@ use crate::config::{Settings, ShutdownPolicy};
 use crate::db;
 use crate::http::{self, AppState};
 use crate::jobs::JobService;
+use crate::nodes;
 use crate::supervisor::reaper;
 use crate::webhooks;
 
@@ -82,22 +83,44 @@ impl Application {
             jobs.closing(),
         )
         .await?;
+        // Before reconciling: other nodes must not take this one for lost
+        // while it recovers.
+        nodes::announce(&db, &settings.node_id)
+            .await
+            .context("recording this node in the database")?;
         // Unfinished processing first, then reconciliation (which launches
         // processing for the jobs it ends); a recording is never launched
         // twice either way.
         let resumed = jobs
             .processing()
-            .resume_unfinished()
+            .resume_unfinished(&settings.node_id)
             .await
             .context("resuming post-processing")?;
         let ended = jobs
             .reconcile()
             .await
             .context("reconciling jobs left by a previous run")?;
+        let disowned = jobs
+            .end_disowned_recorders()
+            .await
+            .context("ending recorders of jobs declared lost")?;
+        if disowned > 0 {
+            warn!(
+                disowned,
+                "recorders of jobs another node declared lost were sent SIGTERM"
+            );
+        }
+        tracker.spawn(nodes::run(
+            jobs.clone(),
+            db.clone(),
+            settings.node_id.clone(),
+            settings.node_timeout,
+            jobs.closing(),
+        ));
         let adopted = jobs.supervisor().len();
         info!(
             ended,
-            adopted, resumed, "recovered state of the previous run"
+            adopted, resumed, node = %settings.node_id, "recovered state of the previous run"
         );
 
         let listener = TcpListener::bind(settings.bind)

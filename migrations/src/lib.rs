@@ -9,6 +9,7 @@ mod m20261129_000002_processing_steps;
 mod m20261129_000003_recorder_restarts;
 mod m20261129_000004_events;
 mod m20261129_000005_webhook_cursors;
+mod m20261129_000006_nodes;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_recorder_restarts::Migration),
             Box::new(m20261129_000004_events::Migration),
             Box::new(m20261129_000005_webhook_cursors::Migration),
+            Box::new(m20261129_000006_nodes::Migration),
         ]
     }
 }

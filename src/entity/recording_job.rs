@@ -89,6 +89,9 @@ pub struct Model {
     #[serde(serialize_with = "super::json_text")]
     #[schema(value_type = Vec<Object>)]
     pub attempts: Option<String>,
+    /// The recorderd node that supervises the recorder (`--node-id`);
+    /// `null` for jobs from before nodes were recorded.
+    pub node: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

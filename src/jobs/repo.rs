@@ -8,7 +8,7 @@ use std::path::Path;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use time::OffsetDateTime;
 
@@ -28,6 +28,8 @@ pub struct NewRecording<'a> {
     pub recordings_dir: &'a Path,
     pub logs_dir: &'a Path,
     pub duration_seconds: Option<i64>,
+    /// The node that will supervise the recorder.
+    pub node: &'a str,
 }
 
 /// Inserts a recording and its first job (`running`, no PID yet) in one
@@ -72,6 +74,7 @@ pub async fn insert_recording_and_job(
         recording_id: Set(recording_id),
         status: Set(JobStatus::Running),
         duration_seconds: Set(new.duration_seconds),
+        node: Set(Some(new.node.to_owned())),
         started_at: Set(now),
         log_path: Set(String::new()),
         ..Default::default()
@@ -130,6 +133,62 @@ pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
     recording_job::Entity::find()
         .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
         .order_by_desc(recording_job::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Of `recording_ids`, those recorded by a node other than `node`.
+pub async fn recorded_by_other_nodes(
+    db: &DatabaseConnection,
+    recording_ids: &[i32],
+    node: &str,
+) -> Result<std::collections::HashSet<i32>, DbErr> {
+    let mut found = std::collections::HashSet::new();
+    // Chunked: bound parameters per statement are limited.
+    for chunk in recording_ids.chunks(1000) {
+        let rows: Vec<i32> = recording_job::Entity::find()
+            .select_only()
+            .column(recording_job::Column::RecordingId)
+            .filter(recording_job::Column::RecordingId.is_in(chunk.iter().copied()))
+            .filter(recording_job::Column::Node.is_not_null())
+            .filter(recording_job::Column::Node.ne(node))
+            .into_tuple::<i32>()
+            .all(db)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// Ids of a node's jobs in `stopping`.
+pub async fn stopping_job_ids_of_node(
+    db: &DatabaseConnection,
+    node: &str,
+) -> Result<Vec<i32>, DbErr> {
+    recording_job::Entity::find()
+        .select_only()
+        .column(recording_job::Column::Id)
+        .filter(recording_job::Column::Node.eq(node))
+        .filter(recording_job::Column::Status.eq(JobStatus::Stopping))
+        .into_tuple::<i32>()
+        .all(db)
+        .await
+}
+
+/// A node's jobs ended since `since` by another node because this one was
+/// silent (their `error` starts with `prefix`), with a process recorded.
+pub async fn jobs_lost_by_node(
+    db: &DatabaseConnection,
+    node: &str,
+    prefix: &str,
+    since: OffsetDateTime,
+) -> Result<Vec<Job>, DbErr> {
+    recording_job::Entity::find()
+        .filter(recording_job::Column::Node.eq(node))
+        .filter(recording_job::Column::Status.is_in([JobStatus::Completed, JobStatus::Failed]))
+        .filter(recording_job::Column::Error.starts_with(prefix))
+        .filter(recording_job::Column::CompletedAt.gt(since))
+        .filter(recording_job::Column::ProcessId.is_not_null())
         .all(db)
         .await
 }

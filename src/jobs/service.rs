@@ -322,6 +322,7 @@ impl JobService {
                 recordings_dir: &recordings_dir,
                 logs_dir: &logs_dir,
                 duration_seconds: request.duration_seconds.map(|d| d as i64),
+                node: &self.inner.settings.node_id,
             },
         )
         .await?;
@@ -536,7 +537,12 @@ impl JobService {
                 .collect();
             (live, candidates)
         };
-        if candidates.is_empty() {
+        // Another node's recorders are not in this process table: they are
+        // judged by that node's heartbeat, never by a local PID.
+        let (candidates, foreign): (Vec<Job>, Vec<Job>) =
+            candidates.into_iter().partition(|job| self.is_mine(job));
+        let mut gone = self.lost_to_silent_nodes(foreign).await?;
+        if candidates.is_empty() && gone.is_empty() {
             return Ok((0, live));
         }
         let checked = tokio::task::spawn_blocking(move || {
@@ -551,7 +557,6 @@ impl JobService {
         })
         .await
         .map_err(|e| DbErr::Custom(format!("reconciliation task failed: {e}")))?;
-        let mut gone = Vec::new();
         let mut ended = 0;
         for (job, liveness) in checked {
             match liveness {
@@ -587,11 +592,137 @@ impl JobService {
         if job.status.is_terminal() || self.inner.supervisor.owns(job_id) {
             return Ok(false);
         }
+        if !self.is_mine(&job) {
+            let gone = self.lost_to_silent_nodes(vec![job]).await?;
+            return Ok(self.end_gone(gone).await? > 0);
+        }
         let (pid, start) = (job.process_id, job.process_start_time);
         let liveness = tokio::task::spawn_blocking(move || identity::check_job(job_id, pid, start))
             .await
             .map_err(|e| DbErr::Custom(format!("identity check failed: {e}")))?;
         self.settle_unowned(&job, liveness).await
+    }
+
+    /// Whether this node supervises the job (jobs from before nodes were
+    /// recorded count as this node's).
+    fn is_mine(&self, job: &Job) -> bool {
+        job.node
+            .as_deref()
+            .is_none_or(|node| node == self.inner.settings.node_id)
+    }
+
+    /// Of other nodes' live jobs, those whose node has sent no heartbeat for
+    /// the node timeout, with the reason to end them.
+    async fn lost_to_silent_nodes(&self, foreign: Vec<Job>) -> Result<Vec<(Job, String)>, DbErr> {
+        if foreign.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last_seen = crate::nodes::last_seen(&self.inner.db).await?;
+        let now = OffsetDateTime::now_utc();
+        let timeout = self.inner.settings.node_timeout;
+        Ok(foreign
+            .into_iter()
+            .filter_map(|job| {
+                let node = job.node.clone().unwrap_or_default();
+                let silence = last_seen.get(&node).map(|seen| now - *seen);
+                let silent = match silence {
+                    Some(silence) => silence > timeout,
+                    None => true,
+                };
+                silent.then(|| {
+                    let reason = match silence {
+                        Some(s) => format!(
+                            "{}node `{node}` has sent no heartbeat for {} s; its recorder can no longer be supervised",
+                            crate::nodes::NODE_LOST,
+                            s.whole_seconds()
+                        ),
+                        None => format!(
+                            "{}node `{node}` is unknown to this database; its recorder cannot be supervised",
+                            crate::nodes::NODE_LOST
+                        ),
+                    };
+                    (job, reason)
+                })
+            })
+            .collect())
+    }
+
+    /// Begins the stop sequence of this node's owned jobs that another node
+    /// marked `stopping` (a stop request that reached it). `forwarded`
+    /// remembers those already begun, so each costs one lookup.
+    pub async fn carry_out_remote_stops(
+        &self,
+        forwarded: &mut HashSet<i32>,
+    ) -> Result<(), JobError> {
+        if self.inner.supervisor.is_empty() {
+            forwarded.clear();
+            return Ok(());
+        }
+        let stopping =
+            repo::stopping_job_ids_of_node(&self.inner.db, &self.inner.settings.node_id).await?;
+        forwarded.retain(|id| stopping.contains(id));
+        for job_id in stopping {
+            if forwarded.contains(&job_id) || !self.inner.supervisor.owns(job_id) {
+                continue;
+            }
+            let plan = self.stop_plan(job_id).await?;
+            if self.inner.supervisor.stop(job_id, plan) {
+                debug!(job_id, "stop sequence begun for a job marked stopping");
+                forwarded.insert(job_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// After another node ended this node's jobs as lost (this node was
+    /// silent too long), their recorders may still run here with nobody
+    /// watching them: each one still verifiably ours is sent SIGTERM.
+    pub async fn end_disowned_recorders(&self) -> Result<usize, DbErr> {
+        let since = OffsetDateTime::now_utc() - time::Duration::days(7);
+        let jobs = repo::jobs_lost_by_node(
+            &self.inner.db,
+            &self.inner.settings.node_id,
+            crate::nodes::NODE_LOST,
+            since,
+        )
+        .await?;
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let ended = tokio::task::spawn_blocking(move || {
+            let mut ended = 0;
+            for job in jobs {
+                let identity = ProcessIdentity {
+                    pid: job.process_id.unwrap_or_default(),
+                    start_time: job.process_start_time.unwrap_or_default(),
+                };
+                if !matches!(
+                    identity::check_job(job.id, job.process_id, job.process_start_time),
+                    Liveness::Alive
+                ) {
+                    continue;
+                }
+                if let Ok(Some(process)) = ForeignProcess::open(job.id, identity) {
+                    match process.signal_group(rustix::process::Signal::TERM) {
+                        Ok(()) => {
+                            warn!(
+                                job_id = job.id,
+                                pid = identity.pid,
+                                "ended a recorder whose job another node had declared lost"
+                            );
+                            ended += 1;
+                        }
+                        Err(e) => {
+                            warn!(job_id = job.id, error = %e, "cannot signal a disowned recorder")
+                        }
+                    }
+                }
+            }
+            ended
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("disowned recorders check failed: {e}")))?;
+        Ok(ended)
     }
 
     /// Ends an unowned job whose process is gone, or adopts it when it is

@@ -185,8 +185,15 @@ impl Processing {
     }
 
     /// Launches every recording left in `processing` by a previous run.
-    pub async fn resume_unfinished(&self) -> Result<usize, DbErr> {
-        let pending = repo::recordings_with_status(&self.db, RecordingStatus::Processing).await?;
+    ///
+    /// Only the recordings of `node`'s jobs: with several nodes on one
+    /// database, each recording's file is on the node that recorded it.
+    pub async fn resume_unfinished(&self, node: &str) -> Result<usize, DbErr> {
+        let mut pending =
+            repo::recordings_with_status(&self.db, RecordingStatus::Processing).await?;
+        let ids: Vec<i32> = pending.iter().map(|r| r.id).collect();
+        let elsewhere = repo::recorded_by_other_nodes(&self.db, &ids, node).await?;
+        pending.retain(|r| !elsewhere.contains(&r.id));
         for recording in &pending {
             info!(recording_id = recording.id, "resuming processing");
             self.launch(recording.id);

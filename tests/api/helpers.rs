@@ -260,6 +260,8 @@ pub struct AppOptions {
     pub wrapper: Vec<String>,
     /// The profiles file's text, instead of the suite's usual profiles.
     pub profiles: Option<String>,
+    /// Share another app's database (another node of one deployment).
+    pub database_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -269,6 +271,7 @@ impl Default for AppOptions {
             extra_args: Vec::new(),
             wrapper: Vec::new(),
             profiles: None,
+            database_url: None,
         }
     }
 }
@@ -300,9 +303,12 @@ impl TestApp {
         let name = unique_name();
         let dir = std::env::temp_dir().join(format!("recorderd-test-{name}"));
         std::fs::create_dir_all(&dir).expect("create test directory");
-        let database_url = match &backend {
-            Backend::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
-            Backend::Postgres(admin) => create_postgres_database(admin, &name).await,
+        let database_url = match (&options.database_url, &backend) {
+            (Some(url), _) => url.clone(),
+            (None, backend) => match backend {
+                Backend::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
+                Backend::Postgres(admin) => create_postgres_database(admin, &name).await,
+            },
         };
         std::fs::write(
             dir.join("profiles.toml"),

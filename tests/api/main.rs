@@ -13,6 +13,7 @@ mod events;
 mod ffmpeg;
 mod lifecycle;
 mod metrics;
+mod nodes;
 mod openapi;
 mod pipeline;
 mod reconcile;

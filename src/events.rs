@@ -7,6 +7,12 @@
 //! what it missed from the table, then the live events after it. An event
 //! can only be lost if the process dies between a commit and the write of
 //! its event.
+//!
+//! With several nodes on one database, each event names its node, and each
+//! node serves and delivers only its own: one writer per node means a
+//! node's ids become visible in order, which a reader mixing nodes could
+//! not rely on (a later id of one node can commit before an earlier id of
+//! another).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +50,9 @@ pub struct Event {
 #[derive(Clone)]
 pub struct EventLog {
     db: DatabaseConnection,
+    node: Arc<str>,
+    /// Cancelled when the writer has stored its last event (shutdown).
+    flushed: CancellationToken,
     metrics: Arc<Metrics>,
     publish: mpsc::UnboundedSender<(String, String)>,
     live: broadcast::Sender<Event>,
@@ -53,6 +62,7 @@ impl EventLog {
     /// Starts the writer task.
     pub fn start(
         db: DatabaseConnection,
+        node: String,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
         closed: CancellationToken,
@@ -61,6 +71,8 @@ impl EventLog {
         let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
         let log = Self {
             db,
+            node: Arc::from(node),
+            flushed: CancellationToken::new(),
             metrics,
             publish,
             live,
@@ -89,16 +101,36 @@ impl EventLog {
     /// The newest stored event's id (0 when there is none).
     pub async fn latest_id(&self) -> Result<i32, DbErr> {
         Ok(event::Entity::find()
+            .filter(self.mine())
             .order_by_desc(event::Column::Id)
             .one(&self.db)
             .await?
             .map_or(0, |e| e.id))
     }
 
+    /// This node's events (and those from before nodes were recorded).
+    fn mine(&self) -> sea_orm::Condition {
+        sea_orm::Condition::any()
+            .add(event::Column::Node.eq(&*self.node))
+            .add(event::Column::Node.is_null())
+    }
+
+    /// Cancelled once every event published before the log closed is
+    /// stored.
+    pub fn flushed(&self) -> CancellationToken {
+        self.flushed.clone()
+    }
+
+    /// The node whose events these are.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Stored events after `after`, oldest first, at most `limit`.
     pub async fn since(&self, after: i32, limit: u64) -> Result<Vec<Event>, DbErr> {
         Ok(event::Entity::find()
             .filter(event::Column::Id.gt(after))
+            .filter(self.mine())
             .order_by_asc(event::Column::Id)
             .limit(limit)
             .all(&self.db)
@@ -160,6 +192,7 @@ impl EventLog {
                 }
             }
         }
+        self.flushed.cancel();
     }
 
     /// Stores a batch with one multi-row INSERT … RETURNING per chunk. Ids
@@ -174,6 +207,7 @@ impl EventLog {
                 kind: Set(kind.clone()),
                 payload: Set(data.clone()),
                 created_at: Set(now),
+                node: Set(Some(self.node.to_string())),
                 ..Default::default()
             });
             let mut inserted = event::Entity::insert_many(rows)

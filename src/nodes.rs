@@ -3,22 +3,26 @@
 //! on another machine. So that a node's death does not leave its jobs
 //! `running` forever (the very failure recorderd exists to prevent), every
 //! node writes a heartbeat to `nodes`; the reconciliation of any node ends
-//! the jobs of a node silent for longer than the node timeout. A stop
-//! request that reaches a node for another node's job marks it `stopping`
-//! in the database; the owning node notices within a second and begins the
-//! stop sequence.
+//! the jobs of a node silent for longer than that node's own timeout. A
+//! stop request that reaches a node for another node's job marks it
+//! `stopping` in the database; the owning node notices within a second and
+//! begins the stop sequence. A node declared lost that is in fact alive (a
+//! pause, a database outage) stops its recorders once it notices, and
+//! processes what they recorded.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sea_orm::sea_query::OnConflict;
+use anyhow::{Context, bail};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::entity::node;
+use crate::entity::{node, recording_job};
 use crate::jobs::JobService;
+use crate::supervisor::identity::{self, Liveness};
 
 /// How the `error` of a job ended because its node went silent begins.
 pub const NODE_LOST: &str = "node lost: ";
@@ -26,76 +30,198 @@ pub const NODE_LOST: &str = "node lost: ";
 /// How often a node looks for stops requested through other nodes.
 const STOP_WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// Records that `node_id` runs (again), now.
-pub async fn announce(db: &DatabaseConnection, node_id: &str) -> Result<(), DbErr> {
+/// What others know of a node.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub last_seen_at: OffsetDateTime,
+    /// The node's own timeout: its silence is judged by it.
+    pub timeout: Duration,
+}
+
+/// How often a node with this timeout sends its heartbeat.
+pub fn heartbeat_interval(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(500))
+}
+
+/// This process, as no other can be: boot, PID and start time.
+fn this_instance() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let pid = std::process::id() as i32;
+    let start = identity::read_stat(pid).map(|s| s.start_time).unwrap_or(0);
+    format!("{}/{pid}/{start}", boot.trim())
+}
+
+/// Whether the instance that wrote a node row still runs. On this machine
+/// its process is checked; on another, its heartbeat is watched for one
+/// interval.
+async fn instance_alive(
+    db: &DatabaseConnection,
+    node_id: &str,
+    row: &node::Model,
+) -> Result<bool, DbErr> {
+    let mine = this_instance();
+    let (my_boot, _) = mine.split_once('/').unwrap_or_default();
+    let mut parts = row.instance.splitn(3, '/');
+    let (boot, pid, start) = (parts.next(), parts.next(), parts.next());
+    if boot == Some(my_boot) && !my_boot.is_empty() {
+        let pid = pid.and_then(|p| p.parse().ok());
+        let start = start.and_then(|s| s.parse().ok());
+        return Ok(identity::check(pid, start) == Liveness::Alive);
+    }
+    let interval = heartbeat_interval(Duration::from_millis(row.timeout_ms.max(0) as u64));
+    tokio::time::sleep(interval + Duration::from_secs(1)).await;
+    let now = node::Entity::find_by_id(node_id.to_owned()).one(db).await?;
+    Ok(now.is_some_and(|n| n.last_seen_at != row.last_seen_at))
+}
+
+/// Records that `node_id` runs (again), now. Refuses to start when another
+/// live server already runs under the same id: two supervisors would then
+/// both claim the same recorders. Claims the jobs from before nodes were
+/// recorded when this is the only node the database knows.
+pub async fn announce(
+    db: &DatabaseConnection,
+    node_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let existing = node::Entity::find().all(db).await?;
     let now = OffsetDateTime::now_utc();
+    let instance = this_instance();
+    if let Some(row) = existing.iter().find(|n| n.id == node_id) {
+        let own_timeout = Duration::from_millis(row.timeout_ms.max(0) as u64);
+        let fresh = now - row.last_seen_at < own_timeout;
+        if fresh && row.instance != instance && instance_alive(db, node_id, row).await? {
+            bail!(
+                "another recorderd runs with node id `{node_id}` on this database (instance {}); \
+                 give each server its own --node-id",
+                row.instance
+            );
+        }
+    }
     node::Entity::insert(node::ActiveModel {
         id: Set(node_id.to_owned()),
+        instance: Set(instance),
+        timeout_ms: Set(timeout.as_millis() as i64),
         started_at: Set(now),
         last_seen_at: Set(now),
     })
     .on_conflict(
         OnConflict::column(node::Column::Id)
-            .update_columns([node::Column::StartedAt, node::Column::LastSeenAt])
+            .update_columns([
+                node::Column::Instance,
+                node::Column::TimeoutMs,
+                node::Column::StartedAt,
+                node::Column::LastSeenAt,
+            ])
             .to_owned(),
     )
     .exec(db)
-    .await?;
+    .await
+    .context("recording this node")?;
+    if existing.iter().all(|n| n.id == node_id) {
+        let claimed = recording_job::Entity::update_many()
+            .col_expr(recording_job::Column::Node, Expr::value(node_id))
+            .filter(recording_job::Column::Node.is_null())
+            .exec(db)
+            .await?;
+        if claimed.rows_affected > 0 {
+            info!(
+                jobs = claimed.rows_affected,
+                "jobs from before nodes were recorded now belong to this node"
+            );
+        }
+    }
     Ok(())
 }
 
-async fn heartbeat(db: &DatabaseConnection, node_id: &str) -> Result<(), DbErr> {
-    node::Entity::update_many()
-        .col_expr(
-            node::Column::LastSeenAt,
-            sea_orm::sea_query::Expr::value(OffsetDateTime::now_utc()),
-        )
+/// Writes the heartbeat; re-creates the row if it went missing, so a live
+/// node never looks unknown.
+async fn heartbeat(db: &DatabaseConnection, node_id: &str, timeout: Duration) -> Result<(), DbErr> {
+    let now = OffsetDateTime::now_utc();
+    let updated = node::Entity::update_many()
+        .col_expr(node::Column::LastSeenAt, Expr::value(now))
         .filter(node::Column::Id.eq(node_id))
         .exec(db)
         .await?;
+    if updated.rows_affected == 0 {
+        node::Entity::insert(node::ActiveModel {
+            id: Set(node_id.to_owned()),
+            instance: Set(this_instance()),
+            timeout_ms: Set(timeout.as_millis() as i64),
+            started_at: Set(now),
+            last_seen_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(node::Column::Id)
+                .update_column(node::Column::LastSeenAt)
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    }
     Ok(())
 }
 
-/// When each node was last heard of.
-pub async fn last_seen(db: &DatabaseConnection) -> Result<HashMap<String, OffsetDateTime>, DbErr> {
+/// When each node was last heard of, and its timeout.
+pub async fn last_seen(db: &DatabaseConnection) -> Result<HashMap<String, Seen>, DbErr> {
     Ok(node::Entity::find()
         .all(db)
         .await?
         .into_iter()
-        .map(|n| (n.id, n.last_seen_at))
+        .map(|n| {
+            let seen = Seen {
+                last_seen_at: n.last_seen_at,
+                timeout: Duration::from_millis(n.timeout_ms.max(0) as u64),
+            };
+            (n.id, seen)
+        })
         .collect())
 }
 
-/// Sends this node's heartbeat every quarter of the node timeout and
-/// carries out stops requested through other nodes, until `closed` (after
-/// the shutdown has dealt with every recorder: a node busy stopping its
-/// recorders is not lost).
-pub async fn run(
-    jobs: JobService,
+/// Sends this node's heartbeat every quarter of its timeout, from right
+/// after [`announce`] until `closed` (after the shutdown has dealt with
+/// every recorder: a node busy recovering or stopping is not lost).
+pub async fn beat(
     db: DatabaseConnection,
     node_id: String,
-    node_timeout: Duration,
+    timeout: Duration,
     closed: CancellationToken,
 ) {
-    let beat_every = (node_timeout / 4).max(Duration::from_millis(500));
-    let mut beat = tokio::time::interval(beat_every);
+    let mut beat = tokio::time::interval(heartbeat_interval(timeout));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut watch = tokio::time::interval(STOP_WATCH_EVERY);
-    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut forwarded = HashSet::new();
     loop {
         tokio::select! {
-            _ = beat.tick() => {
-                if let Err(e) = heartbeat(&db, &node_id).await {
-                    warn!(error = %e, "cannot write this node's heartbeat");
-                }
-                continue;
-            }
-            _ = watch.tick() => {}
+            _ = beat.tick() => {}
             () = closed.cancelled() => return,
         }
-        if let Err(e) = jobs.carry_out_remote_stops(&mut forwarded).await {
-            warn!(error = %e, "cannot look for stops requested through other nodes");
+        if let Err(e) = heartbeat(&db, &node_id, timeout).await {
+            warn!(error = %e, "cannot write this node's heartbeat");
+        }
+    }
+}
+
+/// Carries out stops requested through other nodes (every second) and
+/// deals with this node's jobs that others declared lost (every heartbeat
+/// interval), until `closed`.
+pub async fn watch(jobs: JobService, timeout: Duration, closed: CancellationToken) {
+    let mut stops = tokio::time::interval(STOP_WATCH_EVERY);
+    stops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost = tokio::time::interval(heartbeat_interval(timeout));
+    lost.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut forwarded = HashSet::new();
+    let mut handled = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = stops.tick() => {
+                if let Err(e) = jobs.carry_out_remote_stops(&mut forwarded).await {
+                    warn!(error = %e, "cannot look for stops requested through other nodes");
+                }
+            }
+            _ = lost.tick() => {
+                if let Err(e) = jobs.recover_lost_jobs(&mut handled).await {
+                    warn!(error = %e, "cannot look for this node's jobs declared lost");
+                }
+            }
+            () = closed.cancelled() => return,
         }
     }
 }

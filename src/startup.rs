@@ -85,9 +85,13 @@ impl Application {
         .await?;
         // Before reconciling: other nodes must not take this one for lost
         // while it recovers.
-        nodes::announce(&db, &settings.node_id)
-            .await
-            .context("recording this node in the database")?;
+        nodes::announce(&db, &settings.node_id, settings.node_timeout).await?;
+        tracker.spawn(nodes::beat(
+            db.clone(),
+            settings.node_id.clone(),
+            settings.node_timeout,
+            jobs.closing(),
+        ));
         // Unfinished processing first, then reconciliation (which launches
         // processing for the jobs it ends); a recording is never launched
         // twice either way.
@@ -100,20 +104,8 @@ impl Application {
             .reconcile()
             .await
             .context("reconciling jobs left by a previous run")?;
-        let disowned = jobs
-            .end_disowned_recorders()
-            .await
-            .context("ending recorders of jobs declared lost")?;
-        if disowned > 0 {
-            warn!(
-                disowned,
-                "recorders of jobs another node declared lost were sent SIGTERM"
-            );
-        }
-        tracker.spawn(nodes::run(
+        tracker.spawn(nodes::watch(
             jobs.clone(),
-            db.clone(),
-            settings.node_id.clone(),
             settings.node_timeout,
             jobs.closing(),
         ));

@@ -1,9 +1,10 @@
-//! Webhooks: every event of the log POSTed to each configured URL, in
-//! order, at least once. Each URL has its own delivery task and a cursor in
-//! the database (the last event delivered or given up on), so a restart,
-//! even after a crash, resumes where delivery stopped; an event may then be
-//! sent twice, never skipped. Receivers deduplicate by
-//! `X-Recorderd-Event-Id`.
+//! Webhooks: every event of this node's log POSTed to each configured URL,
+//! in order, at least once. Each URL has its own delivery task and a cursor
+//! in the database (the last event delivered or given up on, per node and
+//! URL), so a restart, even after a crash, resumes where delivery stopped;
+//! an event may then be sent twice, never skipped. Receivers deduplicate by
+//! `X-Recorderd-Event-Id`. With several nodes, each delivers its own
+//! events.
 //!
 //! A failed delivery (no answer in 10 s, or a status other than 2xx) is
 //! retried with doubling backoff; after `max_attempts` the event is given
@@ -90,13 +91,16 @@ pub async fn start(
     if settings.urls.is_empty() {
         return Ok(());
     }
+    let mut urls = settings.urls.clone();
+    urls.sort();
+    urls.dedup();
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("recorderd/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the webhook HTTP client")?;
-    for url in &settings.urls {
+    for url in &urls {
         let mut delivery = Delivery {
             url: url.clone(),
             secret: settings.secret.clone(),
@@ -111,12 +115,24 @@ pub async fn start(
         delivery.cursor = delivery
             .load_cursor()
             .await
-            .with_context(|| format!("reading the delivery cursor of webhook {url}"))?;
-        let span = info_span!("webhook", url = %url);
+            .with_context(|| format!("reading the delivery cursor of webhook {}", redacted(url)))?;
+        let span = info_span!("webhook", url = %redacted(url));
         tracker.spawn(delivery.run().instrument(span));
     }
-    info!(urls = settings.urls.len(), "webhook delivery started");
+    info!(urls = urls.len(), "webhook delivery started");
     Ok(())
+}
+
+/// The URL without its `user:password@`, for logs.
+fn redacted(url: &str) -> String {
+    match url.parse::<reqwest::Url>() {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 struct Delivery {
@@ -147,7 +163,11 @@ impl Delivery {
         let mut drain_deadline = None;
         loop {
             if self.closed.is_cancelled() && drain_deadline.is_none() {
-                drain_deadline = Some(tokio::time::Instant::now() + DRAIN_BUDGET);
+                let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
+                drain_deadline = Some(deadline);
+                // The last transitions may still be on their way into the
+                // log: the drain covers them.
+                let _ = tokio::time::timeout_at(deadline, self.events.flushed().cancelled()).await;
             }
             let page = match self.events.since(cursor, PAGE).await {
                 Ok(page) => page,
@@ -177,7 +197,7 @@ impl Delivery {
                 if drain_deadline.is_some() && !draining {
                     return;
                 }
-                match self.deliver(&event, drain_deadline.is_some()).await {
+                match self.deliver(&event, drain_deadline).await {
                     Outcome::Delivered | Outcome::GivenUp => {
                         cursor = event.id;
                         if let Err(e) = self.save_cursor(cursor).await {
@@ -193,7 +213,8 @@ impl Delivery {
     /// The stored cursor; for a new URL, the newest event (a new receiver
     /// gets what happens from now on, not the whole history).
     async fn load_cursor(&self) -> Result<i32, DbErr> {
-        if let Some(row) = webhook_cursor::Entity::find_by_id(self.url.clone())
+        let key = (self.events.node().to_owned(), self.url.clone());
+        if let Some(row) = webhook_cursor::Entity::find_by_id(key)
             .one(&self.db)
             .await?
         {
@@ -206,13 +227,14 @@ impl Delivery {
 
     async fn save_cursor(&self, last_event_id: i32) -> Result<(), DbErr> {
         let row = webhook_cursor::ActiveModel {
+            node: Set(self.events.node().to_owned()),
             url: Set(self.url.clone()),
             last_event_id: Set(last_event_id),
             updated_at: Set(OffsetDateTime::now_utc()),
         };
         webhook_cursor::Entity::insert(row)
             .on_conflict(
-                OnConflict::column(webhook_cursor::Column::Url)
+                OnConflict::columns([webhook_cursor::Column::Node, webhook_cursor::Column::Url])
                     .update_columns([
                         webhook_cursor::Column::LastEventId,
                         webhook_cursor::Column::UpdatedAt,
@@ -225,13 +247,25 @@ impl Delivery {
     }
 
     /// POSTs one event until it is accepted, given up on, or shutdown
-    /// intervenes. While draining, one attempt only.
-    async fn deliver(&self, event: &Event, draining: bool) -> Outcome {
+    /// intervenes. While draining (until `drain_deadline`), one attempt
+    /// only, cut short at the deadline.
+    async fn deliver(
+        &self,
+        event: &Event,
+        drain_deadline: Option<tokio::time::Instant>,
+    ) -> Outcome {
         let body = body(event);
         let mut backoff = FIRST_BACKOFF;
+        let draining = drain_deadline.is_some();
         let attempts = if draining { 1 } else { self.max_attempts };
         for attempt in 1..=attempts {
-            let failure = match self.post(event, &body, attempt).await {
+            let timeout = match drain_deadline {
+                Some(deadline) => deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(REQUEST_TIMEOUT),
+                None => REQUEST_TIMEOUT,
+            };
+            let failure = match self.post(event, &body, attempt, timeout).await {
                 Ok(()) => {
                     self.metrics
                         .count("recorderd_webhook_deliveries_total", &["delivered"]);
@@ -259,10 +293,17 @@ impl Delivery {
         Outcome::Deferred
     }
 
-    async fn post(&self, event: &Event, body: &str, attempt: u32) -> Result<(), String> {
+    async fn post(
+        &self,
+        event: &Event,
+        body: &str,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let mut request = self
             .client
             .post(&self.url)
+            .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Recorderd-Event", &event.kind)
             .header("X-Recorderd-Event-Id", event.id.to_string())

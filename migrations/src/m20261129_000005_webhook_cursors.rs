@@ -1,5 +1,6 @@
-//! How far each webhook URL has been delivered, so that a restart resumes
-//! delivery where it stopped instead of losing or replaying the backlog.
+//! How far each node has delivered its events to each webhook URL, so that
+//! a restart resumes delivery where it stopped instead of losing or
+//! replaying the backlog.
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +10,7 @@ pub struct Migration;
 #[derive(DeriveIden)]
 enum WebhookCursors {
     Table,
+    Node,
     Url,
     LastEventId,
     UpdatedAt,
@@ -23,10 +25,14 @@ impl MigrationTrait for Migration {
                     .table(WebhookCursors::Table)
                     .if_not_exists()
                     .col(
+                        ColumnDef::new(WebhookCursors::Node)
+                            .string_len(255)
+                            .not_null(),
+                    )
+                    .col(
                         ColumnDef::new(WebhookCursors::Url)
                             .string_len(2048)
-                            .not_null()
-                            .primary_key(),
+                            .not_null(),
                     )
                     .col(
                         ColumnDef::new(WebhookCursors::LastEventId)
@@ -37,6 +43,11 @@ impl MigrationTrait for Migration {
                         ColumnDef::new(WebhookCursors::UpdatedAt)
                             .timestamp_with_time_zone()
                             .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(WebhookCursors::Node)
+                            .col(WebhookCursors::Url),
                     )
                     .to_owned(),
             )

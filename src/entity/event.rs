@@ -13,6 +13,8 @@ pub struct Model {
     /// The job or recording as JSON, as it was after the transition.
     pub payload: String,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// The node whose transition this is.
+    pub node: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

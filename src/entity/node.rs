@@ -7,6 +7,11 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// Which process runs the node: `<boot id>/<pid>/<start time>`, so a
+    /// second server started with the same id can tell it is not alone.
+    pub instance: String,
+    /// The node's own `--node-timeout`: others judge its silence by it.
+    pub timeout_ms: i64,
     pub started_at: TimeDateTimeWithTimeZone,
     /// Written every heartbeat, by the node's own clock.
     pub last_seen_at: TimeDateTimeWithTimeZone,

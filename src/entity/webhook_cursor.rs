@@ -1,10 +1,13 @@
-//! How far one webhook URL has been delivered.
+//! How far one node has delivered its events to one webhook URL.
 
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "webhook_cursors")]
 pub struct Model {
+    /// The node whose events these are.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub node: String,
     #[sea_orm(primary_key, auto_increment = false)]
     pub url: String,
     /// The last event delivered (or given up on) for this URL.

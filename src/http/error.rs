@@ -58,6 +58,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Unauthorized,
+    OnOtherNode,
 }
 
 /// The body of every error response.
@@ -86,6 +87,9 @@ pub struct ErrorDetail {
     /// `spawn_failed`: the program that could not be started, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<String>,
+    /// `on_other_node`: the node that holds the files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl ErrorBody {
@@ -99,6 +103,7 @@ impl ErrorBody {
                 status: None,
                 job_id: None,
                 program: None,
+                node: None,
             },
         }
     }
@@ -149,6 +154,11 @@ impl ApiError {
                 J::NothingToProcess { .. } => plain(StatusCode::CONFLICT, C::NothingToProcess, msg),
                 J::MediaUnavailable { .. } => plain(StatusCode::NOT_FOUND, C::MediaNotFound, msg),
                 J::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, C::ShuttingDown, msg),
+                J::OnOtherNode { node, .. } => {
+                    let mut body = ErrorBody::new(C::OnOtherNode, msg);
+                    body.error.node = Some(node.clone());
+                    (StatusCode::CONFLICT, body)
+                }
                 J::LogUnreadable { .. } | J::Database(_) => plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     C::InternalError,

@@ -306,6 +306,7 @@ const MAX_LOG_BYTES: u64 = 1024 * 1024;
         (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`job_not_found`", body = ErrorBody),
+        (status = 409, description = "`on_other_node`: the log is on the node named in `node`", body = ErrorBody),
         (status = 500, description = "`internal_error`: the log cannot be read", body = ErrorBody),
     )
 )]

@@ -165,7 +165,7 @@ pub struct ReprocessResponse {
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
-        (status = 409, description = "`recording_busy` (still recording or processing) or `nothing_to_process` (no file)", body = ErrorBody),
+        (status = 409, description = "`recording_busy` (still recording or processing), `nothing_to_process` (no file), or `on_other_node` (its file is on the node named in `node`)", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`shutting_down`", body = ErrorBody),
     )
@@ -206,7 +206,7 @@ pub struct DeleteResponse {
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
-        (status = 409, description = "`recording_busy`", body = ErrorBody),
+        (status = 409, description = "`recording_busy`, or `on_other_node` while the node that holds its files is alive", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
     )
 )]
@@ -240,6 +240,8 @@ pub async fn delete(
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`recording_not_found` or `media_not_found` (no file yet, or it was removed)", body = ErrorBody),
+        (status = 409, description = "`on_other_node`: the file is on the node named in `node`", body = ErrorBody),
+        (status = 412, description = "An `If-Unmodified-Since` or `If-Match` precondition failed"),
         (status = 416, description = "The range is outside the file"),
         (status = 500, description = "`internal_error`", body = ErrorBody),
     )

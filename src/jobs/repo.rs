@@ -176,7 +176,7 @@ pub async fn stopping_job_ids_of_node(
 }
 
 /// A node's jobs ended since `since` by another node because this one was
-/// silent (their `error` starts with `prefix`), with a process recorded.
+/// silent (their `error` starts with `prefix`).
 pub async fn jobs_lost_by_node(
     db: &DatabaseConnection,
     node: &str,
@@ -188,7 +188,6 @@ pub async fn jobs_lost_by_node(
         .filter(recording_job::Column::Status.is_in([JobStatus::Completed, JobStatus::Failed]))
         .filter(recording_job::Column::Error.starts_with(prefix))
         .filter(recording_job::Column::CompletedAt.gt(since))
-        .filter(recording_job::Column::ProcessId.is_not_null())
         .all(db)
         .await
 }

@@ -128,6 +128,8 @@ pub enum JobError {
     MediaUnavailable { id: i32, reason: String },
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("the files of {what} are on node `{node}`; ask that node")]
+    OnOtherNode { what: String, node: String },
     #[error(transparent)]
     Database(#[from] DbErr),
 }
@@ -168,7 +170,13 @@ impl JobService {
         let (supervisor, exits) = Supervisor::new(tracker.clone());
         let closed = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
-        let events = EventLog::start(db.clone(), metrics.clone(), &tracker, closed.clone());
+        let events = EventLog::start(
+            db.clone(),
+            settings.node_id.clone(),
+            metrics.clone(),
+            &tracker,
+            closed.clone(),
+        );
         let processing = Processing::new(
             db.clone(),
             supervisor.clone(),
@@ -571,7 +579,7 @@ impl JobService {
                 Liveness::Unverified => {}
                 dead => {
                     let reason = dead.describe();
-                    gone.push((job, reason));
+                    gone.push((job, Ending::ProcessGone(reason)));
                 }
             }
         }
@@ -611,38 +619,38 @@ impl JobService {
             .is_none_or(|node| node == self.inner.settings.node_id)
     }
 
-    /// Of other nodes' live jobs, those whose node has sent no heartbeat for
-    /// the node timeout, with the reason to end them.
-    async fn lost_to_silent_nodes(&self, foreign: Vec<Job>) -> Result<Vec<(Job, String)>, DbErr> {
+    /// Of other nodes' live jobs, those whose node has sent no heartbeat
+    /// for its own timeout, each with how it ends.
+    async fn lost_to_silent_nodes(&self, foreign: Vec<Job>) -> Result<Vec<(Job, Ending)>, DbErr> {
         if foreign.is_empty() {
             return Ok(Vec::new());
         }
         let last_seen = crate::nodes::last_seen(&self.inner.db).await?;
         let now = OffsetDateTime::now_utc();
-        let timeout = self.inner.settings.node_timeout;
         Ok(foreign
             .into_iter()
             .filter_map(|job| {
                 let node = job.node.clone().unwrap_or_default();
-                let silence = last_seen.get(&node).map(|seen| now - *seen);
-                let silent = match silence {
-                    Some(silence) => silence > timeout,
-                    None => true,
-                };
-                silent.then(|| {
-                    let reason = match silence {
-                        Some(s) => format!(
-                            "{}node `{node}` has sent no heartbeat for {} s; its recorder can no longer be supervised",
+                let reason = match last_seen.get(&node) {
+                    Some(seen) => {
+                        let silence = now - seen.last_seen_at;
+                        if silence <= seen.timeout {
+                            return None;
+                        }
+                        format!(
+                            "{}node `{node}` has sent no heartbeat for {} s (its timeout is {} s); \
+                             its recorder can no longer be supervised, and what it recorded is on that node",
                             crate::nodes::NODE_LOST,
-                            s.whole_seconds()
-                        ),
-                        None => format!(
-                            "{}node `{node}` is unknown to this database; its recorder cannot be supervised",
-                            crate::nodes::NODE_LOST
-                        ),
-                    };
-                    (job, reason)
-                })
+                            silence.whole_seconds(),
+                            seen.timeout.as_secs()
+                        )
+                    }
+                    None => format!(
+                        "{}node `{node}` is unknown to this database; its recorder cannot be supervised",
+                        crate::nodes::NODE_LOST
+                    ),
+                };
+                Some((job, Ending::NodeLost(reason)))
             })
             .collect())
     }
@@ -674,10 +682,13 @@ impl JobService {
         Ok(())
     }
 
-    /// After another node ended this node's jobs as lost (this node was
-    /// silent too long), their recorders may still run here with nobody
-    /// watching them: each one still verifiably ours is sent SIGTERM.
-    pub async fn end_disowned_recorders(&self) -> Result<usize, DbErr> {
+    /// This node's jobs that another node declared lost (this node was
+    /// silent too long: paused, cut off from the database, or down). A
+    /// recorder of theirs still running here is stopped: nothing records
+    /// its end any more. Once it is gone, its recording, failed as lost,
+    /// is processed here, where its file is. `handled` remembers the
+    /// recordings already dealt with.
+    pub async fn recover_lost_jobs(&self, handled: &mut HashSet<i32>) -> Result<(), JobError> {
         let since = OffsetDateTime::now_utc() - time::Duration::days(7);
         let jobs = repo::jobs_lost_by_node(
             &self.inner.db,
@@ -686,43 +697,65 @@ impl JobService {
             since,
         )
         .await?;
-        if jobs.is_empty() {
-            return Ok(0);
-        }
-        let ended = tokio::task::spawn_blocking(move || {
-            let mut ended = 0;
-            for job in jobs {
-                let identity = ProcessIdentity {
-                    pid: job.process_id.unwrap_or_default(),
-                    start_time: job.process_start_time.unwrap_or_default(),
-                };
-                if !matches!(
-                    identity::check_job(job.id, job.process_id, job.process_start_time),
-                    Liveness::Alive
-                ) {
-                    continue;
+        for job in jobs {
+            if handled.contains(&job.recording_id) {
+                continue;
+            }
+            if self.inner.supervisor.owns(job.id) {
+                // Still ours in this process: stop it like any recorder.
+                let plan = self.stop_plan(job.id).await?;
+                if self.inner.supervisor.stop(job.id, plan) {
+                    warn!(
+                        job_id = job.id,
+                        "this node was declared lost; stopping its recorder"
+                    );
                 }
+                continue;
+            }
+            let (pid, start) = (job.process_id, job.process_start_time);
+            let job_id = job.id;
+            let alive = tokio::task::spawn_blocking(move || {
+                matches!(identity::check_job(job_id, pid, start), Liveness::Alive)
+            })
+            .await
+            .unwrap_or(false);
+            if alive {
+                let identity = ProcessIdentity {
+                    pid: pid.unwrap_or_default(),
+                    start_time: start.unwrap_or_default(),
+                };
                 if let Ok(Some(process)) = ForeignProcess::open(job.id, identity) {
-                    match process.signal_group(rustix::process::Signal::TERM) {
-                        Ok(()) => {
-                            warn!(
-                                job_id = job.id,
-                                pid = identity.pid,
-                                "ended a recorder whose job another node had declared lost"
-                            );
-                            ended += 1;
-                        }
-                        Err(e) => {
-                            warn!(job_id = job.id, error = %e, "cannot signal a disowned recorder")
-                        }
+                    warn!(
+                        job_id,
+                        pid = identity.pid,
+                        "a recorder of a job declared lost still runs; ending it"
+                    );
+                    if let Err(e) = process.terminate(Duration::from_secs(10)).await {
+                        warn!(job_id, error = %e, "cannot end the recorder of a job declared lost");
+                        continue;
                     }
                 }
             }
-            ended
-        })
-        .await
-        .map_err(|e| DbErr::Custom(format!("disowned recorders check failed: {e}")))?;
-        Ok(ended)
+            handled.insert(job.recording_id);
+            let recording = self.recording(job.recording_id).await?;
+            let lost = recording.status == RecordingStatus::Failed
+                && recording
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(crate::nodes::NODE_LOST));
+            if lost {
+                match self.reprocess(recording.id).await {
+                    Ok(_) => info!(
+                        recording_id = recording.id,
+                        "processing a recording its node was declared lost for"
+                    ),
+                    Err(e) => {
+                        warn!(recording_id = recording.id, error = %e, "cannot process a recording its node was declared lost for")
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ends an unowned job whose process is gone, or adopts it when it is
@@ -1193,6 +1226,12 @@ impl JobService {
             ending,
         );
         let recording_outcome = match output {
+            // The file is on the lost node, not here: judged there when the
+            // node returns (see `recover_lost_jobs`).
+            _ if matches!(ending, Ending::NodeLost(_)) => RecordingOutcome {
+                status: RecordingStatus::Failed,
+                error: verdict.error.clone(),
+            },
             OutputState::HasData if nothing_to_process => RecordingOutcome {
                 status: RecordingStatus::Ready,
                 error: None,
@@ -1217,7 +1256,7 @@ impl JobService {
     /// state, same reason, output or not) are ended by one conditional
     /// UPDATE per few hundred. Start-up after a crash with thousands of dead
     /// recorders takes a handful of transactions, not thousands.
-    async fn end_gone(&self, gone: Vec<(Job, String)>) -> Result<usize, DbErr> {
+    async fn end_gone(&self, gone: Vec<(Job, Ending)>) -> Result<usize, DbErr> {
         if gone.is_empty() {
             return Ok(0);
         }
@@ -1230,22 +1269,17 @@ impl JobService {
                 .collect();
         let items: Vec<(Job, Recording, Ending)> = gone
             .iter()
-            .filter_map(|(job, reason)| {
+            .filter_map(|(job, ending)| {
                 let recording = recordings.get(&job.recording_id)?.clone();
-                Some((job.clone(), recording, Ending::ProcessGone(reason.clone())))
+                Some((job.clone(), recording, ending.clone()))
             })
             .collect();
         let ended_ids = self.end_many(items).await?;
         let mut ended_count = ended_ids.len();
         // Jobs whose state changed since they were read (a stop landed):
         // the one-by-one transition reads them again and decides anew.
-        for (job, reason) in gone {
-            if !ended_ids.contains(&job.id)
-                && self
-                    .finish(job.id, Ending::ProcessGone(reason))
-                    .await?
-                    .is_some()
-            {
+        for (job, ending) in gone {
+            if !ended_ids.contains(&job.id) && self.finish(job.id, ending).await?.is_some() {
                 ended_count += 1;
             }
         }
@@ -1260,23 +1294,66 @@ impl JobService {
         action: &'static str,
     ) -> Result<Recording, JobError> {
         let recording = self.recording(recording_id).await?;
-        let settled = matches!(
+        if !matches!(
             recording.status,
             RecordingStatus::Ready | RecordingStatus::Failed
-        ) && !self.inner.processing.is_running(recording_id);
-        if !settled {
+        ) {
             return Err(JobError::RecordingBusy {
                 id: recording_id,
                 status: recording.status,
                 action,
             });
         }
+        // A pipeline commits its outcome a moment before its task lets go
+        // of the recording: a client that saw `ready` and acts at once
+        // waits out that moment instead of being refused.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.inner.processing.is_running(recording_id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(JobError::RecordingBusy {
+                    id: recording_id,
+                    status: RecordingStatus::Processing,
+                    action,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Ok(recording)
+    }
+
+    /// Refuses with [`JobError::OnOtherNode`] when the recording was made
+    /// by another node, whose disk holds its files; with `unless_lost`, a
+    /// node that stopped sending heartbeats does not count (its files are
+    /// out of reach for good, so only the rows are left to act on).
+    async fn files_here(&self, recording_id: i32, unless_lost: bool) -> Result<(), JobError> {
+        let me = &self.inner.settings.node_id;
+        let (jobs, _) = repo::list_jobs(&self.inner.db, None, Some(recording_id), 1, 1).await?;
+        let Some(node) = jobs
+            .first()
+            .and_then(|j| j.node.clone())
+            .filter(|n| n != me)
+        else {
+            return Ok(());
+        };
+        if unless_lost {
+            let seen = crate::nodes::last_seen(&self.inner.db).await?;
+            let lost = seen
+                .get(&node)
+                .is_none_or(|s| OffsetDateTime::now_utc() - s.last_seen_at > s.timeout);
+            if lost {
+                return Ok(());
+            }
+        }
+        Err(JobError::OnOtherNode {
+            what: format!("recording {recording_id}"),
+            node,
+        })
     }
 
     /// Runs the recording's whole pipeline again.
     pub async fn reprocess(&self, recording_id: i32) -> Result<Recording, JobError> {
         let recording = self.settled_recording(recording_id, "reprocessed").await?;
+        self.files_here(recording_id, false).await?;
         if !output_state(Path::new(&recording.output_path))
             .await
             .has_data()
@@ -1303,6 +1380,7 @@ impl JobService {
     /// its jobs, steps and files.
     pub async fn delete_recording(&self, recording_id: i32) -> Result<(), JobError> {
         let recording = self.settled_recording(recording_id, "deleted").await?;
+        self.files_here(recording_id, true).await?;
         let (jobs, _) =
             repo::list_jobs(&self.inner.db, None, Some(recording_id), 1, 10_000).await?;
         if !repo::delete_settled_recording(&self.inner.db, recording_id).await? {
@@ -1342,6 +1420,7 @@ impl JobService {
     /// The recorded file, for serving.
     pub async fn media_path(&self, recording_id: i32) -> Result<PathBuf, JobError> {
         let recording = self.recording(recording_id).await?;
+        self.files_here(recording_id, false).await?;
         let path = PathBuf::from(&recording.output_path);
         match tokio::fs::metadata(&path).await {
             Ok(meta) if meta.is_file() => Ok(path),
@@ -1360,13 +1439,15 @@ impl JobService {
         }
     }
 
-    /// Ends the exit-event consumer: called at shutdown once every recorder's
-    /// exit has been committed.
-    /// Cancelled by [`Self::close`]: no transition will be published after.
+    /// Cancelled by [`Self::close`], once shutdown has dealt with every
+    /// recorder: what runs until then (heartbeats, webhook delivery)
+    /// listens to it.
     pub fn closing(&self) -> CancellationToken {
         self.inner.closed.clone()
     }
 
+    /// Ends the exit-event consumer: called at shutdown once every recorder's
+    /// exit has been committed.
     pub fn close(&self) {
         self.inner.closed.cancel();
     }
@@ -1391,6 +1472,16 @@ impl JobService {
     /// Reads the end of a job's log.
     pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, JobError> {
         let job = self.job(job_id).await?;
+        if let Some(node) = job
+            .node
+            .as_deref()
+            .filter(|n| *n != self.inner.settings.node_id)
+        {
+            return Err(JobError::OnOtherNode {
+                what: format!("job {job_id}"),
+                node: node.to_owned(),
+            });
+        }
         let path = PathBuf::from(&job.log_path);
         let read = tokio::task::spawn_blocking(move || read_tail(&path, max_bytes))
             .await
@@ -1549,8 +1640,8 @@ fn validate_source(source: &str, profile_name: &str, profile: &Profile) -> Resul
     if source.trim().is_empty() {
         return invalid("must not be empty".to_owned());
     }
-    if source.len() > MAX_SOURCE_LEN {
-        return invalid(format!("longer than {MAX_SOURCE_LEN} bytes"));
+    if source.chars().count() > MAX_SOURCE_LEN {
+        return invalid(format!("longer than {MAX_SOURCE_LEN} characters"));
     }
     if source.starts_with('-') {
         return invalid("must not start with `-` (it would be read as an option)".to_owned());

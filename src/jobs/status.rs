@@ -45,6 +45,9 @@ pub enum Ending {
     ProcessGone(String),
     /// The recorder could not be started at all.
     SpawnFailed(String),
+    /// Another node's recorder, whose node stopped sending heartbeats:
+    /// nothing here can know how it went, nor read what it wrote.
+    NodeLost(String),
 }
 
 /// What is known of the job when it ends, besides how its process went.
@@ -116,7 +119,9 @@ pub fn verdict(job: JobContext<'_>, ending: &Ending) -> Verdict {
     };
     let stalled = stop_requested && job.stop_reason == Some(StopReason::Stalled.as_str());
     let (status, error) = match ending {
-        Ending::SpawnFailed(reason) => (JobStatus::Failed, Some(reason.clone())),
+        Ending::SpawnFailed(reason) | Ending::NodeLost(reason) => {
+            (JobStatus::Failed, Some(reason.clone()))
+        }
         _ if stalled => (
             JobStatus::Failed,
             Some(

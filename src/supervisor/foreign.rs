@@ -92,6 +92,16 @@ impl ForeignProcess {
         }
     }
 
+    /// Ends a recorder nothing supervises any more: SIGTERM to its group,
+    /// then SIGKILL if it has not exited after `grace`.
+    pub async fn terminate(self, grace: Duration) -> io::Result<()> {
+        self.signal_group(Signal::TERM)?;
+        if tokio::time::timeout(grace, self.exited()).await.is_err() {
+            self.signal_group(Signal::KILL)?;
+        }
+        Ok(())
+    }
+
     /// Signals the recorder's process group, unless the recorder has ended:
     /// a live recorder holds its PID, and as group leader its group id, so
     /// neither can name another process while this check holds.

@@ -662,6 +662,38 @@ pub fn dead_process() -> (i32, i64) {
     (pid, start)
 }
 
+/// Runs a command that is expected to exit by itself (within `timeout`;
+/// killed and reported otherwise); returns its status and standard error.
+pub async fn run_to_exit(
+    mut command: std::process::Command,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not exit within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status, stderr)
+}
+
 /// Field 22 of `/proc/<pid>/stat`.
 pub fn start_time(pid: i32) -> Option<i64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -29,10 +29,23 @@ async fn two_nodes_share_a_database_and_each_supervises_its_own(backend: Backend
     let a = TestApp::spawn_with(backend.clone(), node("node-a", None, 60)).await;
     let b = TestApp::spawn_with(backend, node("node-b", Some(&a.database_url), 60)).await;
 
-    let (on_a, _) = a.start_ok("test").await;
+    let (on_a, recording_a) = a.start_ok("test").await;
     let (on_b, _) = b.start_ok("test").await;
     assert_eq!(a.job(on_a).await["node"], "node-a");
     assert_eq!(a.job(on_b).await["node"], "node-b");
+    // Files stay on the node that recorded them: the other one says where.
+    for path in [
+        format!("/api/recordings/jobs/{on_a}/log/"),
+        format!("/api/recordings/{recording_a}/media"),
+    ] {
+        let response = b.client.get(b.url(&path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::CONFLICT, "{path}");
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], "on_other_node", "{body}");
+        assert_eq!(body["error"]["node"], "node-a", "{body}");
+    }
+    let (status, _) = a.get(&format!("/api/recordings/jobs/{on_a}/log/")).await;
+    assert_eq!(status, StatusCode::OK);
 
     // Each sees both, and neither takes the other's recorder for dead
     // (its PID is not one of this node's processes to judge).
@@ -81,6 +94,49 @@ async fn two_nodes_share_a_database_and_each_supervises_its_own(backend: Backend
     );
 }
 
+/// Calls `cleanup` on `b` until the job has ended; returns it and how
+/// long that took from `since`.
+async fn ended_by(b: &TestApp, job_id: i64, since: Instant) -> (serde_json::Value, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        b.cleanup().await;
+        let job = b.job(job_id).await;
+        if crate::helpers::is_terminal(&job["status"]) {
+            return (job, since.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost node's job was never ended: {job}\n{}",
+            b.server_log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The job ended as lost, without anything of its file judged or
+/// processed on the node that ended it.
+async fn assert_lost(b: &TestApp, job: &serde_json::Value, recording_id: i64) {
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("node lost") && error.contains("node-a"),
+        "{job}"
+    );
+    let recording = b.recording(recording_id).await;
+    assert_eq!(recording["status"], "failed", "{recording}");
+    assert!(
+        recording["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("node lost")),
+        "{recording}"
+    );
+    assert_eq!(
+        b.processing_runs(recording_id),
+        0,
+        "node-b processed node-a's file"
+    );
+}
+
 on_both_databases!(a_silent_nodes_jobs_are_ended_by_another_and_its_recorders_when_it_returns);
 
 async fn a_silent_nodes_jobs_are_ended_by_another_and_its_recorders_when_it_returns(
@@ -88,7 +144,7 @@ async fn a_silent_nodes_jobs_are_ended_by_another_and_its_recorders_when_it_retu
 ) {
     let mut a = TestApp::spawn_with(backend.clone(), node("node-a", None, 2)).await;
     let b = TestApp::spawn_with(backend, node("node-b", Some(&a.database_url), 2)).await;
-    let (job_id, _) = a.start_ok("test").await;
+    let (job_id, recording_id) = a.start_ok("test").await;
     let pid = a.job(job_id).await["process_id"]
         .as_i64()
         .expect("process id") as i32;
@@ -102,40 +158,23 @@ async fn a_silent_nodes_jobs_are_ended_by_another_and_its_recorders_when_it_retu
     let killed = Instant::now();
     a.signal_server(9).await;
     assert!(process_exists(pid));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let cleaned = b.cleanup().await;
-        if cleaned["updated_count"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node-b never ended the lost node's job: {cleaned}\n{}",
-            b.server_log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let waited = killed.elapsed();
+    let (job, waited) = ended_by(&b, job_id, killed).await;
+    // Its last heartbeat was at most 0.5 s before the kill, and it is lost
+    // 2 s after that.
     assert!(
-        waited >= Duration::from_millis(1000),
-        "ended only after node-a's heartbeat was overdue ({waited:?})"
+        waited >= Duration::from_millis(1400),
+        "ended before node-a's heartbeat was overdue ({waited:?})"
     );
-    let job = b.job(job_id).await;
-    // Ended like any recorder found gone: `completed` if it left data.
-    assert!(crate::helpers::is_terminal(&job["status"]), "{job}");
-    let error = job["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("node lost") && error.contains("node-a"),
-        "{job}"
-    );
+    assert_lost(&b, &job, recording_id).await;
     assert!(
         process_exists(pid),
         "node-b never signals a process it does not own"
     );
 
-    // node-a comes back: the recorder nobody watches any more is ended.
+    // node-a comes back: the recorder nobody watches any more is ended,
+    // and what it recorded is processed there.
     a.start_server().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while process_exists(pid) {
         assert!(
             Instant::now() < deadline,
@@ -144,7 +183,77 @@ async fn a_silent_nodes_jobs_are_ended_by_another_and_its_recorders_when_it_retu
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(a.server_log_text().contains("declared lost"));
-    // Ended jobs stay ended.
-    assert_eq!(a.job(job_id).await["status"], job["status"]);
+    let recording = a
+        .wait_for_recording(recording_id, Duration::from_secs(20), |r| {
+            r["status"] == "ready"
+        })
+        .await;
+    assert_eq!(recording["status"], "ready", "{recording}");
+    assert_eq!(a.processing_runs(recording_id), 1);
+    assert_eq!(b.processing_runs(recording_id), 0);
+    // The job itself stays as it ended.
+    assert_eq!(a.job(job_id).await["status"], "failed");
+}
+
+on_both_databases!(a_paused_node_declared_lost_stops_its_recorder_and_processes_the_file);
+
+async fn a_paused_node_declared_lost_stops_its_recorder_and_processes_the_file(backend: Backend) {
+    let a = TestApp::spawn_with(backend.clone(), node("node-a", None, 2)).await;
+    let b = TestApp::spawn_with(backend, node("node-b", Some(&a.database_url), 2)).await;
+    let (job_id, recording_id) = a.start_ok("test").await;
+    let pid = a.job(job_id).await["process_id"]
+        .as_i64()
+        .expect("process id") as i32;
+
+    // node-a freezes (SIGSTOP): alive, but silent.
+    let paused = Instant::now();
+    crate::helpers::send_signal(a.server_pid(), 19);
+    let (job, _) = ended_by(&b, job_id, paused).await;
+    assert_lost(&b, &job, recording_id).await;
+
+    // It thaws, learns it was declared lost, stops its recorder and
+    // processes the file it holds.
+    crate::helpers::send_signal(a.server_pid(), 18);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while process_exists(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the recorder of the lost job still runs:\n{}",
+            a.server_log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recording = a
+        .wait_for_recording(recording_id, Duration::from_secs(20), |r| {
+            r["status"] == "ready"
+        })
+        .await;
+    assert_eq!(recording["status"], "ready", "{recording}");
+    assert_eq!(a.processing_runs(recording_id), 1);
+    // Heartbeating again, node-a is not lost a second time.
+    let (on_a, _) = a.start_ok("test").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.cleanup().await;
+    assert_eq!(a.job(on_a).await["status"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_with_the_same_node_id_is_refused() {
+    let a = TestApp::spawn_with(Backend::Sqlite, node("node-a", None, 60)).await;
+    let mut command = std::process::Command::new(crate::helpers::server_binary());
+    command
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0", "--node-id", "node-a"])
+        .args(["--database-url", &a.database_url])
+        .arg("--data-dir")
+        .arg(a.dir.join("second"));
+    let (status, stderr) = crate::helpers::run_to_exit(command, Duration::from_secs(20)).await;
+    assert!(
+        !status.success(),
+        "a second server with the same node id started"
+    );
+    assert!(
+        stderr.contains("another recorderd runs with node id `node-a`"),
+        "{stderr}"
+    );
 }

@@ -242,9 +242,23 @@ async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Bac
         assert!(Instant::now() < deadline, "no delivery was attempted");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    // Every event of the run is stored by now (the log's writer takes
-    // milliseconds); the crash only interrupts delivery.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every event of the run is stored before the crash, which only
+    // interrupts delivery.
+    let db = app.db().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        let stored = recorderd::entity::event::Entity::find()
+            .filter(recorderd::entity::event::Column::Kind.eq("recording.ready"))
+            .count(&db)
+            .await
+            .expect("count events");
+        if stored == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "recording.ready never stored");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     app.signal_server(9).await;
 
     receiver.down.store(false, Ordering::SeqCst);
@@ -269,15 +283,14 @@ async fn an_https_or_malformed_webhook_url_is_refused_at_start() {
     ] {
         let dir =
             std::env::temp_dir().join(format!("recorderd-webhook-refused-{}", std::process::id()));
-        let output = std::process::Command::new(crate::helpers::server_binary())
+        let mut command = std::process::Command::new(crate::helpers::server_binary());
+        command
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--webhook-url", url])
             .arg("--data-dir")
-            .arg(&dir)
-            .output()
-            .expect("run recorderd");
-        assert!(!output.status.success(), "{url} was accepted");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+            .arg(&dir);
+        let (status, stderr) = crate::helpers::run_to_exit(command, Duration::from_secs(20)).await;
+        assert!(!status.success(), "{url} was accepted");
         assert!(stderr.contains(expected), "{url}: {stderr}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -19,6 +19,10 @@ COPY --from=build /src/target/release/recorderd /usr/local/bin/recorderd
 USER recorderd
 VOLUME ["/data"]
 ENV RECORDERD_DATA_DIR=/data
+# A container's host name changes when it is recreated; the node id must
+# not (it names who supervises each job). Give each server of a cluster
+# its own.
+ENV RECORDERD_NODE_ID=recorderd
 EXPOSE 8000
 # recorderd is the entrypoint (PID 1): SIGTERM stops every recording
 # cleanly; give it time with `docker stop -t 60` (see README).

@@ -43,27 +43,36 @@ pub fn heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / 4).max(Duration::from_millis(500))
 }
 
-/// This process, as no other can be: boot, PID and start time.
+/// This process, as no other can be: boot, PID namespace, PID and start
+/// time (`<boot id>/<pid:[inode]>/<pid>/<start time>`).
 fn this_instance() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let pid = std::process::id() as i32;
     let start = identity::read_stat(pid).map(|s| s.start_time).unwrap_or(0);
-    format!("{}/{pid}/{start}", boot.trim())
+    format!("{}/{namespace}/{pid}/{start}", boot.trim())
 }
 
-/// Whether the instance that wrote a node row still runs. On this machine
-/// its process is checked; on another, its heartbeat is watched for one
-/// interval.
+/// Whether the instance that wrote a node row still runs. In this boot and
+/// PID namespace its process is checked; elsewhere (another machine,
+/// another container) its heartbeat is watched for one interval.
 async fn instance_alive(
     db: &DatabaseConnection,
     node_id: &str,
     row: &node::Model,
 ) -> Result<bool, DbErr> {
     let mine = this_instance();
-    let (my_boot, _) = mine.split_once('/').unwrap_or_default();
-    let mut parts = row.instance.splitn(3, '/');
-    let (boot, pid, start) = (parts.next(), parts.next(), parts.next());
-    if boot == Some(my_boot) && !my_boot.is_empty() {
+    let mut my_parts = mine.splitn(4, '/');
+    let (my_boot, my_namespace) = (my_parts.next(), my_parts.next());
+    let mut parts = row.instance.splitn(4, '/');
+    let (boot, namespace, pid, start) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let here = boot == my_boot
+        && namespace == my_namespace
+        && my_boot.is_some_and(|b| !b.is_empty())
+        && my_namespace.is_some_and(|n| !n.is_empty());
+    if here {
         let pid = pid.and_then(|p| p.parse().ok());
         let start = start.and_then(|s| s.parse().ok());
         return Ok(identity::check(pid, start) == Liveness::Alive);

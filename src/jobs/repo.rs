@@ -137,6 +137,19 @@ pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
         .await
 }
 
+/// The node of a recording's latest job, if recorded.
+pub async fn latest_job_node(
+    db: &DatabaseConnection,
+    recording_id: i32,
+) -> Result<Option<String>, DbErr> {
+    Ok(recording_job::Entity::find()
+        .filter(recording_job::Column::RecordingId.eq(recording_id))
+        .order_by_desc(recording_job::Column::Id)
+        .one(db)
+        .await?
+        .and_then(|job| job.node))
+}
+
 /// Of `recording_ids`, those recorded by a node other than `node`.
 pub async fn recorded_by_other_nodes(
     db: &DatabaseConnection,
@@ -158,6 +171,23 @@ pub async fn recorded_by_other_nodes(
         found.extend(rows);
     }
     Ok(found)
+}
+
+/// Of `ids`, those of jobs that exist and are live.
+pub async fn live_job_ids_among(db: &DatabaseConnection, ids: &[i32]) -> Result<Vec<i32>, DbErr> {
+    let mut live = Vec::new();
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<i32> = recording_job::Entity::find()
+            .select_only()
+            .column(recording_job::Column::Id)
+            .filter(recording_job::Column::Id.is_in(chunk.iter().copied()))
+            .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
+            .into_tuple::<i32>()
+            .all(db)
+            .await?;
+        live.extend(rows);
+    }
+    Ok(live)
 }
 
 /// Ids of a node's jobs in `stopping`.

@@ -686,9 +686,11 @@ impl JobService {
     /// silent too long: paused, cut off from the database, or down). A
     /// recorder of theirs still running here is stopped: nothing records
     /// its end any more. Once it is gone, its recording, failed as lost,
-    /// is processed here, where its file is. `handled` remembers the
-    /// recordings already dealt with.
+    /// is processed here, where its file is. Also stops any recorder this
+    /// process owns whose job has ended or was deleted meanwhile.
+    /// `handled` remembers the recordings already dealt with.
     pub async fn recover_lost_jobs(&self, handled: &mut HashSet<i32>) -> Result<(), JobError> {
+        self.stop_owned_without_a_live_job().await?;
         let since = OffsetDateTime::now_utc() - time::Duration::days(7);
         let jobs = repo::jobs_lost_by_node(
             &self.inner.db,
@@ -698,20 +700,11 @@ impl JobService {
         )
         .await?;
         for job in jobs {
-            if handled.contains(&job.recording_id) {
+            if handled.contains(&job.recording_id) || self.inner.supervisor.owns(job.id) {
+                // Owned: being stopped (above); processed once it is gone.
                 continue;
             }
-            if self.inner.supervisor.owns(job.id) {
-                // Still ours in this process: stop it like any recorder.
-                let plan = self.stop_plan(job.id).await?;
-                if self.inner.supervisor.stop(job.id, plan) {
-                    warn!(
-                        job_id = job.id,
-                        "this node was declared lost; stopping its recorder"
-                    );
-                }
-                continue;
-            }
+            handled.insert(job.recording_id);
             let (pid, start) = (job.process_id, job.process_start_time);
             let job_id = job.id;
             let alive = tokio::task::spawn_blocking(move || {
@@ -719,12 +712,21 @@ impl JobService {
             })
             .await
             .unwrap_or(false);
-            if alive {
-                let identity = ProcessIdentity {
-                    pid: pid.unwrap_or_default(),
-                    start_time: start.unwrap_or_default(),
-                };
-                if let Ok(Some(process)) = ForeignProcess::open(job.id, identity) {
+            let identity = ProcessIdentity {
+                pid: pid.unwrap_or_default(),
+                start_time: start.unwrap_or_default(),
+            };
+            let process = if alive {
+                ForeignProcess::open(job.id, identity).ok().flatten()
+            } else {
+                None
+            };
+            // Each in its own task: a stubborn recorder takes up to its
+            // grace period, and stops requested meanwhile must not wait.
+            let this = self.clone();
+            let recording_id = job.recording_id;
+            self.inner.tracker.spawn(async move {
+                if let Some(process) = process {
                     warn!(
                         job_id,
                         pid = identity.pid,
@@ -732,30 +734,74 @@ impl JobService {
                     );
                     if let Err(e) = process.terminate(Duration::from_secs(10)).await {
                         warn!(job_id, error = %e, "cannot end the recorder of a job declared lost");
-                        continue;
+                        return;
                     }
                 }
+                this.process_lost_recording(recording_id).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops owned recorders whose job is no longer live in the database
+    /// (ended by another node, or deleted with its recording): nothing
+    /// would record their end.
+    async fn stop_owned_without_a_live_job(&self) -> Result<(), JobError> {
+        let owned = self.inner.supervisor.owned_jobs();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let live: HashSet<i32> = repo::live_job_ids_among(&self.inner.db, &owned)
+            .await?
+            .into_iter()
+            .collect();
+        for job_id in owned {
+            if live.contains(&job_id) {
+                continue;
             }
-            handled.insert(job.recording_id);
-            let recording = self.recording(job.recording_id).await?;
-            let lost = recording.status == RecordingStatus::Failed
-                && recording
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(crate::nodes::NODE_LOST));
-            if lost {
-                match self.reprocess(recording.id).await {
-                    Ok(_) => info!(
-                        recording_id = recording.id,
-                        "processing a recording its node was declared lost for"
-                    ),
-                    Err(e) => {
-                        warn!(recording_id = recording.id, error = %e, "cannot process a recording its node was declared lost for")
-                    }
-                }
+            // An exit being committed right now also looks like this for a
+            // moment; a stop sent to a recorder that has exited is ignored.
+            let plan = match self.stop_plan(job_id).await {
+                Ok(plan) => plan,
+                Err(_) => StopPlan {
+                    first_signal: rustix::process::Signal::TERM,
+                    grace: Duration::from_secs(10),
+                },
+            };
+            if self.inner.supervisor.stop(job_id, plan) {
+                warn!(
+                    job_id,
+                    "the job of this recorder was ended or deleted elsewhere; stopping it"
+                );
             }
         }
         Ok(())
+    }
+
+    /// Processes a recording whose node was declared lost, if it is still
+    /// failed for that reason.
+    async fn process_lost_recording(&self, recording_id: i32) {
+        let recording = match self.recording(recording_id).await {
+            Ok(recording) => recording,
+            Err(_) => return,
+        };
+        let lost = recording.status == RecordingStatus::Failed
+            && recording
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(crate::nodes::NODE_LOST));
+        if !lost {
+            return;
+        }
+        match self.reprocess(recording_id).await {
+            Ok(_) => info!(
+                recording_id,
+                "processing a recording its node was declared lost for"
+            ),
+            Err(e) => {
+                warn!(recording_id, error = %e, "cannot process a recording its node was declared lost for")
+            }
+        }
     }
 
     /// Ends an unowned job whose process is gone, or adopts it when it is
@@ -1321,43 +1367,53 @@ impl JobService {
         Ok(recording)
     }
 
-    /// Refuses with [`JobError::OnOtherNode`] when the recording was made
-    /// by another node, whose disk holds its files; with `unless_lost`, a
-    /// node that stopped sending heartbeats does not count (its files are
-    /// out of reach for good, so only the rows are left to act on).
-    async fn files_here(&self, recording_id: i32, unless_lost: bool) -> Result<(), JobError> {
-        let me = &self.inner.settings.node_id;
-        let (jobs, _) = repo::list_jobs(&self.inner.db, None, Some(recording_id), 1, 1).await?;
-        let Some(node) = jobs
-            .first()
-            .and_then(|j| j.node.clone())
-            .filter(|n| n != me)
-        else {
+    /// Refuses with [`JobError::OnOtherNode`] when `path` is not on this
+    /// machine and the node that recorded it (`node`) is alive: that node
+    /// has it. A file found here is used whoever wrote it (shared storage,
+    /// or this node under an earlier id); a node gone silent has nothing to
+    /// offer, so the caller goes on and says what is missing.
+    async fn files_here(
+        &self,
+        what: String,
+        node: Option<String>,
+        path: &Path,
+    ) -> Result<(), JobError> {
+        let Some(node) = node.filter(|n| *n != self.inner.settings.node_id) else {
             return Ok(());
         };
-        if unless_lost {
-            let seen = crate::nodes::last_seen(&self.inner.db).await?;
-            let lost = seen
-                .get(&node)
-                .is_none_or(|s| OffsetDateTime::now_utc() - s.last_seen_at > s.timeout);
-            if lost {
-                return Ok(());
-            }
+        if tokio::fs::try_exists(path).await.unwrap_or(false) {
+            return Ok(());
         }
-        Err(JobError::OnOtherNode {
-            what: format!("recording {recording_id}"),
+        let seen = crate::nodes::last_seen(&self.inner.db).await?;
+        let alive = seen
+            .get(&node)
+            .is_some_and(|s| OffsetDateTime::now_utc() - s.last_seen_at <= s.timeout);
+        if alive {
+            return Err(JobError::OnOtherNode { what, node });
+        }
+        Ok(())
+    }
+
+    /// [`Self::files_here`] for a recording's file.
+    async fn recording_here(&self, recording: &Recording) -> Result<(), JobError> {
+        let node = repo::latest_job_node(&self.inner.db, recording.id).await?;
+        self.files_here(
+            format!("recording {}", recording.id),
             node,
-        })
+            Path::new(&recording.output_path),
+        )
+        .await
     }
 
     /// Runs the recording's whole pipeline again.
     pub async fn reprocess(&self, recording_id: i32) -> Result<Recording, JobError> {
         let recording = self.settled_recording(recording_id, "reprocessed").await?;
-        self.files_here(recording_id, false).await?;
-        if !output_state(Path::new(&recording.output_path))
+        self.recording_here(&recording).await?;
+        let files = recorded_files(&recording);
+        let output = tokio::task::spawn_blocking(move || recording_output_blocking(&files))
             .await
-            .has_data()
-        {
+            .map_err(|e| DbErr::Custom(format!("reading the output failed: {e}")))?;
+        if !output.has_data() {
             return Err(JobError::NothingToProcess { id: recording_id });
         }
         if !steps::reset_for_reprocessing(&self.inner.db, recording_id).await? {
@@ -1380,7 +1436,7 @@ impl JobService {
     /// its jobs, steps and files.
     pub async fn delete_recording(&self, recording_id: i32) -> Result<(), JobError> {
         let recording = self.settled_recording(recording_id, "deleted").await?;
-        self.files_here(recording_id, true).await?;
+        self.recording_here(&recording).await?;
         let (jobs, _) =
             repo::list_jobs(&self.inner.db, None, Some(recording_id), 1, 10_000).await?;
         if !repo::delete_settled_recording(&self.inner.db, recording_id).await? {
@@ -1420,7 +1476,7 @@ impl JobService {
     /// The recorded file, for serving.
     pub async fn media_path(&self, recording_id: i32) -> Result<PathBuf, JobError> {
         let recording = self.recording(recording_id).await?;
-        self.files_here(recording_id, false).await?;
+        self.recording_here(&recording).await?;
         let path = PathBuf::from(&recording.output_path);
         match tokio::fs::metadata(&path).await {
             Ok(meta) if meta.is_file() => Ok(path),
@@ -1472,16 +1528,12 @@ impl JobService {
     /// Reads the end of a job's log.
     pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, JobError> {
         let job = self.job(job_id).await?;
-        if let Some(node) = job
-            .node
-            .as_deref()
-            .filter(|n| *n != self.inner.settings.node_id)
-        {
-            return Err(JobError::OnOtherNode {
-                what: format!("job {job_id}"),
-                node: node.to_owned(),
-            });
-        }
+        self.files_here(
+            format!("job {job_id}"),
+            job.node.clone(),
+            Path::new(&job.log_path),
+        )
+        .await?;
         let path = PathBuf::from(&job.log_path);
         let read = tokio::task::spawn_blocking(move || read_tail(&path, max_bytes))
             .await
@@ -1617,10 +1669,6 @@ fn recording_output_blocking(files: &[PathBuf]) -> OutputState {
         first.get_or_insert(state);
     }
     first.unwrap_or(OutputState::Missing)
-}
-
-async fn output_state(path: &Path) -> OutputState {
-    classify_output(tokio::fs::metadata(path).await)
 }
 
 fn classify_output(metadata: std::io::Result<std::fs::Metadata>) -> OutputState {

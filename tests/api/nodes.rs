@@ -29,21 +29,27 @@ async fn two_nodes_share_a_database_and_each_supervises_its_own(backend: Backend
     let a = TestApp::spawn_with(backend.clone(), node("node-a", None, 60)).await;
     let b = TestApp::spawn_with(backend, node("node-b", Some(&a.database_url), 60)).await;
 
-    let (on_a, recording_a) = a.start_ok("test").await;
+    let (on_a, _) = a.start_ok("test").await;
     let (on_b, _) = b.start_ok("test").await;
     assert_eq!(a.job(on_a).await["node"], "node-a");
     assert_eq!(a.job(on_b).await["node"], "node-b");
-    // Files stay on the node that recorded them: the other one says where.
-    for path in [
-        format!("/api/recordings/jobs/{on_a}/log/"),
-        format!("/api/recordings/{recording_a}/media"),
-    ] {
-        let response = b.client.get(b.url(&path)).send().await.expect("GET");
-        assert_eq!(response.status(), StatusCode::CONFLICT, "{path}");
-        let body: serde_json::Value = response.json().await.expect("JSON");
-        assert_eq!(body["error"]["code"], "on_other_node", "{body}");
-        assert_eq!(body["error"]["node"], "node-a", "{body}");
-    }
+    // A file that is not on this machine is on the node that recorded it,
+    // which says where while that node is alive. (Here both nodes share a
+    // disk, so only a file that does not exist anywhere shows it.)
+    let (empty_job, empty_recording) = a.start_ok("empty").await;
+    a.wait_for_job_end(empty_job).await;
+    let path = format!("/api/recordings/{empty_recording}/media");
+    let response = b.client.get(b.url(&path)).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::CONFLICT, "{path}");
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "on_other_node", "{body}");
+    assert_eq!(body["error"]["node"], "node-a", "{body}");
+    let (status, body) = a.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "media_not_found", "{body}");
+    // One that is reachable from here is served, whoever recorded it.
+    let (status, _) = b.get(&format!("/api/recordings/jobs/{on_a}/log/")).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = a.get(&format!("/api/recordings/jobs/{on_a}/log/")).await;
     assert_eq!(status, StatusCode::OK);
 

@@ -68,7 +68,15 @@ async fn two_nodes_share_a_database_and_each_supervises_its_own(backend: Backend
     // A stop sent to the other node reaches the recorder.
     let (status, body) = b.stop(on_a).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["job"]["status"], "stopping", "{body}");
+    // `stopping`, or already `completed` if node-a was quicker than the
+    // answer.
+    assert!(
+        matches!(
+            body["job"]["status"].as_str(),
+            Some("stopping" | "completed")
+        ),
+        "{body}"
+    );
     let ended = a.wait_for_job_end(on_a).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     assert_eq!(ended["stop_signal"], 2, "SIGINT, sent by node-a: {ended}");

@@ -38,6 +38,36 @@ pub struct Seen {
     pub timeout: Duration,
 }
 
+impl Seen {
+    fn of(row: &node::Model) -> Self {
+        Self {
+            last_seen_at: row.last_seen_at,
+            timeout: Duration::from_millis(row.timeout_ms.max(0) as u64),
+        }
+    }
+
+    /// How long the node has been silent, as of `now`.
+    pub fn silence(&self, now: OffsetDateTime) -> time::Duration {
+        now - self.last_seen_at
+    }
+
+    /// Alive: silent no longer than its own timeout.
+    pub fn is_alive(&self, now: OffsetDateTime) -> bool {
+        self.silence(now) <= self.timeout
+    }
+}
+
+/// The row of a node starting (or re-created) now.
+fn row(node_id: &str, timeout: Duration, now: OffsetDateTime) -> node::ActiveModel {
+    node::ActiveModel {
+        id: Set(node_id.to_owned()),
+        instance: Set(this_instance()),
+        timeout_ms: Set(timeout.as_millis() as i64),
+        started_at: Set(now),
+        last_seen_at: Set(now),
+    }
+}
+
 /// How often a node with this timeout sends its heartbeat.
 pub fn heartbeat_interval(timeout: Duration) -> Duration {
     (timeout / 4).max(Duration::from_millis(500))
@@ -95,37 +125,31 @@ pub async fn announce(
     let existing = node::Entity::find().all(db).await?;
     let now = OffsetDateTime::now_utc();
     let instance = this_instance();
-    if let Some(row) = existing.iter().find(|n| n.id == node_id) {
-        let own_timeout = Duration::from_millis(row.timeout_ms.max(0) as u64);
-        let fresh = now - row.last_seen_at < own_timeout;
-        if fresh && row.instance != instance && instance_alive(db, node_id, row).await? {
-            bail!(
-                "another recorderd runs with node id `{node_id}` on this database (instance {}); \
-                 give each server its own --node-id",
-                row.instance
-            );
-        }
+    if let Some(row) = existing.iter().find(|n| n.id == node_id)
+        && Seen::of(row).is_alive(now)
+        && row.instance != instance
+        && instance_alive(db, node_id, row).await?
+    {
+        bail!(
+            "another recorderd runs with node id `{node_id}` on this database (instance {}); \
+             give each server its own --node-id",
+            row.instance
+        );
     }
-    node::Entity::insert(node::ActiveModel {
-        id: Set(node_id.to_owned()),
-        instance: Set(instance),
-        timeout_ms: Set(timeout.as_millis() as i64),
-        started_at: Set(now),
-        last_seen_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(node::Column::Id)
-            .update_columns([
-                node::Column::Instance,
-                node::Column::TimeoutMs,
-                node::Column::StartedAt,
-                node::Column::LastSeenAt,
-            ])
-            .to_owned(),
-    )
-    .exec(db)
-    .await
-    .context("recording this node")?;
+    node::Entity::insert(row(node_id, timeout, now))
+        .on_conflict(
+            OnConflict::column(node::Column::Id)
+                .update_columns([
+                    node::Column::Instance,
+                    node::Column::TimeoutMs,
+                    node::Column::StartedAt,
+                    node::Column::LastSeenAt,
+                ])
+                .to_owned(),
+        )
+        .exec(db)
+        .await
+        .context("recording this node")?;
     if existing.iter().all(|n| n.id == node_id) {
         let claimed = recording_job::Entity::update_many()
             .col_expr(recording_job::Column::Node, Expr::value(node_id))
@@ -152,20 +176,14 @@ async fn heartbeat(db: &DatabaseConnection, node_id: &str, timeout: Duration) ->
         .exec(db)
         .await?;
     if updated.rows_affected == 0 {
-        node::Entity::insert(node::ActiveModel {
-            id: Set(node_id.to_owned()),
-            instance: Set(this_instance()),
-            timeout_ms: Set(timeout.as_millis() as i64),
-            started_at: Set(now),
-            last_seen_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(node::Column::Id)
-                .update_column(node::Column::LastSeenAt)
-                .to_owned(),
-        )
-        .exec(db)
-        .await?;
+        node::Entity::insert(row(node_id, timeout, now))
+            .on_conflict(
+                OnConflict::column(node::Column::Id)
+                    .update_column(node::Column::LastSeenAt)
+                    .to_owned(),
+            )
+            .exec(db)
+            .await?;
     }
     Ok(())
 }
@@ -176,13 +194,7 @@ pub async fn last_seen(db: &DatabaseConnection) -> Result<HashMap<String, Seen>,
         .all(db)
         .await?
         .into_iter()
-        .map(|n| {
-            let seen = Seen {
-                last_seen_at: n.last_seen_at,
-                timeout: Duration::from_millis(n.timeout_ms.max(0) as u64),
-            };
-            (n.id, seen)
-        })
+        .map(|n| (n.id.clone(), Seen::of(&n)))
         .collect())
 }
 

@@ -633,10 +633,10 @@ impl JobService {
                 let node = job.node.clone().unwrap_or_default();
                 let reason = match last_seen.get(&node) {
                     Some(seen) => {
-                        let silence = now - seen.last_seen_at;
-                        if silence <= seen.timeout {
+                        if seen.is_alive(now) {
                             return None;
                         }
+                        let silence = seen.silence(now);
                         format!(
                             "{}node `{node}` has sent no heartbeat for {} s (its timeout is {} s); \
                              its recorder can no longer be supervised, and what it recorded is on that node",
@@ -1387,7 +1387,7 @@ impl JobService {
         let seen = crate::nodes::last_seen(&self.inner.db).await?;
         let alive = seen
             .get(&node)
-            .is_some_and(|s| OffsetDateTime::now_utc() - s.last_seen_at <= s.timeout);
+            .is_some_and(|s| s.is_alive(OffsetDateTime::now_utc()));
         if alive {
             return Err(JobError::OnOtherNode { what, node });
         }

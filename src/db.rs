@@ -25,7 +25,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
         });
     Database::connect(options)
         .await
-        .with_context(|| format!("connecting to database {}", redact(url)))
+        .with_context(|| format!("connecting to database {}", crate::redact::url(url)))
 }
 
 /// Applies every pending migration.
@@ -35,28 +35,30 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
         .context("applying database migrations")
 }
 
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+/// Asks the database whether it answers and is migrated, for the
+/// readiness probe; holds its own handle so that HTTP handlers never touch
+/// the database themselves.
+#[derive(Clone)]
+pub struct Probe {
+    db: DatabaseConnection,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+impl Probe {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Whether the database answers (or why not), and how many migrations
+    /// are pending (or why that cannot be read).
+    pub async fn check(&self) -> (Result<(), String>, Result<usize, String>) {
+        let database = self.db.ping().await.map_err(|e| e.to_string());
+        let pending = match &database {
+            Ok(()) => Migrator::get_pending_migrations(&self.db)
+                .await
+                .map(|p| p.len())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        (database, pending)
     }
 }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-use crate::entity::event;
+use crate::entity::{EventKind, event};
 use crate::metrics::Metrics;
 
 /// Events kept in the table; older ones are pruned.
@@ -41,7 +41,7 @@ const BROADCAST_CAPACITY: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: i32,
-    pub kind: String,
+    pub kind: EventKind,
     /// JSON text of the object.
     pub data: String,
 }
@@ -54,7 +54,7 @@ pub struct EventLog {
     /// Cancelled when the writer has stored its last event (shutdown).
     flushed: CancellationToken,
     metrics: Arc<Metrics>,
-    publish: mpsc::UnboundedSender<(String, String)>,
+    publish: mpsc::UnboundedSender<(EventKind, String)>,
     live: broadcast::Sender<Event>,
 }
 
@@ -81,15 +81,15 @@ impl EventLog {
         log
     }
 
-    /// Records a transition: `kind` like `job.completed`, `object` the job
-    /// or recording after it.
-    pub fn publish(&self, kind: &str, object: &impl Serialize) {
-        self.metrics.count("recorderd_transitions_total", &[kind]);
+    /// Records a transition: `object` is the job or recording after it.
+    pub fn publish(&self, kind: EventKind, object: &impl Serialize) {
+        self.metrics
+            .count("recorderd_transitions_total", &[kind.as_str()]);
         match serde_json::to_string(object) {
             Ok(data) => {
-                let _ = self.publish.send((kind.to_owned(), data));
+                let _ = self.publish.send((kind, data));
             }
-            Err(e) => warn!(error = %e, kind, "event not serializable"),
+            Err(e) => warn!(error = %e, kind = kind.as_str(), "event not serializable"),
         }
     }
 
@@ -148,7 +148,7 @@ impl EventLog {
     /// broadcasts it. Ends once `closed` is cancelled and the queue is empty.
     async fn write(
         self,
-        mut queue: mpsc::UnboundedReceiver<(String, String)>,
+        mut queue: mpsc::UnboundedReceiver<(EventKind, String)>,
         closed: CancellationToken,
     ) {
         let mut written: u32 = 0;
@@ -198,13 +198,13 @@ impl EventLog {
     /// Stores a batch with one multi-row INSERT … RETURNING per chunk. Ids
     /// are assigned row by row in VALUES order, so sorting what comes back
     /// by id restores the order of publication.
-    async fn store(&self, batch: &[(String, String)]) -> Result<Vec<Event>, DbErr> {
+    async fn store(&self, batch: &[(EventKind, String)]) -> Result<Vec<Event>, DbErr> {
         let now = OffsetDateTime::now_utc();
         let txn = self.db.begin().await?;
         let mut stored = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(200) {
             let rows = chunk.iter().map(|(kind, data)| event::ActiveModel {
-                kind: Set(kind.clone()),
+                kind: Set(*kind),
                 payload: Set(data.clone()),
                 created_at: Set(now),
                 node: Set(Some(self.node.to_string())),

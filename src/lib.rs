@@ -2,8 +2,9 @@
 //! job's end the moment its process ends, and serves the job API.
 //!
 //! Data flows `http` → `jobs` (the service decides every state change) →
-//! `supervisor` (spawns, watches and signals processes; reports exits) and
-//! `processing` (what happens after a recording). `startup` wires them up.
+//! `supervisor` (spawns, watches and signals processes; reports exits);
+//! `recordings` owns a recording once its job has ended, and `processing`
+//! runs its pipeline. `store` holds every query; `startup` wires it all up.
 
 pub mod cli;
 pub mod config;
@@ -16,8 +17,11 @@ pub mod jobs;
 pub mod metrics;
 pub mod nodes;
 pub mod processing;
+pub mod recordings;
+pub mod redact;
 pub mod signals;
 pub mod startup;
+pub mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod webhooks;

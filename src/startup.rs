@@ -16,11 +16,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::{Settings, ShutdownPolicy};
-use crate::db;
+use crate::db::{self, Probe};
+use crate::events::EventLog;
 use crate::http::{self, AppState};
-use crate::jobs::JobService;
+use crate::jobs::{JobDeps, JobService};
+use crate::metrics::Metrics;
 use crate::nodes;
-use crate::supervisor::reaper;
+use crate::processing::{Processing, ProcessingDirs};
+use crate::recordings::Recordings;
+use crate::supervisor::{Supervisor, reaper};
 use crate::webhooks;
 
 /// After the shutdown timeout, how long SIGKILLed recorders get to be reaped
@@ -33,9 +37,88 @@ pub struct Application {
     address: SocketAddr,
     settings: Arc<Settings>,
     db: DatabaseConnection,
-    jobs: JobService,
+    services: Services,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// The services and the handles they share, built once and passed
+/// explicitly: nothing is global.
+#[derive(Clone)]
+struct Services {
+    jobs: JobService,
+    recordings: Recordings,
+    supervisor: Supervisor,
+    processing: Processing,
+    events: EventLog,
+    metrics: Arc<Metrics>,
+    probe: Probe,
+}
+
+impl Services {
+    fn build(
+        db: DatabaseConnection,
+        settings: Arc<Settings>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        // Cancelled once shutdown has dealt with every recorder: the event
+        // log, heartbeats and webhooks run until then.
+        let closed = CancellationToken::new();
+        let events = EventLog::start(
+            db.clone(),
+            settings.node_id.clone(),
+            metrics.clone(),
+            tracker,
+            closed.clone(),
+        );
+        let (supervisor, reports) = Supervisor::new(tracker.clone());
+        let processing = Processing::new(
+            db.clone(),
+            supervisor.clone(),
+            Arc::new(settings.profiles.clone()),
+            ProcessingDirs {
+                logs: settings.logs_dir(),
+                work: settings.work_dir(),
+            },
+            settings.processing_concurrency,
+            tracker.clone(),
+            shutdown.clone(),
+        )
+        .with_events(events.clone())
+        .with_metrics(metrics.clone());
+        let recordings = Recordings::new(
+            db.clone(),
+            processing.clone(),
+            events.clone(),
+            settings.node_id.clone(),
+        );
+        let jobs = JobService::new(
+            JobDeps {
+                db: db.clone(),
+                settings,
+                supervisor: supervisor.clone(),
+                processing: processing.clone(),
+                recordings: recordings.clone(),
+                events: events.clone(),
+                metrics: metrics.clone(),
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+                closed,
+            },
+            reports,
+        );
+        Self {
+            jobs,
+            recordings,
+            supervisor,
+            processing,
+            events,
+            metrics,
+            probe: Probe::new(db),
+        }
+    }
 }
 
 impl Application {
@@ -58,27 +141,23 @@ impl Application {
         let settings = Arc::new(settings);
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let jobs = JobService::new(
-            db.clone(),
-            settings.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        );
+        let services = Services::build(db.clone(), settings.clone(), &tracker, &shutdown);
+        let jobs = services.jobs.clone();
         if settings.init {
             info!("running as init: orphaned processes will be reaped");
         } else if let Err(e) = reaper::become_subreaper() {
             warn!(error = %e, "cannot become a child subreaper; orphans of recorders go to init");
         }
         tracker.spawn(reaper::reap_orphans(
-            jobs.supervisor().clone(),
+            services.supervisor.clone(),
             shutdown.clone(),
         ));
         // Before recovery, so the transitions it makes are delivered too.
         webhooks::start(
             &settings.webhooks,
             db.clone(),
-            jobs.events().clone(),
-            jobs.metrics().clone(),
+            services.events.clone(),
+            services.metrics.clone(),
             &tracker,
             jobs.closing(),
         )
@@ -95,8 +174,8 @@ impl Application {
         // Unfinished processing first, then reconciliation (which launches
         // processing for the jobs it ends); a recording is never launched
         // twice either way.
-        let resumed = jobs
-            .processing()
+        let resumed = services
+            .processing
             .resume_unfinished(&settings.node_id)
             .await
             .context("resuming post-processing")?;
@@ -104,12 +183,11 @@ impl Application {
             .reconcile()
             .await
             .context("reconciling jobs left by a previous run")?;
-        tracker.spawn(nodes::watch(
-            jobs.clone(),
-            settings.node_timeout,
-            jobs.closing(),
-        ));
-        let adopted = jobs.supervisor().len();
+        tracker.spawn(
+            jobs.clone()
+                .watch_peers(settings.node_timeout, jobs.closing()),
+        );
+        let adopted = jobs.supervised();
         info!(
             ended,
             adopted, resumed, node = %settings.node_id, "recovered state of the previous run"
@@ -124,7 +202,7 @@ impl Application {
             address,
             settings,
             db,
-            jobs,
+            services,
             tracker,
             shutdown,
         })
@@ -141,10 +219,11 @@ impl Application {
             address,
             settings,
             db,
-            jobs,
+            services,
             tracker,
             shutdown,
         } = self;
+        let jobs = services.jobs.clone();
 
         if let Some(every) = settings.reconcile_interval {
             tracker.spawn(reconcile_periodically(
@@ -156,6 +235,10 @@ impl Application {
         let app = http::router(
             AppState {
                 jobs: jobs.clone(),
+                recordings: services.recordings.clone(),
+                events: services.events.clone(),
+                metrics: services.metrics.clone(),
+                probe: services.probe.clone(),
                 shutdown: shutdown.clone(),
             },
             &http::HttpOptions {
@@ -181,7 +264,7 @@ impl Application {
             Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP connections still open after 10 s; closing them"),
         }
-        let supervisor = jobs.supervisor().clone();
+        let supervisor = services.supervisor.clone();
         match settings.shutdown_policy {
             ShutdownPolicy::Stop => {
                 let deadline = Instant::now() + settings.shutdown_timeout;

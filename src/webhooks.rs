@@ -112,27 +112,17 @@ pub async fn start(
             closed: closed.clone(),
             cursor: 0,
         };
-        delivery.cursor = delivery
-            .load_cursor()
-            .await
-            .with_context(|| format!("reading the delivery cursor of webhook {}", redacted(url)))?;
-        let span = info_span!("webhook", url = %redacted(url));
+        delivery.cursor = delivery.load_cursor().await.with_context(|| {
+            format!(
+                "reading the delivery cursor of webhook {}",
+                crate::redact::url(url)
+            )
+        })?;
+        let span = info_span!("webhook", url = %crate::redact::url(url));
         tracker.spawn(delivery.run().instrument(span));
     }
     info!(urls = urls.len(), "webhook delivery started");
     Ok(())
-}
-
-/// The URL without its `user:password@`, for logs.
-fn redacted(url: &str) -> String {
-    match url.parse::<reqwest::Url>() {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 struct Delivery {
@@ -279,7 +269,7 @@ impl Delivery {
                 }
                 self.metrics
                     .count("recorderd_webhook_deliveries_total", &["given_up"]);
-                warn!(event_id = event.id, kind = %event.kind, attempts, error = %failure, "webhook delivery given up");
+                warn!(event_id = event.id, kind = event.kind.as_str(), attempts, error = %failure, "webhook delivery given up");
                 return Outcome::GivenUp;
             }
             self.metrics
@@ -305,7 +295,7 @@ impl Delivery {
             .post(&self.url)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Recorderd-Event", &event.kind)
+            .header("X-Recorderd-Event", event.kind.as_str())
             .header("X-Recorderd-Event-Id", event.id.to_string())
             .header("X-Recorderd-Delivery-Attempt", attempt.to_string());
         if let Some(secret) = &self.secret {
@@ -339,7 +329,7 @@ impl Delivery {
 /// `{"id": …, "event": "job.started", "data": {…}}`: the same object as
 /// the event stream's `data:`.
 fn body(event: &Event) -> String {
-    let kind = serde_json::Value::String(event.kind.clone());
+    let kind = serde_json::Value::String(event.kind.as_str().to_owned());
     format!(
         r#"{{"id":{},"event":{kind},"data":{}}}"#,
         event.id, event.data

@@ -10,6 +10,7 @@ mod m20261129_000003_recorder_restarts;
 mod m20261129_000004_events;
 mod m20261129_000005_webhook_cursors;
 mod m20261129_000006_nodes;
+mod m20261130_000007_typed_columns;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_events::Migration),
             Box::new(m20261129_000005_webhook_cursors::Migration),
             Box::new(m20261129_000006_nodes::Migration),
+            Box::new(m20261130_000007_typed_columns::Migration),
         ]
     }
 }

@@ -1,15 +1,79 @@
 //! One entry of the event log: a job or recording transition.
 
 use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+/// What happened: a job or a recording reached a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum EventKind {
+    #[sea_orm(string_value = "job.started")]
+    #[serde(rename = "job.started")]
+    JobStarted,
+    #[sea_orm(string_value = "job.stopping")]
+    #[serde(rename = "job.stopping")]
+    JobStopping,
+    #[sea_orm(string_value = "job.completed")]
+    #[serde(rename = "job.completed")]
+    JobCompleted,
+    #[sea_orm(string_value = "job.failed")]
+    #[serde(rename = "job.failed")]
+    JobFailed,
+    #[sea_orm(string_value = "recording.processing")]
+    #[serde(rename = "recording.processing")]
+    RecordingProcessing,
+    #[sea_orm(string_value = "recording.ready")]
+    #[serde(rename = "recording.ready")]
+    RecordingReady,
+    #[sea_orm(string_value = "recording.failed")]
+    #[serde(rename = "recording.failed")]
+    RecordingFailed,
+}
+
+impl EventKind {
+    /// The event's name on the stream and in webhooks (`job.completed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JobStarted => "job.started",
+            Self::JobStopping => "job.stopping",
+            Self::JobCompleted => "job.completed",
+            Self::JobFailed => "job.failed",
+            Self::RecordingProcessing => "recording.processing",
+            Self::RecordingReady => "recording.ready",
+            Self::RecordingFailed => "recording.failed",
+        }
+    }
+
+    /// The event of a job reaching `status`.
+    pub fn of_job(status: super::JobStatus) -> Self {
+        use super::JobStatus as S;
+        match status {
+            S::Running => Self::JobStarted,
+            S::Stopping => Self::JobStopping,
+            S::Completed => Self::JobCompleted,
+            S::Failed => Self::JobFailed,
+        }
+    }
+
+    /// The event of a recording reaching `status`; `None` for `recording`,
+    /// which the job's start already announces.
+    pub fn of_recording(status: super::RecordingStatus) -> Option<Self> {
+        use super::RecordingStatus as S;
+        match status {
+            S::Recording => None,
+            S::Processing => Some(Self::RecordingProcessing),
+            S::Ready => Some(Self::RecordingReady),
+            S::Failed => Some(Self::RecordingFailed),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "events")]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
-    /// `job.started`, `job.stopping`, `job.completed`, `job.failed`,
-    /// `recording.processing`, `recording.ready`, `recording.failed`.
-    pub kind: String,
+    pub kind: EventKind,
     /// The job or recording as JSON, as it was after the transition.
     pub payload: String,
     pub created_at: TimeDateTimeWithTimeZone,

@@ -8,20 +8,20 @@ pub mod recording;
 pub mod recording_job;
 pub mod webhook_cursor;
 
+pub use event::EventKind;
 pub use processing_step::StepStatus;
-pub use recording::RecordingStatus;
-pub use recording_job::JobStatus;
+pub use recording::{Analysis, RecordingStatus, Segments};
+pub use recording_job::{EndCause, JobStatus, PastRun, PastRuns, StopReason};
 
-/// Serializes a column that holds JSON text as the JSON it holds (`[]` when
-/// empty), so clients get a list, not a string.
-pub(crate) fn json_text<S: serde::Serializer>(
-    value: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::Serialize;
-    let parsed = value
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-        .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
-    parsed.serialize(serializer)
+/// Serializes an absent value as its type's default (an empty list for a
+/// JSON list column), so clients always get the same shape.
+pub(crate) fn none_as_default<T, S>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    T: serde::Serialize + Default,
+    S: serde::Serializer,
+{
+    match value {
+        Some(value) => value.serialize(serializer),
+        None => T::default().serialize(serializer),
+    }
 }

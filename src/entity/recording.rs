@@ -1,12 +1,22 @@
 //! A recording: what a client asked to record and what became of the file.
 
+use sea_orm::FromJsonQueryResult;
 use sea_orm::entity::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a recording is in its life. `Recording` until its recorder ends,
 /// `Processing` while post-processing runs, then `Ready` or `Failed`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
@@ -22,6 +32,7 @@ pub enum RecordingStatus {
 }
 
 impl RecordingStatus {
+    /// The name clients see, for messages.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Recording => "recording",
@@ -32,8 +43,41 @@ impl RecordingStatus {
     }
 }
 
+/// What the `analyze` step measured. Every measure is optional: a file
+/// may lack what it needs (no audio, no duration in its container).
+#[derive(
+    Clone, Debug, PartialEq, Serialize, Deserialize, FromJsonQueryResult, utoipa::ToSchema,
+)]
+pub struct Analysis {
+    pub duration_seconds: Option<f64>,
+    /// The container, as ffprobe names it (`matroska,webm`, `mpegts`, …).
+    pub format: Option<String>,
+    pub size_bytes: u64,
+    pub bit_rate: Option<f64>,
+    /// Codec of the first audio stream.
+    pub codec: Option<String>,
+    pub sample_rate: Option<f64>,
+    pub channels: Option<i64>,
+    /// EBU R128 integrated loudness.
+    pub integrated_loudness_lufs: Option<f64>,
+    pub true_peak_dbfs: Option<f64>,
+    /// Time quieter than `silence_threshold_db` for at least half a second.
+    pub silence_seconds: f64,
+    /// `silence_seconds` over the duration, when the duration is known.
+    pub silence_ratio: Option<f64>,
+    pub silence_threshold_db: i32,
+    /// How many streams the file holds.
+    pub streams: usize,
+}
+
+/// Files a restarted recorder wrote after the first (`output_path`), in
+/// order (stored as JSON); joined into `output_path` before processing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
+#[serde(transparent)]
+pub struct Segments(pub Vec<String>);
+
 /// A recording, as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "recordings")]
 #[schema(as = Recording)]
 pub struct Model {
@@ -45,15 +89,16 @@ pub struct Model {
     pub status: RecordingStatus,
     pub output_path: String,
     pub error: Option<String>,
-    /// JSON written by the `analyze` step (duration, codec, loudness, …).
+    /// What the `analyze` step measured; shown by the recording's detail.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
     #[serde(skip)]
-    pub analysis: Option<String>,
+    pub analysis: Option<Analysis>,
     /// Text written by a step whose output is the transcript.
     pub transcript: Option<String>,
-    /// JSON list of the files a restarted recorder wrote after the first
-    /// (`output_path`); joined into `output_path` before processing.
+    /// Files of restarted runs still to be joined into `output_path`.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
     #[serde(skip)]
-    pub segments: Option<String>,
+    pub segments: Option<Segments>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: TimeDateTimeWithTimeZone,

@@ -1,13 +1,24 @@
 //! A recording job: one run of a recorder process for a recording.
 
+use sea_orm::FromJsonQueryResult;
 use sea_orm::entity::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A job's state. `Running` and `Stopping` are live; `Completed` and `Failed`
 /// are final and never change again (every transition is a compare-and-set
 /// on this column).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
@@ -29,6 +40,7 @@ impl JobStatus {
         matches!(self, Self::Completed | Self::Failed)
     }
 
+    /// The name clients see, for messages.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -37,17 +49,85 @@ impl JobStatus {
             Self::Failed => "failed",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "running" => Some(Self::Running),
-            "stopping" => Some(Self::Stopping),
-            "completed" => Some(Self::Completed),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
-    }
 }
+
+/// Why a stop was asked for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// A client called stop.
+    #[sea_orm(string_value = "requested")]
+    Requested,
+    /// The job's `duration_seconds` elapsed.
+    #[sea_orm(string_value = "duration")]
+    Duration,
+    /// The recorder's output stopped growing.
+    #[sea_orm(string_value = "stalled")]
+    Stalled,
+    /// The supervisor is shutting down with the `stop` policy.
+    #[sea_orm(string_value = "shutdown")]
+    Shutdown,
+}
+
+/// How a job came to its end: what was observed, not whether it went well
+/// (that is `status` and `error`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, utoipa::ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    /// The recorder's own exit was seen, with its exit status.
+    #[sea_orm(string_value = "exited")]
+    Exited,
+    /// The recorder ended while no parent could read its status (adopted
+    /// after a restart of the supervisor).
+    #[sea_orm(string_value = "vanished")]
+    Vanished,
+    /// A reconciliation found its process gone, or its PID reused.
+    #[sea_orm(string_value = "process_gone")]
+    ProcessGone,
+    /// The recorder could not be started.
+    #[sea_orm(string_value = "spawn_failed")]
+    SpawnFailed,
+    /// The node supervising it went silent; another node ended it.
+    #[sea_orm(string_value = "node_lost")]
+    NodeLost,
+}
+
+/// How one earlier run of a restarted recorder ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PastRun {
+    /// Which run it was (from 1).
+    pub attempt: i32,
+    pub process_id: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    /// When that run's recorder ended.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<TimeDateTimeWithTimeZone>,
+    /// The wait before the next run was started.
+    pub restarted_after_ms: u64,
+}
+
+/// The earlier runs of a job, oldest first (stored as JSON).
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    FromJsonQueryResult,
+    utoipa::ToSchema,
+)]
+#[serde(transparent)]
+pub struct PastRuns(pub Vec<PastRun>);
 
 /// One run of a recorder for a recording, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
@@ -77,21 +157,25 @@ pub struct Model {
     pub completed_at: Option<TimeDateTimeWithTimeZone>,
     pub error: Option<String>,
     pub log_path: String,
-    /// Why a stop was asked for: `requested`, `duration`, `stalled`, `shutdown`.
-    pub stop_reason: Option<String>,
+    /// Why a stop was asked for.
+    pub stop_reason: Option<StopReason>,
     /// The last signal of the stop sequence sent before the recorder ended.
     pub stop_signal: Option<i32>,
     /// From the first stop signal to the recorder's end.
     pub stop_duration_ms: Option<i64>,
     /// Which run of the recorder this is (restarts after crashes count up).
     pub attempt: i32,
-    /// JSON history of the earlier runs: how each ended.
-    #[serde(serialize_with = "super::json_text")]
-    #[schema(value_type = Vec<Object>)]
-    pub attempts: Option<String>,
+    /// How the earlier runs ended (`[]` when this is the first).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    #[serde(serialize_with = "super::none_as_default")]
+    #[schema(value_type = Vec<PastRun>)]
+    pub attempts: Option<PastRuns>,
     /// The recorderd node that supervises the recorder (`--node-id`);
     /// `null` for jobs from before nodes were recorded.
     pub node: Option<String>,
+    /// How the job came to its end; `null` while it is live (and for jobs
+    /// ended before this was recorded).
+    pub end_cause: Option<EndCause>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

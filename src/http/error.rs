@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::error;
 
 use crate::jobs::JobError;
+use crate::recordings::RecordingError;
 use crate::supervisor::SpawnError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -18,6 +19,8 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 pub enum ApiError {
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
     #[error(transparent)]
     Json(#[from] JsonRejection),
     #[error(transparent)]
@@ -112,77 +115,11 @@ impl ErrorBody {
 impl ApiError {
     fn parts(&self) -> (StatusCode, ErrorBody) {
         use ErrorCode as C;
-        use JobError as J;
         let msg = self.to_string();
-        let plain = |status: StatusCode, code: ErrorCode, message: String| {
-            (status, ErrorBody::new(code, message))
-        };
         match self {
-            Self::Job(job) => match job {
-                J::UnknownProfile { .. } => plain(StatusCode::BAD_REQUEST, C::UnknownProfile, msg),
-                J::InvalidSource { .. } => plain(StatusCode::BAD_REQUEST, C::InvalidSource, msg),
-                J::InvalidField { field, .. } => {
-                    let mut body = ErrorBody::new(C::InvalidField, msg);
-                    body.error.field = Some(field);
-                    (StatusCode::BAD_REQUEST, body)
-                }
-                J::JobNotFound { .. } => plain(StatusCode::NOT_FOUND, C::JobNotFound, msg),
-                J::RecordingNotFound { .. } => {
-                    plain(StatusCode::NOT_FOUND, C::RecordingNotFound, msg)
-                }
-                J::JobAlreadyEnded { status, .. } => {
-                    let mut body = ErrorBody::new(C::JobAlreadyEnded, msg);
-                    body.error.status = Some(status.as_str());
-                    (StatusCode::CONFLICT, body)
-                }
-                // The server's configuration is at fault, not the client:
-                // said plainly so an operator can fix it.
-                J::Spawn { job_id, source } => {
-                    let mut body = ErrorBody::new(C::SpawnFailed, msg);
-                    body.error.job_id = Some(*job_id);
-                    body.error.program = match source {
-                        SpawnError::Program { program, .. } => Some(program.clone()),
-                        SpawnError::Log { .. } | SpawnError::Identity { .. } => None,
-                    };
-                    (StatusCode::INTERNAL_SERVER_ERROR, body)
-                }
-                J::RecordingBusy { status, .. } => {
-                    let mut body = ErrorBody::new(C::RecordingBusy, msg);
-                    body.error.status = Some(status.as_str());
-                    (StatusCode::CONFLICT, body)
-                }
-                J::NothingToProcess { .. } => plain(StatusCode::CONFLICT, C::NothingToProcess, msg),
-                J::MediaUnavailable { .. } => plain(StatusCode::NOT_FOUND, C::MediaNotFound, msg),
-                J::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, C::ShuttingDown, msg),
-                J::OnOtherNode { node, .. } => {
-                    let mut body = ErrorBody::new(C::OnOtherNode, msg);
-                    body.error.node = Some(node.clone());
-                    (StatusCode::CONFLICT, body)
-                }
-                J::LogUnreadable { .. } | J::Database(_) => plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    C::InternalError,
-                    "internal error; see the server log".to_owned(),
-                ),
-            },
-            Self::Json(rejection) => {
-                let (status, code) = match rejection {
-                    JsonRejection::JsonSyntaxError(_) => {
-                        (StatusCode::BAD_REQUEST, C::MalformedJson)
-                    }
-                    JsonRejection::JsonDataError(_) => {
-                        (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidBody)
-                    }
-                    JsonRejection::MissingJsonContentType(_) => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType)
-                    }
-                    other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, C::BodyTooLarge)
-                    }
-                    _ => (StatusCode::BAD_REQUEST, C::InvalidBody),
-                };
-                plain(status, code, rejection.body_text())
-            }
+            Self::Job(error) => job_parts(error, msg),
+            Self::Recording(error) => recording_parts(error, msg),
+            Self::Json(rejection) => json_parts(rejection),
             Self::Path(rejection) => plain(
                 StatusCode::BAD_REQUEST,
                 C::InvalidPath,
@@ -200,6 +137,91 @@ impl ApiError {
             }
         }
     }
+}
+
+fn plain(status: StatusCode, code: ErrorCode, message: String) -> (StatusCode, ErrorBody) {
+    (status, ErrorBody::new(code, message))
+}
+
+/// Internal failures are logged in full and answered opaquely.
+fn internal() -> (StatusCode, ErrorBody) {
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::InternalError,
+        "internal error; see the server log".to_owned(),
+    )
+}
+
+fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
+    use ErrorCode as C;
+    use JobError as J;
+    match error {
+        J::UnknownProfile { .. } => plain(StatusCode::BAD_REQUEST, C::UnknownProfile, msg),
+        J::InvalidSource { .. } => plain(StatusCode::BAD_REQUEST, C::InvalidSource, msg),
+        J::InvalidField { field, .. } => {
+            let mut body = ErrorBody::new(C::InvalidField, msg);
+            body.error.field = Some(field);
+            (StatusCode::BAD_REQUEST, body)
+        }
+        J::JobNotFound { .. } => plain(StatusCode::NOT_FOUND, C::JobNotFound, msg),
+        J::RecordingNotFound { .. } => plain(StatusCode::NOT_FOUND, C::RecordingNotFound, msg),
+        J::JobAlreadyEnded { status, .. } => {
+            let mut body = ErrorBody::new(C::JobAlreadyEnded, msg);
+            body.error.status = Some(status.as_str());
+            (StatusCode::CONFLICT, body)
+        }
+        // The server's configuration is at fault, not the client:
+        // said plainly so an operator can fix it.
+        J::Spawn { job_id, source } => {
+            let mut body = ErrorBody::new(C::SpawnFailed, msg);
+            body.error.job_id = Some(*job_id);
+            body.error.program = match source {
+                SpawnError::Program { program, .. } => Some(program.clone()),
+                SpawnError::Log { .. } | SpawnError::Identity { .. } => None,
+            };
+            (StatusCode::INTERNAL_SERVER_ERROR, body)
+        }
+        J::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, C::ShuttingDown, msg),
+        J::Database(_) => internal(),
+    }
+}
+
+fn recording_parts(error: &RecordingError, msg: String) -> (StatusCode, ErrorBody) {
+    use ErrorCode as C;
+    use RecordingError as R;
+    match error {
+        R::NotFound { .. } => plain(StatusCode::NOT_FOUND, C::RecordingNotFound, msg),
+        R::JobNotFound { .. } => plain(StatusCode::NOT_FOUND, C::JobNotFound, msg),
+        R::Busy { status, .. } => {
+            let mut body = ErrorBody::new(C::RecordingBusy, msg);
+            body.error.status = Some(status.as_str());
+            (StatusCode::CONFLICT, body)
+        }
+        R::NothingToProcess { .. } => plain(StatusCode::CONFLICT, C::NothingToProcess, msg),
+        R::MediaUnavailable { .. } => plain(StatusCode::NOT_FOUND, C::MediaNotFound, msg),
+        R::OnOtherNode { node, .. } => {
+            let mut body = ErrorBody::new(C::OnOtherNode, msg);
+            body.error.node = Some(node.clone());
+            (StatusCode::CONFLICT, body)
+        }
+        R::LogUnreadable { .. } | R::Database(_) => internal(),
+    }
+}
+
+fn json_parts(rejection: &JsonRejection) -> (StatusCode, ErrorBody) {
+    use ErrorCode as C;
+    let (status, code) = match rejection {
+        JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, C::MalformedJson),
+        JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidBody),
+        JsonRejection::MissingJsonContentType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType)
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            (StatusCode::PAYLOAD_TOO_LARGE, C::BodyTooLarge)
+        }
+        _ => (StatusCode::BAD_REQUEST, C::InvalidBody),
+    };
+    plain(status, code, rejection.body_text())
 }
 
 impl IntoResponse for ApiError {

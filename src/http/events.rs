@@ -72,7 +72,7 @@ pub async fn stream(
     };
     // A new client starts with what happens from now on.
     let after = from_header.or(query.last_event_id).unwrap_or(-1);
-    let events = state.jobs.events().clone();
+    let events = state.events.clone();
     // Subscribed before the catch-up query: an event committed meanwhile is
     // in one or the other (or both, and then sent once).
     let live = events.subscribe();
@@ -89,7 +89,7 @@ pub async fn stream(
         let event = rx.recv().await?;
         let sse = SseEvent::default()
             .id(event.id.to_string())
-            .event(event.kind)
+            .event(event.kind.as_str())
             .data(event.data);
         Some((Ok(sse), rx))
     });

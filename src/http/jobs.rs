@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::{ApiError, ApiJson, AppState, Result, page_bounds};
 use crate::entity::JobStatus;
-use crate::jobs::{Job, Recording, StartRequest, repo};
+use crate::jobs::StartRequest;
+use crate::store::{Job, Recording};
 
 /// Answer to a start: the new job and its recording.
 #[derive(Debug, Serialize, ToSchema)]
@@ -183,8 +184,7 @@ pub async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupRespon
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// Only jobs in this status.
-    #[param(value_type = Option<JobStatus>)]
-    status: Option<String>,
+    status: Option<JobStatus>,
     /// Only the jobs of this recording.
     recording_id: Option<i32>,
     /// From 1.
@@ -225,18 +225,10 @@ pub async fn list(
 ) -> Result<Json<JobPage>> {
     let Query(query) = query?;
     let (page, page_size) = page_bounds(query.page, query.page_size)?;
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-            ApiError::BadQuery(format!(
-                "unknown status `{s}` (running, stopping, completed, failed)"
-            ))
-        })?),
-    };
-    let (jobs, count) =
-        repo::list_jobs(state.jobs.db(), status, query.recording_id, page, page_size)
-            .await
-            .map_err(crate::jobs::JobError::from)?;
+    let (jobs, count) = state
+        .jobs
+        .list(query.status, query.recording_id, page, page_size)
+        .await?;
     Ok(Json(JobPage {
         count,
         page,
@@ -323,7 +315,7 @@ pub async fn log(
             "`bytes` must be between 1 and {MAX_LOG_BYTES}"
         )));
     }
-    let tail = state.jobs.log_tail(id, bytes).await?;
+    let tail = state.recordings.log_tail(id, bytes).await?;
     Ok(Json(LogTailResponse {
         job_id: id,
         size: tail.size,

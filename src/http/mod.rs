@@ -21,12 +21,22 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Result};
 
+use crate::db::Probe;
+use crate::events::EventLog;
 use crate::jobs::JobService;
+use crate::metrics::Metrics;
+use crate::recordings::Recordings;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one cheap handle per service. Handlers
+/// call these, never the database.
 #[derive(Clone)]
 pub struct AppState {
     pub jobs: JobService,
+    pub recordings: Recordings,
+    pub events: EventLog,
+    pub metrics: Arc<Metrics>,
+    /// Whether the database answers and is migrated, for `/readyz`.
+    pub probe: Probe,
     /// Cancelled when the server begins shutting down: long-lived event
     /// streams end so that the graceful shutdown does not wait on them.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -117,7 +127,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         ))
         .layer(cors(&options.cors_origins))
         .layer(axum::middleware::from_fn_with_state(
-            state.jobs.metrics().clone(),
+            state.metrics.clone(),
             time_request,
         ))
         .layer(TraceLayer::new_for_http())

@@ -75,16 +75,7 @@ pub struct Readiness {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    use migration::MigratorTrait;
-    let db = state.jobs.db();
-    let database = db.ping().await.map_err(|e| e.to_string());
-    let pending = match &database {
-        Ok(()) => migration::Migrator::get_pending_migrations(db)
-            .await
-            .map(|p| p.len())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.clone()),
-    };
+    let (database, pending) = state.probe.check().await;
     let shutting_down = state.jobs.is_shutting_down();
     let ready = database.is_ok() && matches!(pending, Ok(0)) && !shutting_down;
     let body = Readiness {
@@ -115,23 +106,25 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
-    let (jobs, recordings) = crate::jobs::repo::counts_by_status(state.jobs.db())
+    let counts = state
+        .jobs
+        .status_counts()
         .await
         .map_err(crate::jobs::JobError::from)?;
     let mut gauges = Vec::new();
-    for (status, n) in jobs {
+    for (status, n) in counts.jobs {
         gauges.push((
             "recorderd_jobs",
             "Jobs by status.",
-            vec![("status".to_owned(), status)],
+            vec![("status".to_owned(), status.as_str().to_owned())],
             n as f64,
         ));
     }
-    for (status, n) in recordings {
+    for (status, n) in counts.recordings {
         gauges.push((
             "recorderd_recordings",
             "Recordings by status.",
-            vec![("status".to_owned(), status)],
+            vec![("status".to_owned(), status.as_str().to_owned())],
             n as f64,
         ));
     }
@@ -139,9 +132,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         "recorderd_recorders_supervised",
         "Recorder processes this server watches now (children and adopted).",
         Vec::new(),
-        state.jobs.supervisor().len() as f64,
+        state.jobs.supervised() as f64,
     ));
-    let text = state.jobs.metrics().render(&gauges);
+    let text = state.metrics.render(&gauges);
     Ok((
         [(
             header::CONTENT_TYPE,

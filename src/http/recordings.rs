@@ -6,25 +6,22 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState, MAX_PAGE_SIZE, Result, page_bounds};
-use crate::entity::RecordingStatus;
-use crate::entity::processing_step;
-use crate::jobs::{Job, JobError, Recording, repo};
-use crate::processing::steps;
+use super::{AppState, Result, page_bounds};
+use crate::entity::{Analysis, RecordingStatus};
+use crate::recordings::RecordingError;
+use crate::store::{Job, Recording, Step};
 
 /// Filters and page of the recording list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecordingsQuery {
     /// Only recordings in this status.
-    #[param(value_type = Option<RecordingStatus>)]
-    status: Option<String>,
+    status: Option<RecordingStatus>,
     /// From 1.
     #[param(minimum = 1, maximum = 1000000)]
     page: Option<u64>,
@@ -63,21 +60,7 @@ pub async fn list(
 ) -> Result<Json<RecordingPage>> {
     let Query(query) = query?;
     let (page, page_size) = page_bounds(query.page, query.page_size)?;
-    let status = match query.status.as_deref() {
-        None => None,
-        Some("recording") => Some(RecordingStatus::Recording),
-        Some("processing") => Some(RecordingStatus::Processing),
-        Some("ready") => Some(RecordingStatus::Ready),
-        Some("failed") => Some(RecordingStatus::Failed),
-        Some(s) => {
-            return Err(ApiError::BadQuery(format!(
-                "unknown status `{s}` (recording, processing, ready, failed)"
-            )));
-        }
-    };
-    let (recordings, count) = repo::list_recordings(state.jobs.db(), status, page, page_size)
-        .await
-        .map_err(JobError::from)?;
+    let (recordings, count) = state.recordings.list(query.status, page, page_size).await?;
     Ok(Json(RecordingPage {
         count,
         page,
@@ -92,11 +75,10 @@ pub struct RecordingDetail {
     #[serde(flatten)]
     pub recording: Recording,
     /// What the `analyze` step measured (duration, codec, loudness,
-    /// silence), as it wrote it; `null` until it has run.
-    #[schema(value_type = Option<Object>)]
-    pub analysis: Option<Value>,
+    /// silence); `null` until it has run.
+    pub analysis: Option<Analysis>,
     /// The post-processing pipeline, in order.
-    pub steps: Vec<processing_step::Model>,
+    pub steps: Vec<Step>,
     /// Every run of a recorder for this recording.
     pub jobs: Vec<Job>,
     /// Where the recorded file is served.
@@ -124,21 +106,12 @@ pub async fn show(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<RecordingDetail>> {
     let Path(id) = id?;
-    let recording = state.jobs.recording(id).await?;
-    let db = state.jobs.db();
-    let (jobs, _) = repo::list_jobs(db, None, Some(id), 1, MAX_PAGE_SIZE)
-        .await
-        .map_err(JobError::from)?;
-    let steps = steps::of_recording(db, id).await.map_err(JobError::from)?;
-    let analysis = recording
-        .analysis
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    let detail = state.recordings.detail(id).await?;
     Ok(Json(RecordingDetail {
-        recording,
-        analysis,
-        steps,
-        jobs,
+        analysis: detail.recording.analysis.clone(),
+        recording: detail.recording,
+        steps: detail.steps,
+        jobs: detail.jobs,
         media_url: format!("/api/recordings/{id}/media"),
     }))
 }
@@ -175,7 +148,7 @@ pub async fn reprocess(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
 ) -> Result<(StatusCode, Json<ReprocessResponse>)> {
     let Path(id) = id?;
-    let recording = state.jobs.reprocess(id).await?;
+    let recording = state.recordings.reprocess(id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ReprocessResponse {
@@ -215,7 +188,7 @@ pub async fn delete(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<DeleteResponse>> {
     let Path(id) = id?;
-    state.jobs.delete_recording(id).await?;
+    state.recordings.delete(id).await?;
     Ok(Json(DeleteResponse {
         success: true,
         message: format!("recording {id} deleted"),
@@ -252,7 +225,7 @@ pub async fn media(
     mut request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
-    let path = state.jobs.media_path(id).await?;
+    let path = state.recordings.media_path(id).await?;
     // RFC 9110 §14.2: a range in a unit the server does not understand is
     // ignored, and the whole file served.
     let headers = request.headers_mut();
@@ -262,13 +235,11 @@ pub async fn media(
     {
         headers.remove(axum::http::header::RANGE);
     }
-    let response =
-        ServeFile::new(path)
-            .oneshot(request)
-            .await
-            .map_err(|e| JobError::MediaUnavailable {
-                id,
-                reason: e.to_string(),
-            })?;
+    let response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
+        RecordingError::MediaUnavailable {
+            id,
+            reason: e.to_string(),
+        }
+    })?;
     Ok(response.map(Body::new))
 }

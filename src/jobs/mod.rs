@@ -1,9 +1,27 @@
-//! Jobs: the state machine, its storage, and the service that owns every
-//! state change (start, stop, exit, reconciliation).
+//! Jobs: the state machine, and the service that owns every state change of
+//! a job (start, restart, stop, exit, reconciliation, adoption). The
+//! supervisor reports, the job service decides; storage is `store`'s.
 
-pub mod repo;
-pub mod service;
+mod error;
+mod exits;
+mod finish;
+mod peers;
+mod reconcile;
+mod request;
+mod service;
+mod start;
 pub mod status;
+mod stop;
 
-pub use repo::{Job, Recording};
-pub use service::{JobError, JobService, StartRequest, Started, whole_number};
+pub use error::JobError;
+pub use request::{StartRequest, ValidStart, whole_number};
+pub use service::{JobDeps, JobService, StatusCounts};
+
+use crate::store::{Job, Recording};
+
+/// A job that was started, with its recording.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub job: Job,
+    pub recording: Recording,
+}

@@ -3,32 +3,9 @@
 
 use std::time::Duration;
 
-use crate::entity::JobStatus;
+use crate::entity::{EndCause, JobStatus, StopReason};
+use crate::store::jobs::Verdict;
 use crate::supervisor::ExitOutcome;
-
-/// Why a stop was asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// A client called stop.
-    Requested,
-    /// The job's `duration_seconds` elapsed.
-    Duration,
-    /// The recorder's output stopped growing.
-    Stalled,
-    /// The supervisor is shutting down with the `stop` policy.
-    Shutdown,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Requested => "requested",
-            Self::Duration => "duration",
-            Self::Stalled => "stalled",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
 
 /// Why a job is being ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,22 +31,10 @@ pub enum Ending {
 #[derive(Debug, Clone, Copy)]
 pub struct JobContext<'a> {
     pub status: JobStatus,
-    /// `stop_reason` as stored (`StopReason::as_str`).
-    pub stop_reason: Option<&'a str>,
+    pub stop_reason: Option<StopReason>,
     pub output_has_data: bool,
     /// Exit codes of the profile that mean "stopped cleanly".
     pub clean_exit_codes: &'a [i32],
-}
-
-/// The job's final state and what to record with it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Verdict {
-    pub status: JobStatus,
-    pub error: Option<String>,
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<i32>,
-    pub stop_signal: Option<i32>,
-    pub stop_duration_ms: Option<i64>,
 }
 
 /// Decides how a live job ends.
@@ -85,40 +50,39 @@ pub struct Verdict {
 ///   wait for it), the output decides: data means `Completed`.
 /// - A failed spawn is `Failed`.
 pub fn verdict(job: JobContext<'_>, ending: &Ending) -> Verdict {
-    let current = job.status;
-    // With a known exit status, the stop counts only if a stop signal had
-    // actually been sent: a recorder that crashed just before a stop request
-    // landed still failed. Without one, the job's state is all there is.
-    let stop_requested = match ending {
+    let (status, error) = status_and_error(&job, ending);
+    let recorded = Recorded::of(ending);
+    Verdict {
+        status,
+        error,
+        exit_code: recorded.exit_code,
+        exit_signal: recorded.exit_signal,
+        stop_signal: recorded.stop_signal,
+        stop_duration_ms: recorded.stop_duration_ms,
+        end_cause: end_cause(ending),
+    }
+}
+
+/// Whether the job ended because it was asked to. With a known exit
+/// status, the stop counts only if a stop signal had actually been sent: a
+/// recorder that crashed just before a stop request landed still failed.
+/// Without one, the job's state is all there is.
+fn stop_requested(current: JobStatus, ending: &Ending) -> bool {
+    match ending {
         Ending::Process {
             outcome: ExitOutcome::Exited(_) | ExitOutcome::Signalled(_),
             stop_signal,
             ..
         } => stop_signal.is_some() || (current == JobStatus::Stopping && is_clean(ending)),
         _ => current == JobStatus::Stopping,
-    };
-    let (exit_code, exit_signal, stop_signal, stop_duration_ms) = match ending {
-        Ending::Process {
-            outcome,
-            stop_signal,
-            stop_duration,
-        } => {
-            let (code, signal) = match outcome {
-                ExitOutcome::Exited(code) => (Some(*code), None),
-                ExitOutcome::Signalled(signal) => (None, Some(*signal)),
-                ExitOutcome::Vanished(_) => (None, None),
-            };
-            (
-                code,
-                signal,
-                *stop_signal,
-                stop_duration.map(|d| d.as_millis() as i64),
-            )
-        }
-        _ => (None, None, None, None),
-    };
-    let stalled = stop_requested && job.stop_reason == Some(StopReason::Stalled.as_str());
-    let (status, error) = match ending {
+    }
+}
+
+/// The final status and the error that explains it, if any.
+fn status_and_error(job: &JobContext<'_>, ending: &Ending) -> (JobStatus, Option<String>) {
+    let stop_requested = stop_requested(job.status, ending);
+    let stalled = stop_requested && job.stop_reason == Some(StopReason::Stalled);
+    match ending {
         Ending::SpawnFailed(reason) | Ending::NodeLost(reason) => {
             (JobStatus::Failed, Some(reason.clone()))
         }
@@ -168,14 +132,53 @@ pub fn verdict(job: JobContext<'_>, ending: &Ending) -> Verdict {
                 )
             }
         }
-    };
-    Verdict {
-        status,
-        error,
-        exit_code,
-        exit_signal,
-        stop_signal,
-        stop_duration_ms,
+    }
+}
+
+/// What an ending tells of the process, as recorded on the job.
+#[derive(Default)]
+struct Recorded {
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    stop_signal: Option<i32>,
+    stop_duration_ms: Option<i64>,
+}
+
+impl Recorded {
+    fn of(ending: &Ending) -> Self {
+        let Ending::Process {
+            outcome,
+            stop_signal,
+            stop_duration,
+        } = ending
+        else {
+            return Self::default();
+        };
+        let (exit_code, exit_signal) = match outcome {
+            ExitOutcome::Exited(code) => (Some(*code), None),
+            ExitOutcome::Signalled(signal) => (None, Some(*signal)),
+            ExitOutcome::Vanished(_) => (None, None),
+        };
+        Self {
+            exit_code,
+            exit_signal,
+            stop_signal: *stop_signal,
+            stop_duration_ms: stop_duration.map(|d| d.as_millis() as i64),
+        }
+    }
+}
+
+/// What was observed of the job's end, whatever its verdict.
+fn end_cause(ending: &Ending) -> EndCause {
+    match ending {
+        Ending::Process {
+            outcome: ExitOutcome::Vanished(_),
+            ..
+        } => EndCause::Vanished,
+        Ending::Process { .. } => EndCause::Exited,
+        Ending::ProcessGone(_) => EndCause::ProcessGone,
+        Ending::SpawnFailed(_) => EndCause::SpawnFailed,
+        Ending::NodeLost(_) => EndCause::NodeLost,
     }
 }
 
@@ -323,7 +326,7 @@ mod tests {
     #[test]
     fn a_stall_fails_the_job() {
         let job = JobContext {
-            stop_reason: Some("stalled"),
+            stop_reason: Some(StopReason::Stalled),
             ..ctx(JobStatus::Stopping, true)
         };
         let v = verdict(job, &stopped(Exited(255)));

@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::entity::Analysis;
 use crate::supervisor::Supervisor;
 
 /// Silence is quieter than this for at least `SILENCE_MIN_SECONDS`.
@@ -19,7 +20,7 @@ const MAX_OUTPUT: u64 = 8 * 1024 * 1024;
 
 /// Measures a recording. An empty or unreadable file is an error that says
 /// what ffprobe found wrong.
-pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Value, String> {
+pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, String> {
     let size = tokio::fs::metadata(input)
         .await
         .map_err(|e| format!("cannot read {}: {e}", input.display()))?
@@ -86,21 +87,21 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Value, Str
         (silence, Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
         _ => None,
     };
-    Ok(json!({
-        "duration_seconds": duration,
-        "format": probe["format"]["format_name"],
-        "size_bytes": size,
-        "bit_rate": number(&probe["format"]["bit_rate"]).or_else(|| number(&audio["bit_rate"])),
-        "codec": audio["codec_name"],
-        "sample_rate": number(&audio["sample_rate"]),
-        "channels": audio["channels"],
-        "integrated_loudness_lufs": loudness,
-        "true_peak_dbfs": peak,
-        "silence_seconds": silence,
-        "silence_ratio": silence_ratio,
-        "silence_threshold_db": SILENCE_THRESHOLD_DB,
-        "streams": streams.len(),
-    }))
+    Ok(Analysis {
+        duration_seconds: duration,
+        format: probe["format"]["format_name"].as_str().map(str::to_owned),
+        size_bytes: size,
+        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(&audio["bit_rate"])),
+        codec: audio["codec_name"].as_str().map(str::to_owned),
+        sample_rate: number(&audio["sample_rate"]),
+        channels: audio["channels"].as_i64(),
+        integrated_loudness_lufs: loudness,
+        true_peak_dbfs: peak,
+        silence_seconds: silence,
+        silence_ratio,
+        silence_threshold_db: SILENCE_THRESHOLD_DB,
+        streams: streams.len(),
+    })
 }
 
 struct Output {

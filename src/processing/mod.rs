@@ -14,7 +14,6 @@
 
 pub mod analyze;
 pub mod join;
-pub mod steps;
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -33,10 +32,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{BuiltinStep, Profiles, StepConfig, StepOutput, render_argv};
-use crate::entity::{RecordingStatus, StepStatus, recording};
+use crate::entity::{Analysis, EventKind, RecordingStatus, StepStatus};
 use crate::events::EventLog;
-use crate::jobs::repo;
 use crate::metrics::Metrics;
+use crate::store::{self, Step, steps};
 use crate::supervisor::Supervisor;
 
 /// Most of a step's standard output kept as its result.
@@ -73,6 +72,8 @@ struct Attempt {
     exit_code: Option<i32>,
     /// Standard output of a command, or the built-in step's JSON.
     result: Option<String>,
+    /// What the built-in `analyze` step measured.
+    analysis: Option<Analysis>,
 }
 
 impl Processing {
@@ -118,12 +119,15 @@ impl Processing {
         status: RecordingStatus,
         error: Option<String>,
     ) -> Result<bool, DbErr> {
-        let done = repo::finish_processing(&self.db, recording_id, status, error).await?;
+        let done =
+            store::recordings::finish_processing(&self.db, recording_id, status, error).await?;
         if done
             && let Some(events) = &self.events
-            && let Some(recording) = repo::find_recording(&self.db, recording_id).await?
+            && let Some(kind) = EventKind::of_recording(status)
+            && let Some(recording) =
+                store::recordings::find_recording(&self.db, recording_id).await?
         {
-            events.publish(&format!("recording.{}", status.as_str()), &recording);
+            events.publish(kind, &recording);
         }
         Ok(done)
     }
@@ -190,9 +194,10 @@ impl Processing {
     /// database, each recording's file is on the node that recorded it.
     pub async fn resume_unfinished(&self, node: &str) -> Result<usize, DbErr> {
         let mut pending =
-            repo::recordings_with_status(&self.db, RecordingStatus::Processing).await?;
+            store::recordings::recordings_with_status(&self.db, RecordingStatus::Processing)
+                .await?;
         let ids: Vec<i32> = pending.iter().map(|r| r.id).collect();
-        let elsewhere = repo::recorded_by_other_nodes(&self.db, &ids, node).await?;
+        let elsewhere = store::recordings::recorded_by_other_nodes(&self.db, &ids, node).await?;
         pending.retain(|r| !elsewhere.contains(&r.id));
         for recording in &pending {
             info!(recording_id = recording.id, "resuming processing");
@@ -202,7 +207,8 @@ impl Processing {
     }
 
     async fn run(&self, recording_id: i32) -> Result<(), DbErr> {
-        let Some(recording) = repo::find_recording(&self.db, recording_id).await? else {
+        let Some(recording) = store::recordings::find_recording(&self.db, recording_id).await?
+        else {
             return Ok(());
         };
         if recording.status != RecordingStatus::Processing {
@@ -235,12 +241,8 @@ impl Processing {
         }
         info!(steps = pipeline.len(), "processing started");
         let input = PathBuf::from(&recording.output_path);
-        if let Some(segments) = recording.segments.as_deref() {
-            let segments: Vec<PathBuf> = serde_json::from_str::<Vec<String>>(segments)
-                .unwrap_or_default()
-                .into_iter()
-                .map(PathBuf::from)
-                .collect();
+        if let Some(segments) = &recording.segments {
+            let segments: Vec<PathBuf> = segments.0.iter().map(PathBuf::from).collect();
             if !segments.is_empty() {
                 if let Err(reason) =
                     join::join_segments(&self.supervisor, &input, &segments, &workdir).await
@@ -254,13 +256,7 @@ impl Processing {
                         .await?;
                     return Ok(());
                 }
-                steps::set_recording_field(
-                    &self.db,
-                    recording_id,
-                    recording::Column::Segments,
-                    None,
-                )
-                .await?;
+                store::recordings::clear_segments(&self.db, recording_id).await?;
                 join::remove_segments(&segments, &workdir).await;
                 info!(segments = segments.len() + 1, "recorder runs joined");
             }
@@ -302,7 +298,7 @@ impl Processing {
     async fn run_step(
         &self,
         recording_id: i32,
-        row: &steps::Step,
+        row: &Step,
         config: &StepConfig,
         input: &Path,
         workdir: &Path,
@@ -355,8 +351,7 @@ impl Processing {
             }
             match result {
                 Ok(done) => {
-                    self.store_output(recording_id, config, done.result.as_deref())
-                        .await?;
+                    self.store_output(recording_id, config, &done).await?;
                     steps::finished(
                         &self.db,
                         row.id,
@@ -408,7 +403,8 @@ impl Processing {
                 .await
                 .map(|analysis| Attempt {
                     exit_code: None,
-                    result: Some(analysis.to_string()),
+                    result: serde_json::to_string(&analysis).ok(),
+                    analysis: Some(analysis),
                 })
                 .map_err(|e| (None, e)),
             None => {
@@ -431,15 +427,18 @@ impl Processing {
         &self,
         recording_id: i32,
         config: &StepConfig,
-        result: Option<&str>,
+        done: &Attempt,
     ) -> Result<(), DbErr> {
-        let column = match (config.builtin, config.stdout) {
-            (Some(BuiltinStep::Analyze), _) => recording::Column::Analysis,
-            (None, Some(StepOutput::Transcript)) => recording::Column::Transcript,
-            (None, None) => return Ok(()),
-        };
-        let value = result.map(|r| r.trim().to_owned());
-        steps::set_recording_field(&self.db, recording_id, column, value).await
+        match (config.builtin, config.stdout) {
+            (Some(BuiltinStep::Analyze), _) => {
+                store::recordings::set_analysis(&self.db, recording_id, done.analysis.clone()).await
+            }
+            (None, Some(StepOutput::Transcript)) => {
+                let transcript = done.result.as_deref().map(|r| r.trim().to_owned());
+                store::recordings::set_transcript(&self.db, recording_id, transcript).await
+            }
+            (None, None) => Ok(()),
+        }
     }
 }
 
@@ -488,6 +487,7 @@ async fn run_command(
         (Some(0), _) => Ok(Attempt {
             exit_code: Some(0),
             result: Some(stdout),
+            analysis: None,
         }),
         (Some(code), _) => Err((Some(code), format!("`{}` exited with code {code}", argv[0]))),
         (None, Some(signal)) => Err((None, format!("`{}` was killed by signal {signal}", argv[0]))),

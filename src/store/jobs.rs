@@ -1,7 +1,7 @@
-//! Database access for jobs and recordings. Every state change is a
-//! compare-and-set (`UPDATE … WHERE status = <expected>`), so that an exit, a
-//! stop and a reconciliation racing each other produce exactly one
-//! transition, on SQLite and PostgreSQL alike.
+//! Queries and compare-and-set updates of jobs. Every state change is an
+//! `UPDATE … WHERE status = <expected>`, so that an exit, a stop and a
+//! reconciliation racing each other produce exactly one transition, on
+//! SQLite and PostgreSQL alike.
 
 use std::path::Path;
 
@@ -12,12 +12,11 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::status::{StopReason, Verdict};
-use crate::entity::{JobStatus, RecordingStatus, recording, recording_job};
+use super::{IN_LIST_CHUNK, Job, Recording};
+use crate::entity::{
+    EndCause, JobStatus, PastRuns, RecordingStatus, Segments, StopReason, recording, recording_job,
+};
 use crate::supervisor::ProcessIdentity;
-
-pub type Job = recording_job::Model;
-pub type Recording = recording::Model;
 
 /// What a new recording needs before its ids exist.
 pub struct NewRecording<'a> {
@@ -121,13 +120,6 @@ pub async fn find_job(db: &impl ConnectionTrait, id: i32) -> Result<Option<Job>,
     recording_job::Entity::find_by_id(id).one(db).await
 }
 
-pub async fn find_recording(
-    db: &impl ConnectionTrait,
-    id: i32,
-) -> Result<Option<Recording>, DbErr> {
-    recording::Entity::find_by_id(id).one(db).await
-}
-
 /// Jobs in `running` or `stopping`, newest first.
 pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
     recording_job::Entity::find()
@@ -135,42 +127,6 @@ pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
         .order_by_desc(recording_job::Column::Id)
         .all(db)
         .await
-}
-
-/// The node of a recording's latest job, if recorded.
-pub async fn latest_job_node(
-    db: &DatabaseConnection,
-    recording_id: i32,
-) -> Result<Option<String>, DbErr> {
-    Ok(recording_job::Entity::find()
-        .filter(recording_job::Column::RecordingId.eq(recording_id))
-        .order_by_desc(recording_job::Column::Id)
-        .one(db)
-        .await?
-        .and_then(|job| job.node))
-}
-
-/// Of `recording_ids`, those recorded by a node other than `node`.
-pub async fn recorded_by_other_nodes(
-    db: &DatabaseConnection,
-    recording_ids: &[i32],
-    node: &str,
-) -> Result<std::collections::HashSet<i32>, DbErr> {
-    let mut found = std::collections::HashSet::new();
-    // Chunked: bound parameters per statement are limited.
-    for chunk in recording_ids.chunks(1000) {
-        let rows: Vec<i32> = recording_job::Entity::find()
-            .select_only()
-            .column(recording_job::Column::RecordingId)
-            .filter(recording_job::Column::RecordingId.is_in(chunk.iter().copied()))
-            .filter(recording_job::Column::Node.is_not_null())
-            .filter(recording_job::Column::Node.ne(node))
-            .into_tuple::<i32>()
-            .all(db)
-            .await?;
-        found.extend(rows);
-    }
-    Ok(found)
 }
 
 /// Of `ids`, those of jobs that exist and are live.
@@ -206,17 +162,16 @@ pub async fn stopping_job_ids_of_node(
 }
 
 /// A node's jobs ended since `since` by another node because this one was
-/// silent (their `error` starts with `prefix`).
+/// silent.
 pub async fn jobs_lost_by_node(
     db: &DatabaseConnection,
     node: &str,
-    prefix: &str,
     since: OffsetDateTime,
 ) -> Result<Vec<Job>, DbErr> {
     recording_job::Entity::find()
         .filter(recording_job::Column::Node.eq(node))
         .filter(recording_job::Column::Status.is_in([JobStatus::Completed, JobStatus::Failed]))
-        .filter(recording_job::Column::Error.starts_with(prefix))
+        .filter(recording_job::Column::EndCause.eq(EndCause::NodeLost))
         .filter(recording_job::Column::CompletedAt.gt(since))
         .all(db)
         .await
@@ -243,34 +198,6 @@ pub async fn list_jobs(
     Ok((items, total))
 }
 
-/// One page of recordings, newest first, and the total matching.
-pub async fn list_recordings(
-    db: &DatabaseConnection,
-    status: Option<RecordingStatus>,
-    page: u64,
-    page_size: u64,
-) -> Result<(Vec<Recording>, u64), DbErr> {
-    let mut query = recording::Entity::find().order_by_desc(recording::Column::Id);
-    if let Some(status) = status {
-        query = query.filter(recording::Column::Status.eq(status));
-    }
-    let paginator = query.paginate(db, page_size);
-    let total = paginator.num_items().await?;
-    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
-    Ok((items, total))
-}
-
-pub async fn recordings_with_status(
-    db: &DatabaseConnection,
-    status: RecordingStatus,
-) -> Result<Vec<Recording>, DbErr> {
-    recording::Entity::find()
-        .filter(recording::Column::Status.eq(status))
-        .order_by_asc(recording::Column::Id)
-        .all(db)
-        .await
-}
-
 /// `running` → `stopping`, saying why. False when the job was not running.
 pub async fn mark_stopping(
     db: &DatabaseConnection,
@@ -278,13 +205,10 @@ pub async fn mark_stopping(
     reason: StopReason,
 ) -> Result<bool, DbErr> {
     let result = recording_job::Entity::update_many()
-        .col_expr(
-            recording_job::Column::StopReason,
-            Expr::value(reason.as_str()),
-        )
+        .col_expr(recording_job::Column::StopReason, Expr::value(reason))
         .col_expr(
             recording_job::Column::Status,
-            Expr::value(JobStatus::Stopping.as_str()),
+            Expr::value(JobStatus::Stopping),
         )
         .col_expr(
             recording_job::Column::StopRequestedAt,
@@ -302,6 +226,19 @@ pub async fn mark_stopping(
 pub struct RecordingOutcome {
     pub status: RecordingStatus,
     pub error: Option<String>,
+}
+
+/// A job's final state and what to record with it: the columns a job's end
+/// writes. The job service's state machine decides them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub stop_signal: Option<i32>,
+    pub stop_duration_ms: Option<i64>,
+    pub end_cause: EndCause,
 }
 
 /// Ends the jobs among `job_ids` still in `expected` state, with one verdict
@@ -331,11 +268,12 @@ async fn end_in(
 ) -> Result<Vec<Job>, DbErr> {
     let now = OffsetDateTime::now_utc();
     let ended = recording_job::Entity::update_many()
-        .col_expr(
-            recording_job::Column::Status,
-            Expr::value(verdict.status.as_str()),
-        )
+        .col_expr(recording_job::Column::Status, Expr::value(verdict.status))
         .col_expr(recording_job::Column::CompletedAt, Expr::value(now))
+        .col_expr(
+            recording_job::Column::EndCause,
+            Expr::value(verdict.end_cause),
+        )
         .col_expr(
             recording_job::Column::ExitCode,
             Expr::value(verdict.exit_code),
@@ -366,7 +304,7 @@ async fn end_in(
     recording::Entity::update_many()
         .col_expr(
             recording::Column::Status,
-            Expr::value(recording_outcome.status.as_str()),
+            Expr::value(recording_outcome.status),
         )
         .col_expr(
             recording::Column::Error,
@@ -439,62 +377,6 @@ pub async fn find_job_with_recording(
         .await
 }
 
-/// Recordings by id, in chunks that keep `IN (…)` lists short.
-pub async fn recordings_by_ids(
-    db: &DatabaseConnection,
-    ids: &[i32],
-) -> Result<Vec<Recording>, DbErr> {
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(IN_LIST_CHUNK) {
-        found.extend(
-            recording::Entity::find()
-                .filter(recording::Column::Id.is_in(chunk.iter().copied()))
-                .all(db)
-                .await?,
-        );
-    }
-    Ok(found)
-}
-
-/// Longest `IN (…)` list a statement gets.
-pub const IN_LIST_CHUNK: usize = 500;
-
-/// `processing` → `ready` or `failed`. False when the recording was not
-/// processing (someone else finished it).
-pub async fn finish_processing(
-    db: &DatabaseConnection,
-    recording_id: i32,
-    status: RecordingStatus,
-    error: Option<String>,
-) -> Result<bool, DbErr> {
-    let result = recording::Entity::update_many()
-        .col_expr(recording::Column::Status, Expr::value(status.as_str()))
-        .col_expr(recording::Column::Error, Expr::value(error))
-        .col_expr(
-            recording::Column::UpdatedAt,
-            Expr::value(OffsetDateTime::now_utc()),
-        )
-        .filter(recording::Column::Id.eq(recording_id))
-        .filter(recording::Column::Status.eq(RecordingStatus::Processing))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Deletes a `ready` or `failed` recording (its jobs and steps go with it,
-/// by foreign key). False when it was in another state.
-pub async fn delete_settled_recording(
-    db: &DatabaseConnection,
-    recording_id: i32,
-) -> Result<bool, DbErr> {
-    let result = recording::Entity::delete_many()
-        .filter(recording::Column::Id.eq(recording_id))
-        .filter(recording::Column::Status.is_in([RecordingStatus::Ready, RecordingStatus::Failed]))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
 /// A crashed recorder is about to be started again: the job (still
 /// `running` its attempt `job.attempt`) moves to the next attempt with the
 /// history of the earlier ones, and the recording gains the new segment.
@@ -503,13 +385,13 @@ pub async fn delete_settled_recording(
 pub async fn claim_restart(
     db: &DatabaseConnection,
     job: &Job,
-    attempts_json: String,
-    segments_json: String,
+    attempts: PastRuns,
+    segments: Segments,
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let result = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
-        .col_expr(recording_job::Column::Attempts, Expr::value(attempts_json))
+        .col_expr(recording_job::Column::Attempts, Expr::value(attempts))
         // The previous run's identity goes with it: until the new run's is
         // stored, the job shows no process rather than a dead one.
         .col_expr(
@@ -530,7 +412,7 @@ pub async fn claim_restart(
         return Ok(false);
     }
     recording::Entity::update_many()
-        .col_expr(recording::Column::Segments, Expr::value(segments_json))
+        .col_expr(recording::Column::Segments, Expr::value(segments))
         .col_expr(
             recording::Column::UpdatedAt,
             Expr::value(OffsetDateTime::now_utc()),
@@ -542,13 +424,10 @@ pub async fn claim_restart(
     Ok(true)
 }
 
-/// How many jobs and recordings are in each status (for metrics).
-pub async fn counts_by_status(
-    db: &DatabaseConnection,
-) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), DbErr> {
-    use sea_orm::QuerySelect;
+/// How many jobs are in each status (for metrics).
+pub async fn count_by_status(db: &DatabaseConnection) -> Result<Vec<(JobStatus, i64)>, DbErr> {
     use sea_orm::sea_query::Func;
-    let jobs = recording_job::Entity::find()
+    recording_job::Entity::find()
         .select_only()
         .column(recording_job::Column::Status)
         .column_as(
@@ -556,19 +435,7 @@ pub async fn counts_by_status(
             "n",
         )
         .group_by(recording_job::Column::Status)
-        .into_tuple::<(String, i64)>()
+        .into_tuple::<(JobStatus, i64)>()
         .all(db)
-        .await?;
-    let recordings = recording::Entity::find()
-        .select_only()
-        .column(recording::Column::Status)
-        .column_as(
-            Expr::from(Func::count(Expr::col(recording::Column::Id))),
-            "n",
-        )
-        .group_by(recording::Column::Status)
-        .into_tuple::<(String, i64)>()
-        .all(db)
-        .await?;
-    Ok((jobs, recordings))
+        .await
 }

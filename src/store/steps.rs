@@ -4,13 +4,12 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    QueryOrder,
 };
 use time::OffsetDateTime;
 
-use crate::entity::{RecordingStatus, StepStatus, processing_step, recording};
-
-pub type Step = processing_step::Model;
+use super::Step;
+use crate::entity::{StepStatus, processing_step};
 
 /// The recording's steps in order, creating the missing ones as `pending`.
 pub async fn ensure(
@@ -93,63 +92,4 @@ pub async fn finished(
         .exec(db)
         .await?;
     Ok(())
-}
-
-/// Stores what a step produced on the recording.
-pub async fn set_recording_field(
-    db: &DatabaseConnection,
-    recording_id: i32,
-    column: recording::Column,
-    value: Option<String>,
-) -> Result<(), DbErr> {
-    recording::Entity::update_many()
-        .col_expr(column, Expr::value(value))
-        .filter(recording::Column::Id.eq(recording_id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// `ready`/`failed` → `processing` with every step forgotten, so the whole
-/// pipeline runs again. False when the recording was in another state.
-pub async fn reset_for_reprocessing(
-    db: &DatabaseConnection,
-    recording_id: i32,
-) -> Result<bool, DbErr> {
-    let txn = db.begin().await?;
-    let result = recording::Entity::update_many()
-        .col_expr(
-            recording::Column::Status,
-            Expr::value(RecordingStatus::Processing.as_str()),
-        )
-        .col_expr(
-            recording::Column::Error,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            recording::Column::Analysis,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            recording::Column::Transcript,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            recording::Column::UpdatedAt,
-            Expr::value(OffsetDateTime::now_utc()),
-        )
-        .filter(recording::Column::Id.eq(recording_id))
-        .filter(recording::Column::Status.is_in([RecordingStatus::Ready, RecordingStatus::Failed]))
-        .exec(&txn)
-        .await?;
-    if result.rows_affected != 1 {
-        txn.rollback().await?;
-        return Ok(false);
-    }
-    processing_step::Entity::delete_many()
-        .filter(processing_step::Column::RecordingId.eq(recording_id))
-        .exec(&txn)
-        .await?;
-    txn.commit().await?;
-    Ok(true)
 }

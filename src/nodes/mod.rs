@@ -8,9 +8,13 @@
 //! `stopping` in the database; the owning node notices within a second and
 //! begins the stop sequence. A node declared lost that is in fact alive (a
 //! pause, a database outage) stops its recorders once it notices, and
-//! processes what they recorded.
+//! processes what they recorded (see `jobs::peers`).
 
-use std::collections::{HashMap, HashSet};
+mod lost;
+
+pub use lost::{NodeLoss, lost_jobs};
+
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -21,14 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::entity::{node, recording_job};
-use crate::jobs::JobService;
 use crate::supervisor::identity::{self, Liveness};
-
-/// How the `error` of a job ended because its node went silent begins.
-pub const NODE_LOST: &str = "node lost: ";
-
-/// How often a node looks for stops requested through other nodes.
-const STOP_WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// What others know of a node.
 #[derive(Debug, Clone, Copy)]
@@ -216,33 +213,6 @@ pub async fn beat(
         }
         if let Err(e) = heartbeat(&db, &node_id, timeout).await {
             warn!(error = %e, "cannot write this node's heartbeat");
-        }
-    }
-}
-
-/// Carries out stops requested through other nodes (every second) and
-/// deals with this node's jobs that others declared lost (every heartbeat
-/// interval), until `closed`.
-pub async fn watch(jobs: JobService, timeout: Duration, closed: CancellationToken) {
-    let mut stops = tokio::time::interval(STOP_WATCH_EVERY);
-    stops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut lost = tokio::time::interval(heartbeat_interval(timeout));
-    lost.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut forwarded = HashSet::new();
-    let mut handled = HashSet::new();
-    loop {
-        tokio::select! {
-            _ = stops.tick() => {
-                if let Err(e) = jobs.carry_out_remote_stops(&mut forwarded).await {
-                    warn!(error = %e, "cannot look for stops requested through other nodes");
-                }
-            }
-            _ = lost.tick() => {
-                if let Err(e) = jobs.recover_lost_jobs(&mut handled).await {
-                    warn!(error = %e, "cannot look for this node's jobs declared lost");
-                }
-            }
-            () = closed.cancelled() => return,
         }
     }
 }

@@ -1,0 +1,397 @@
+//! The one transition out of `running`/`stopping`, shared by every path
+//! that ends a job (its recorder's exit, a reconciliation, a failed spawn,
+//! a lost node). Each job's end is decided by the pure state machine
+//! (`status::verdict`) from what is known, written with a compare-and-set
+//! (so racing paths yield exactly one transition), then announced by
+//! [`JobService::after_end`]: logged, published, and its recording's
+//! processing launched, exactly once.
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::DbErr;
+use tracing::info;
+
+use super::JobService;
+use super::request::find_profile;
+use super::status::{Ending, JobContext, verdict};
+use crate::entity::{EventKind, JobStatus, RecordingStatus};
+use crate::recordings::output::{self, OutputState};
+use crate::store::jobs::{FinishGroup, RecordingOutcome, Verdict};
+use crate::store::{self, Job, Recording};
+
+impl JobService {
+    /// Ends one job. Reads it, decides its final state from the state it is
+    /// in, and writes it only if that state is unchanged; on a lost race it
+    /// reads again. Returns the ended job, or `None` when it had already
+    /// ended.
+    pub async fn finish(&self, job_id: i32, ending: Ending) -> Result<Option<Job>, DbErr> {
+        let db = &self.inner.db;
+        loop {
+            // One read for both, one conditional UPDATE … RETURNING: an exit
+            // costs as few round trips to the database as it can.
+            let Some((job, Some(recording))) =
+                store::jobs::find_job_with_recording(db, job_id).await?
+            else {
+                return Ok(None);
+            };
+            if job.status.is_terminal() {
+                return Ok(None);
+            }
+            let state = read_outputs(vec![output::recorded_files(&recording)]).await?;
+            let state = state.first().cloned().unwrap_or(OutputState::Missing);
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, &state);
+            let ended =
+                store::jobs::finish_jobs(db, &[job.id], job.status, &verdict, &outcome).await?;
+            let Some(ended) = ended.into_iter().next() else {
+                // Its status changed meanwhile: decide again from the new one.
+                continue;
+            };
+            self.after_end(&ended, job.status, &verdict, &recording, &outcome);
+            return Ok(Some(ended));
+        }
+    }
+
+    /// Ends many live jobs, each with its own ending, in one transaction:
+    /// jobs that end the same way (same state, same verdict, same fate of
+    /// their recording) share one conditional UPDATE. Returns the ids of the
+    /// jobs ended; those whose state changed since they were read are left
+    /// for the caller.
+    pub(super) async fn end_many(
+        &self,
+        items: Vec<(Job, Recording, Ending)>,
+    ) -> Result<HashSet<i32>, DbErr> {
+        if items.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let files = items
+            .iter()
+            .map(|(_, r, _)| output::recorded_files(r))
+            .collect();
+        let states = read_outputs(files).await?;
+        let mut decided = Vec::with_capacity(items.len());
+        for ((job, recording, ending), state) in items.into_iter().zip(&states) {
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, state);
+            decided.push((job, recording, verdict, outcome));
+        }
+        let (groups, recordings) = group_endings(decided);
+        let ended = store::jobs::finish_job_groups(&self.inner.db, &groups).await?;
+        let mut ended_ids = HashSet::with_capacity(ended.len());
+        for (job, group) in &ended {
+            let group = &groups[*group];
+            ended_ids.insert(job.id);
+            if let Some(recording) = recordings.get(&job.id) {
+                self.after_end(job, group.from, &group.verdict, recording, &group.outcome);
+            }
+        }
+        Ok(ended_ids)
+    }
+
+    /// Ends unowned jobs whose processes are gone, in as few statements as
+    /// their distinct outcomes allow. Start-up after a crash with thousands
+    /// of dead recorders takes a handful of transactions, not thousands.
+    pub(super) async fn end_gone(&self, gone: Vec<(Job, Ending)>) -> Result<usize, DbErr> {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let recording_ids: Vec<i32> = gone.iter().map(|(j, _)| j.recording_id).collect();
+        let recordings: HashMap<i32, Recording> =
+            store::recordings::recordings_by_ids(&self.inner.db, &recording_ids)
+                .await?
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect();
+        let items: Vec<(Job, Recording, Ending)> = gone
+            .iter()
+            .filter_map(|(job, ending)| {
+                let recording = recordings.get(&job.recording_id)?.clone();
+                Some((job.clone(), recording, ending.clone()))
+            })
+            .collect();
+        let ended_ids = self.end_many(items).await?;
+        let mut ended_count = ended_ids.len();
+        // Jobs whose state changed since they were read (a stop landed):
+        // the one-by-one transition reads them again and decides anew.
+        for (job, ending) in gone {
+            if !ended_ids.contains(&job.id) && self.finish(job.id, ending).await?.is_some() {
+                ended_count += 1;
+            }
+        }
+        Ok(ended_count)
+    }
+
+    /// The job's verdict and its recording's fate, from what is known.
+    fn decide(
+        &self,
+        job: &Job,
+        recording: &Recording,
+        ending: &Ending,
+        output: &OutputState,
+    ) -> (Verdict, RecordingOutcome) {
+        let profile = find_profile(&self.inner.settings.profiles, Some(&recording.profile))
+            .ok()
+            .map(|(_, p)| p);
+        let clean_exit_codes = profile
+            .as_ref()
+            .map(|p| p.clean_exit_codes.clone())
+            .unwrap_or_else(|| vec![0]);
+        let verdict = verdict(
+            JobContext {
+                status: job.status,
+                stop_reason: job.stop_reason,
+                output_has_data: output.has_data(),
+                clean_exit_codes: &clean_exit_codes,
+            },
+            ending,
+        );
+        // With no step to run and no segments to join, the recording is
+        // ready as soon as its job ends: no processing round for nothing.
+        let nothing_to_process = profile.as_ref().is_some_and(|p| p.pipeline().is_empty())
+            && recording.segments.is_none();
+        let outcome = recording_outcome(ending, output, &verdict, nothing_to_process);
+        (verdict, outcome)
+    }
+
+    /// What follows a committed end, the same whichever path ended the job:
+    /// one log line, the job's event (and its recording's), and processing
+    /// launched when the recording moved to `processing`.
+    fn after_end(
+        &self,
+        job: &Job,
+        from: JobStatus,
+        verdict: &Verdict,
+        recording: &Recording,
+        outcome: &RecordingOutcome,
+    ) {
+        info!(
+            job_id = job.id,
+            pid = job.process_id,
+            from = from.as_str(),
+            to = verdict.status.as_str(),
+            exit_code = verdict.exit_code,
+            exit_signal = verdict.exit_signal,
+            error = verdict.error.as_deref(),
+            recording = outcome.status.as_str(),
+            "job ended"
+        );
+        let events = &self.inner.events;
+        events.publish(EventKind::of_job(job.status), job);
+        if recording.status != RecordingStatus::Recording {
+            return;
+        }
+        if let Some(kind) = EventKind::of_recording(outcome.status) {
+            let mut now = recording.clone();
+            now.status = outcome.status;
+            now.error = outcome.error.clone();
+            now.updated_at = job.completed_at.unwrap_or(now.updated_at);
+            events.publish(kind, &now);
+        }
+        if outcome.status == RecordingStatus::Processing {
+            self.inner.processing.launch(job.recording_id);
+        }
+    }
+}
+
+/// Reads the state of each recording's files, off the async runtime.
+async fn read_outputs(files: Vec<Vec<std::path::PathBuf>>) -> Result<Vec<OutputState>, DbErr> {
+    output::states_of(files)
+        .await
+        .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))
+}
+
+/// A recording's fate when its job ends.
+fn recording_outcome(
+    ending: &Ending,
+    output: &OutputState,
+    verdict: &Verdict,
+    nothing_to_process: bool,
+) -> RecordingOutcome {
+    match output {
+        // The file is on the lost node, not here: judged there when the
+        // node returns.
+        _ if matches!(ending, Ending::NodeLost(_)) => RecordingOutcome {
+            status: RecordingStatus::Failed,
+            error: verdict.error.clone(),
+        },
+        OutputState::HasData if nothing_to_process => RecordingOutcome {
+            status: RecordingStatus::Ready,
+            error: None,
+        },
+        OutputState::HasData => RecordingOutcome {
+            status: RecordingStatus::Processing,
+            error: None,
+        },
+        other => RecordingOutcome {
+            status: RecordingStatus::Failed,
+            error: Some(match &verdict.error {
+                Some(job_error) => format!("{}; {job_error}", other.describe()),
+                None => other.describe(),
+            }),
+        },
+    }
+}
+
+/// Groups decided endings so that jobs ending the same way, from the same
+/// state, are written by one statement; also returns each job's recording.
+fn group_endings(
+    decided: Vec<(Job, Recording, Verdict, RecordingOutcome)>,
+) -> (Vec<FinishGroup>, HashMap<i32, Recording>) {
+    let mut groups: Vec<FinishGroup> = Vec::new();
+    let mut recordings = HashMap::with_capacity(decided.len());
+    for (job, recording, verdict, outcome) in decided {
+        match groups
+            .iter_mut()
+            .find(|g| g.from == job.status && g.verdict == verdict && g.outcome == outcome)
+        {
+            Some(group) => group.job_ids.push(job.id),
+            None => groups.push(FinishGroup {
+                from: job.status,
+                verdict,
+                outcome,
+                job_ids: vec![job.id],
+            }),
+        }
+        recordings.insert(job.id, recording);
+    }
+    (groups, recordings)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::entity::EndCause;
+
+    fn job(id: i32, status: JobStatus) -> Job {
+        Job {
+            id,
+            recording_id: id,
+            status,
+            process_id: Some(1000 + id),
+            process_start_time: Some(1),
+            exit_code: None,
+            exit_signal: None,
+            duration_seconds: None,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            stop_requested_at: None,
+            completed_at: None,
+            error: None,
+            log_path: String::new(),
+            stop_reason: None,
+            stop_signal: None,
+            stop_duration_ms: None,
+            attempt: 1,
+            attempts: None,
+            node: None,
+            end_cause: None,
+        }
+    }
+
+    fn recording(id: i32) -> Recording {
+        Recording {
+            id,
+            title: String::new(),
+            source: "test://x".to_owned(),
+            profile: "test".to_owned(),
+            status: RecordingStatus::Recording,
+            output_path: format!("/nowhere/recording-{id}.mkv"),
+            error: None,
+            analysis: None,
+            transcript: None,
+            segments: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn verdict(status: JobStatus, error: Option<&str>) -> Verdict {
+        Verdict {
+            status,
+            error: error.map(str::to_owned),
+            exit_code: Some(0),
+            exit_signal: None,
+            stop_signal: None,
+            stop_duration_ms: None,
+            end_cause: EndCause::Exited,
+        }
+    }
+
+    fn processing() -> RecordingOutcome {
+        RecordingOutcome {
+            status: RecordingStatus::Processing,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn jobs_ending_the_same_way_from_the_same_state_share_one_group() {
+        let done = verdict(JobStatus::Completed, None);
+        let decided = vec![
+            (
+                job(1, JobStatus::Running),
+                recording(1),
+                done.clone(),
+                processing(),
+            ),
+            (
+                job(2, JobStatus::Running),
+                recording(2),
+                done.clone(),
+                processing(),
+            ),
+            // Same verdict from another state: its own statement, since the
+            // compare-and-set expects that state.
+            (
+                job(3, JobStatus::Stopping),
+                recording(3),
+                done.clone(),
+                processing(),
+            ),
+            // Another verdict: its own group.
+            (
+                job(4, JobStatus::Running),
+                recording(4),
+                verdict(JobStatus::Failed, Some("recorder exited with code 3")),
+                processing(),
+            ),
+            (job(5, JobStatus::Running), recording(5), done, processing()),
+        ];
+        let (groups, recordings) = group_endings(decided);
+        let ids: Vec<Vec<i32>> = groups.iter().map(|g| g.job_ids.clone()).collect();
+        assert_eq!(ids, [vec![1, 2, 5], vec![3], vec![4]]);
+        assert_eq!(groups[1].from, JobStatus::Stopping);
+        assert_eq!(recordings.len(), 5);
+        assert_eq!(recordings[&4].id, 4);
+    }
+
+    #[test]
+    fn a_recording_is_processed_only_when_there_is_data_and_a_pipeline() {
+        let ended = Ending::ProcessGone("gone".to_owned());
+        let ok = verdict(JobStatus::Completed, None);
+        let data = OutputState::HasData;
+        assert_eq!(
+            recording_outcome(&ended, &data, &ok, false).status,
+            RecordingStatus::Processing
+        );
+        assert_eq!(
+            recording_outcome(&ended, &data, &ok, true).status,
+            RecordingStatus::Ready
+        );
+        let failed = verdict(JobStatus::Failed, Some("recorder exited with code 3"));
+        let missing = recording_outcome(&ended, &OutputState::Missing, &failed, false);
+        assert_eq!(missing.status, RecordingStatus::Failed);
+        assert_eq!(
+            missing.error.as_deref(),
+            Some("the recorder produced no output file; recorder exited with code 3")
+        );
+    }
+
+    #[test]
+    fn a_lost_nodes_recording_fails_whatever_is_on_this_disk() {
+        let lost = Ending::NodeLost("node lost: node `a` is unknown".to_owned());
+        let failed = verdict(JobStatus::Failed, Some("node lost: node `a` is unknown"));
+        let outcome = recording_outcome(&lost, &OutputState::HasData, &failed, false);
+        assert_eq!(outcome.status, RecordingStatus::Failed);
+        assert_eq!(outcome.error, failed.error);
+    }
+}

@@ -1,0 +1,204 @@
+//! The seed's `is_process_running` sweep, kept as the fallback for jobs no
+//! task of this process owns: those left by a previous supervisor, found at
+//! start-up, by `active`, by `cleanup` and on a timer. A job whose process
+//! is gone, or whose PID now names another process, is ended; a live one
+//! with a verified identity is adopted; another node's job is judged by
+//! that node's liveness, never by a local PID.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sea_orm::DbErr;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use super::status::Ending;
+use super::{JobError, JobService};
+use crate::entity::JobStatus;
+use crate::store::{self, Job};
+use crate::supervisor::identity::{self, Liveness};
+use crate::supervisor::{ForeignProcess, ProcessIdentity, StallCheck};
+
+impl JobService {
+    /// Jobs in `running` or `stopping`, after reconciling those no task of
+    /// this process owns: a job whose process is gone is never listed.
+    pub async fn active(&self) -> Result<Vec<Job>, JobError> {
+        Ok(self.reconcile_and_list().await?.1)
+    }
+
+    /// Reconciles every live job now; returns how many were ended.
+    pub async fn cleanup(&self) -> Result<usize, JobError> {
+        Ok(self.reconcile().await?)
+    }
+
+    /// Ends unowned jobs whose process is gone, adopts live ones; returns
+    /// how many were ended.
+    pub async fn reconcile(&self) -> Result<usize, DbErr> {
+        Ok(self.reconcile_and_list().await?.0)
+    }
+
+    /// [`JobService::reconcile`], also returning the live jobs afterwards
+    /// (read once when nothing had to be ended).
+    async fn reconcile_and_list(&self) -> Result<(usize, Vec<Job>), DbErr> {
+        let (live, candidates) = {
+            let _exclusive = self.inner.start_gate.write().await;
+            let live = store::jobs::live_jobs(&self.inner.db).await?;
+            let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
+            let candidates: Vec<Job> = live
+                .iter()
+                .filter(|job| !owned.contains(&job.id))
+                .cloned()
+                .collect();
+            (live, candidates)
+        };
+        let (mine, foreign): (Vec<Job>, Vec<Job>) =
+            candidates.into_iter().partition(|job| self.is_mine(job));
+        let mut gone = self.lost_with_their_nodes(foreign).await?;
+        if mine.is_empty() && gone.is_empty() {
+            return Ok((0, live));
+        }
+        let mut ended = 0;
+        for (job, liveness) in check_identities(mine).await? {
+            match liveness {
+                // Adopted, or ended on the spot if it died meanwhile.
+                Liveness::Alive => {
+                    if self.settle_unowned(&job, liveness).await? {
+                        ended += 1;
+                    }
+                }
+                // The PID answers but nothing recorded can prove it is ours:
+                // it is neither ended nor ever signalled.
+                Liveness::Unverified => {}
+                dead => {
+                    let reason = dead.describe();
+                    gone.push((job, Ending::ProcessGone(reason)));
+                }
+            }
+        }
+        ended += self.end_gone(gone).await?;
+        if ended == 0 {
+            return Ok((0, live));
+        }
+        info!(ended, "reconciliation ended jobs whose process was gone");
+        Ok((ended, store::jobs::live_jobs(&self.inner.db).await?))
+    }
+
+    /// Reconciles one job no task may own (a stop found no owner for it).
+    pub(super) async fn reconcile_one(&self, job_id: i32) -> Result<bool, DbErr> {
+        // Exclusive, like `reconcile`: a job being started is not an orphan.
+        let _exclusive = self.inner.start_gate.write().await;
+        let Some(job) = store::jobs::find_job(&self.inner.db, job_id).await? else {
+            return Ok(false);
+        };
+        if job.status.is_terminal() || self.inner.supervisor.owns(job_id) {
+            return Ok(false);
+        }
+        if !self.is_mine(&job) {
+            let gone = self.lost_with_their_nodes(vec![job]).await?;
+            return Ok(self.end_gone(gone).await? > 0);
+        }
+        let Some((job, liveness)) = check_identities(vec![job]).await?.pop() else {
+            return Ok(false);
+        };
+        self.settle_unowned(&job, liveness).await
+    }
+
+    /// Of other nodes' live jobs, those whose node is lost, each with how it
+    /// ends: nothing here can know how its recorder went, nor read what it
+    /// wrote.
+    async fn lost_with_their_nodes(&self, foreign: Vec<Job>) -> Result<Vec<(Job, Ending)>, DbErr> {
+        let lost = crate::nodes::lost_jobs(&self.inner.db, foreign).await?;
+        Ok(lost
+            .into_iter()
+            .map(|(job, loss)| (job, Ending::NodeLost(loss.to_string())))
+            .collect())
+    }
+
+    /// Ends an unowned job whose process is gone, or adopts it when it is
+    /// verifiably alive. True when the job was ended.
+    async fn settle_unowned(&self, job: &Job, liveness: Liveness) -> Result<bool, DbErr> {
+        let pid = job.process_id.unwrap_or_default();
+        match liveness {
+            Liveness::Alive => {
+                let identity = ProcessIdentity {
+                    pid,
+                    start_time: job.process_start_time.unwrap_or_default(),
+                };
+                match ForeignProcess::open(job.id, identity) {
+                    Ok(Some(process)) => {
+                        if !self.inner.supervisor.owns(job.id) {
+                            self.adopt(job, process).await;
+                        }
+                        Ok(false)
+                    }
+                    // It ended between the check and the open.
+                    Ok(None) => {
+                        let gone = "the recorder's process no longer exists".to_owned();
+                        let ended = self.finish(job.id, Ending::ProcessGone(gone)).await?;
+                        Ok(ended.is_some())
+                    }
+                    Err(e) => {
+                        warn!(job_id = job.id, pid, error = %e, "cannot watch a live orphaned recorder");
+                        Ok(false)
+                    }
+                }
+            }
+            // The PID answers but nothing recorded can prove it is ours: it
+            // is neither ended nor ever signalled.
+            Liveness::Unverified => Ok(false),
+            gone => {
+                let ended = self
+                    .finish(job.id, Ending::ProcessGone(gone.describe()))
+                    .await?;
+                Ok(ended.is_some())
+            }
+        }
+    }
+
+    /// Takes charge of a live recorder left by a previous run: watched
+    /// through its pidfd, its duration limit re-armed from `started_at`, and
+    /// its stop sequence begun if a stop had been requested.
+    async fn adopt(&self, job: &Job, process: ForeignProcess) {
+        info!(
+            job_id = job.id,
+            pid = job.process_id,
+            "adopting a live recorder"
+        );
+        let stall = match self.recording_and_profile(job).await {
+            Ok((recording, profile)) => profile.stall_timeout().map(|timeout| StallCheck {
+                output: PathBuf::from(recording.output_path),
+                timeout,
+            }),
+            Err(_) => None,
+        };
+        self.inner.supervisor.adopt(job.id, process, stall);
+        if job.status == JobStatus::Stopping {
+            match self.stop_plan(job.id).await {
+                Ok(plan) => {
+                    self.inner.supervisor.stop(job.id, plan);
+                }
+                Err(e) => warn!(job_id = job.id, error = %e, "cannot stop the adopted recorder"),
+            }
+        } else if let Some(limit) = job.duration_seconds {
+            let elapsed = OffsetDateTime::now_utc() - job.started_at;
+            let remaining = time::Duration::seconds(limit) - elapsed;
+            let remaining = Duration::try_from(remaining).unwrap_or(Duration::ZERO);
+            self.arm_duration_limit(job.id, remaining);
+        }
+    }
+}
+
+/// Each job's liveness, checked against `/proc` off the async runtime.
+async fn check_identities(jobs: Vec<Job>) -> Result<Vec<(Job, Liveness)>, DbErr> {
+    tokio::task::spawn_blocking(move || {
+        jobs.into_iter()
+            .map(|job| {
+                let liveness = identity::check_job(job.id, job.process_id, job.process_start_time);
+                (job, liveness)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| DbErr::Custom(format!("identity check failed: {e}")))
+}

@@ -1,0 +1,114 @@
+//! Stopping jobs: on request, at a duration limit, when stalled, and all of
+//! them at shutdown. A stop marks the job `stopping` and begins the
+//! profile's stop sequence; the recorder's exit ends the job.
+
+use std::time::Duration;
+
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{JobError, JobService};
+use crate::entity::{EventKind, JobStatus, StopReason};
+use crate::store::{self, Job};
+use crate::supervisor::StopPlan;
+
+impl JobService {
+    /// Marks the job `stopping` and begins the profile's stop sequence. Does
+    /// not wait for the recorder to end. Stopping a job that is already
+    /// stopping asks again (the sequence under way is not restarted).
+    pub async fn stop(&self, job_id: i32) -> Result<Job, JobError> {
+        self.stop_for(job_id, StopReason::Requested).await
+    }
+
+    /// [`JobService::stop`], recording why the stop was asked for.
+    pub async fn stop_for(&self, job_id: i32, reason: StopReason) -> Result<Job, JobError> {
+        // Worked out before the state changes, so that a failure here cannot
+        // leave a job `stopping` with nothing sent.
+        let plan = self.stop_plan(job_id).await?;
+        self.mark_stopping(job_id, reason).await?;
+        if !self.inner.supervisor.stop(job_id, plan) {
+            // Nobody here owns it: its process is gone (it is ended now) or
+            // it is verifiably alive (adopted, and the adoption begins the
+            // stop sequence of a `stopping` job).
+            self.reconcile_one(job_id).await?;
+        }
+        self.job(job_id).await
+    }
+
+    /// `running` → `stopping`, published before any signal is sent so that
+    /// the stream shows `stopping` before the job's end. A job already
+    /// stopping is left as it is; an ended one is refused.
+    async fn mark_stopping(&self, job_id: i32, reason: StopReason) -> Result<(), JobError> {
+        let db = &self.inner.db;
+        loop {
+            let job = self.job(job_id).await?;
+            match job.status {
+                JobStatus::Completed | JobStatus::Failed => {
+                    return Err(JobError::JobAlreadyEnded {
+                        id: job_id,
+                        status: job.status,
+                    });
+                }
+                JobStatus::Stopping => return Ok(()),
+                JobStatus::Running => {
+                    if store::jobs::mark_stopping(db, job_id, reason).await? {
+                        info!(job_id, ?reason, "stop requested");
+                        if let Some(stopping) = store::jobs::find_job(db, job_id).await? {
+                            self.inner.events.publish(EventKind::JobStopping, &stopping);
+                        }
+                        return Ok(());
+                    }
+                    // Its status changed meanwhile; look again.
+                }
+            }
+        }
+    }
+
+    /// The job's stop sequence, from its profile.
+    pub(super) async fn stop_plan(&self, job_id: i32) -> Result<StopPlan, JobError> {
+        let job = self.job(job_id).await?;
+        let (_, profile) = self.recording_and_profile(&job).await?;
+        Ok(StopPlan {
+            first_signal: profile.stop_signal(),
+            grace: profile.stop_grace(),
+        })
+    }
+
+    /// Stops the job when its duration limit elapses (at once if it already
+    /// has, as for a job adopted after a restart).
+    pub(super) fn arm_duration_limit(&self, job_id: i32, after: Duration) {
+        let this = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(after) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                match this.stop_for(job_id, StopReason::Duration).await {
+                    Ok(_) => info!("duration limit reached; job stopping"),
+                    // Ended already, or deleted with its recording since.
+                    Err(JobError::JobAlreadyEnded { .. } | JobError::JobNotFound { .. }) => {}
+                    Err(e) => warn!(error = %e, "could not stop the job at its duration limit"),
+                }
+            }
+            .instrument(info_span!("job", job_id)),
+        );
+    }
+
+    /// Begins the stop sequence of every owned recorder (graceful shutdown).
+    pub async fn stop_all(&self) -> usize {
+        // Waits out every start that got past its shutdown check, so each
+        // recorder spawned is owned (and stopped) here.
+        drop(self.inner.start_gate.write().await);
+        let owned = self.inner.supervisor.owned_jobs();
+        let mut stopped = 0;
+        for job_id in owned {
+            match self.stop_for(job_id, StopReason::Shutdown).await {
+                Ok(_) => stopped += 1,
+                Err(JobError::JobAlreadyEnded { .. }) => {}
+                Err(e) => warn!(job_id, error = %e, "could not stop recorder at shutdown"),
+            }
+        }
+        stopped
+    }
+}

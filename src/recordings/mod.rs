@@ -1,0 +1,291 @@
+//! Recordings: what was recorded and what became of it. The reads the API
+//! offers (lists, a recording with its jobs and steps), and the operations
+//! on a recording's files: processing it again, deleting it, serving its
+//! media and its recorder's log. Jobs decide when a recording starts and
+//! stops; this module owns it from then on.
+
+mod error;
+pub mod files;
+pub mod output;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use time::OffsetDateTime;
+use tracing::info;
+
+pub use error::RecordingError;
+pub use files::LogTail;
+
+use crate::entity::{EndCause, EventKind, RecordingStatus};
+use crate::events::EventLog;
+use crate::processing::Processing;
+use crate::store::{self, Job, Recording, Step};
+
+/// A recording with everything known about it.
+#[derive(Debug, Clone)]
+pub struct RecordingDetail {
+    pub recording: Recording,
+    /// Every run of a recorder for it, newest first.
+    pub jobs: Vec<Job>,
+    /// Its processing pipeline, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Most jobs listed with one recording.
+const MAX_JOBS_SHOWN: u64 = 500;
+/// How long an operation waits for a pipeline that has just committed its
+/// outcome to let go of the recording.
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+
+/// Cheap to clone: every clone is the same service.
+#[derive(Clone)]
+pub struct Recordings {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    processing: Processing,
+    events: EventLog,
+    /// This node's id: files recorded elsewhere may not be here.
+    node_id: String,
+}
+
+impl Recordings {
+    pub fn new(
+        db: DatabaseConnection,
+        processing: Processing,
+        events: EventLog,
+        node_id: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                processing,
+                events,
+                node_id,
+            }),
+        }
+    }
+
+    pub async fn get(&self, id: i32) -> Result<Recording, RecordingError> {
+        store::recordings::find_recording(&self.inner.db, id)
+            .await?
+            .ok_or(RecordingError::NotFound { id })
+    }
+
+    /// One page of recordings, newest first, and how many match in all.
+    pub async fn list(
+        &self,
+        status: Option<RecordingStatus>,
+        page: u64,
+        page_size: u64,
+    ) -> Result<(Vec<Recording>, u64), RecordingError> {
+        Ok(store::recordings::list_recordings(&self.inner.db, status, page, page_size).await?)
+    }
+
+    /// The recording with its jobs and its pipeline's steps.
+    pub async fn detail(&self, id: i32) -> Result<RecordingDetail, RecordingError> {
+        let recording = self.get(id).await?;
+        let db = &self.inner.db;
+        let (jobs, _) = store::jobs::list_jobs(db, None, Some(id), 1, MAX_JOBS_SHOWN).await?;
+        let steps = store::steps::of_recording(db, id).await?;
+        Ok(RecordingDetail {
+            recording,
+            jobs,
+            steps,
+        })
+    }
+
+    /// Runs the recording's whole pipeline again.
+    pub async fn reprocess(&self, id: i32) -> Result<Recording, RecordingError> {
+        let recording = self.settled(id, "reprocessed").await?;
+        self.recording_here(&recording).await?;
+        let files = output::recorded_files(&recording);
+        let state =
+            output::states_of(vec![files])
+                .await
+                .map_err(|e| RecordingError::MediaUnavailable {
+                    id,
+                    reason: e.to_string(),
+                })?;
+        if !state.first().is_some_and(output::OutputState::has_data) {
+            return Err(RecordingError::NothingToProcess { id });
+        }
+        if !store::recordings::reset_for_reprocessing(&self.inner.db, id).await? {
+            // Someone else changed it meanwhile.
+            return Err(self.busy(id, "reprocessed").await);
+        }
+        info!(recording_id = id, "reprocessing");
+        let now = self.get(id).await?;
+        self.inner
+            .events
+            .publish(EventKind::RecordingProcessing, &now);
+        self.inner.processing.launch(id);
+        Ok(now)
+    }
+
+    /// Processes a recording that failed because its node was declared
+    /// lost, once that node (this one) is back with its file. False when
+    /// the recording is not in that state any more.
+    pub async fn reprocess_if_lost(&self, id: i32) -> Result<bool, RecordingError> {
+        let recording = self.get(id).await?;
+        if recording.status != RecordingStatus::Failed {
+            return Ok(false);
+        }
+        let (jobs, _) = store::jobs::list_jobs(&self.inner.db, None, Some(id), 1, 1).await?;
+        let lost = jobs
+            .first()
+            .is_some_and(|job| job.end_cause == Some(EndCause::NodeLost));
+        if !lost {
+            return Ok(false);
+        }
+        self.reprocess(id).await.map(|_| true)
+    }
+
+    /// Deletes a recording that is neither recording nor processing, with
+    /// its jobs, steps and files.
+    pub async fn delete(&self, id: i32) -> Result<(), RecordingError> {
+        let recording = self.settled(id, "deleted").await?;
+        self.recording_here(&recording).await?;
+        let db = &self.inner.db;
+        let (jobs, _) = store::jobs::list_jobs(db, None, Some(id), 1, 10_000).await?;
+        if !store::recordings::delete_settled_recording(db, id).await? {
+            return Err(self.busy(id, "deleted").await);
+        }
+        let processing = &self.inner.processing;
+        let mut files = vec![
+            PathBuf::from(&recording.output_path),
+            processing.log_path(id),
+        ];
+        files.extend(jobs.iter().map(|j| PathBuf::from(&j.log_path)));
+        let dirs = vec![processing.workdir(id)];
+        tokio::task::spawn_blocking(move || files::remove_all(&files, &dirs))
+            .await
+            .map_err(|e| RecordingError::MediaUnavailable {
+                id,
+                reason: format!("file removal failed: {e}"),
+            })?;
+        info!(recording_id = id, "recording deleted");
+        Ok(())
+    }
+
+    /// The recorded file, for serving.
+    pub async fn media_path(&self, id: i32) -> Result<PathBuf, RecordingError> {
+        let recording = self.get(id).await?;
+        self.recording_here(&recording).await?;
+        let path = PathBuf::from(&recording.output_path);
+        let unavailable = |reason: String| RecordingError::MediaUnavailable { id, reason };
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(_) => Err(unavailable("not a regular file".to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(unavailable("no file was recorded".to_owned()))
+            }
+            Err(e) => Err(unavailable(e.to_string())),
+        }
+    }
+
+    /// The end of a job's recorder log.
+    pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, RecordingError> {
+        let job = store::jobs::find_job(&self.inner.db, job_id)
+            .await?
+            .ok_or(RecordingError::JobNotFound { id: job_id })?;
+        let path = PathBuf::from(&job.log_path);
+        self.files_here(format!("job {job_id}"), job.node, &path)
+            .await?;
+        let unreadable = |source| RecordingError::LogUnreadable { id: job_id, source };
+        let read = tokio::task::spawn_blocking(move || files::read_tail(&path, max_bytes))
+            .await
+            .map_err(|e| unreadable(std::io::Error::other(e)))?;
+        match read {
+            Ok(tail) => Ok(tail),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogTail::empty()),
+            Err(source) => Err(unreadable(source)),
+        }
+    }
+
+    /// The recording, if it is `ready` or `failed` and no pipeline of it runs
+    /// here: what reprocessing and deletion require.
+    async fn settled(&self, id: i32, action: &'static str) -> Result<Recording, RecordingError> {
+        let recording = self.get(id).await?;
+        if !matches!(
+            recording.status,
+            RecordingStatus::Ready | RecordingStatus::Failed
+        ) {
+            return Err(RecordingError::Busy {
+                id,
+                status: recording.status,
+                action,
+            });
+        }
+        // A pipeline commits its outcome a moment before its task lets go
+        // of the recording: a client that saw `ready` and acts at once
+        // waits out that moment instead of being refused.
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        while self.inner.processing.is_running(id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RecordingError::Busy {
+                    id,
+                    status: RecordingStatus::Processing,
+                    action,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(recording)
+    }
+
+    /// The refusal when a compare-and-set found the recording changed.
+    async fn busy(&self, id: i32, action: &'static str) -> RecordingError {
+        match self.get(id).await {
+            Ok(now) => RecordingError::Busy {
+                id,
+                status: now.status,
+                action,
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// [`Self::files_here`] for a recording's file.
+    async fn recording_here(&self, recording: &Recording) -> Result<(), RecordingError> {
+        let node = store::recordings::latest_job_node(&self.inner.db, recording.id).await?;
+        self.files_here(
+            format!("recording {}", recording.id),
+            node,
+            Path::new(&recording.output_path),
+        )
+        .await
+    }
+
+    /// Refuses with [`RecordingError::OnOtherNode`] when `path` is not on
+    /// this machine and the node that recorded it (`node`) is alive: that
+    /// node has it. A file found here is used whoever wrote it (shared
+    /// storage, or this node under an earlier id); a node gone silent has
+    /// nothing to offer, so the caller goes on and says what is missing.
+    async fn files_here(
+        &self,
+        what: String,
+        node: Option<String>,
+        path: &Path,
+    ) -> Result<(), RecordingError> {
+        let Some(node) = node.filter(|n| *n != self.inner.node_id) else {
+            return Ok(());
+        };
+        if tokio::fs::try_exists(path).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let seen = crate::nodes::last_seen(&self.inner.db).await?;
+        let alive = seen
+            .get(&node)
+            .is_some_and(|s| s.is_alive(OffsetDateTime::now_utc()));
+        if alive {
+            return Err(RecordingError::OnOtherNode { what, node });
+        }
+        Ok(())
+    }
+}

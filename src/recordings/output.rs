@@ -1,0 +1,119 @@
+//! The files a recording's recorder runs wrote, and what state they are in:
+//! whether there is anything to process decides a recording's fate when
+//! its job ends.
+
+use std::path::{Path, PathBuf};
+
+use crate::store::Recording;
+
+/// What the recorder left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputState {
+    HasData,
+    Empty,
+    Missing,
+    Unreadable(String),
+}
+
+impl OutputState {
+    pub fn has_data(&self) -> bool {
+        matches!(self, Self::HasData)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::HasData => "output recorded".to_owned(),
+            Self::Empty => "the recorder produced an empty output file".to_owned(),
+            Self::Missing => "the recorder produced no output file".to_owned(),
+            Self::Unreadable(e) => format!("the output file cannot be read: {e}"),
+        }
+    }
+}
+
+/// Every file the recording's recorder runs wrote: its output, then the
+/// segments of restarted runs.
+pub fn recorded_files(recording: &Recording) -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from(&recording.output_path)];
+    if let Some(segments) = &recording.segments {
+        files.extend(segments.0.iter().map(PathBuf::from));
+    }
+    files
+}
+
+/// What the recorder runs left, read off the disk (blocking): data if any
+/// of their files holds some (a first run that failed to open its source
+/// may have written nothing while a restarted one recorded), otherwise the
+/// state of the first file.
+pub fn state_of(files: &[PathBuf]) -> OutputState {
+    let mut first = None;
+    for file in files {
+        let state = classify(std::fs::metadata(file));
+        if state.has_data() {
+            return state;
+        }
+        first.get_or_insert(state);
+    }
+    first.unwrap_or(OutputState::Missing)
+}
+
+/// [`state_of`] for many recordings, off the async runtime.
+pub async fn states_of(files: Vec<Vec<PathBuf>>) -> std::io::Result<Vec<OutputState>> {
+    tokio::task::spawn_blocking(move || files.iter().map(|f| state_of(f)).collect())
+        .await
+        .map_err(std::io::Error::other)
+}
+
+fn classify(metadata: std::io::Result<std::fs::Metadata>) -> OutputState {
+    match metadata {
+        Ok(meta) if meta.is_file() && meta.len() > 0 => OutputState::HasData,
+        Ok(meta) if meta.is_file() => OutputState::Empty,
+        Ok(_) => OutputState::Unreadable("not a regular file".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OutputState::Missing,
+        Err(e) => OutputState::Unreadable(e.to_string()),
+    }
+}
+
+/// Where run number `attempt` (from 2) of a restarted recorder writes:
+/// `recording-7.mkv` → `recording-7.part2.mkv`.
+pub fn segment_path(output: &Path, attempt: i32) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}.part{attempt}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.part{attempt}"),
+    };
+    output.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_named_after_the_output_and_their_run() {
+        assert_eq!(
+            segment_path(Path::new("/d/recording-7.mkv"), 2),
+            Path::new("/d/recording-7.part2.mkv")
+        );
+        assert_eq!(
+            segment_path(Path::new("/d/recording-7"), 3),
+            Path::new("/d/recording-7.part3")
+        );
+    }
+
+    #[test]
+    fn any_run_with_data_gives_the_recording_data() {
+        let dir = std::env::temp_dir().join(format!("recorderd-output-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let empty = dir.join("a.mkv");
+        let full = dir.join("a.part2.mkv");
+        std::fs::write(&empty, b"").expect("write");
+        assert_eq!(state_of(std::slice::from_ref(&empty)), OutputState::Empty);
+        assert_eq!(state_of(&[dir.join("missing.mkv")]), OutputState::Missing);
+        std::fs::write(&full, b"data").expect("write");
+        assert_eq!(state_of(&[empty, full]), OutputState::HasData);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

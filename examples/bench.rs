@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
+use procfs::process::{ProcState, Process};
 use recorderd::entity::{JobStatus, RecordingStatus, recording, recording_job};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use sea_orm::ActiveValue::Set;
@@ -229,7 +230,7 @@ impl Ctx {
         for &(pid, start) in list.iter() {
             if let Some((state, start_time)) = proc_state(pid)
                 && start_time == start
-                && state != 'Z'
+                && state != ProcState::Zombie
                 && let Some(group) = Pid::from_raw(pid)
             {
                 let _ = kill_process_group(group, Signal::KILL);
@@ -382,48 +383,30 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// State (field 3) and start time (field 22) from `/proc/<pid>/stat`.
-fn proc_state(pid: i32) -> Option<(char, i64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = text[text.rfind(')')? + 1..]
-        .split_ascii_whitespace()
-        .collect();
-    let state = fields.first()?.chars().next()?;
-    Some((state, fields.get(19)?.parse().ok()?))
+/// State and start time of `pid`.
+fn proc_state(pid: i32) -> Option<(ProcState, i64)> {
+    let stat = Process::new(pid).and_then(|p| p.stat()).ok()?;
+    Some((stat.state().ok()?, i64::try_from(stat.starttime).ok()?))
 }
 
-/// utime + stime (fields 14 and 15 of `/proc/<pid>/stat`), in clock ticks,
-/// over every thread of the process.
+/// utime + stime of `pid`, in clock ticks: the process's line in
+/// `/proc/<pid>/stat` already sums them over every thread.
 fn cpu_ticks(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = text[text.rfind(')')? + 1..]
-        .split_ascii_whitespace()
-        .collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let stat = Process::new(pid).and_then(|p| p.stat()).ok()?;
+    Some(stat.utime + stat.stime)
 }
 
-/// VmRSS from `/proc/<pid>/status`, in KiB.
+/// VmRSS of `pid`, in KiB.
 fn rss_kib(pid: i32) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    Process::new(pid)
+        .and_then(|p| p.status())
+        .with_context(|| format!("reading /proc/{pid}/status"))?
+        .vmrss
         .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
 }
 
 fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|v| *v > 0.0)
-        .unwrap_or(100.0)
+    procfs::ticks_per_second() as f64
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -754,13 +737,10 @@ async fn insert_rows(ctx: &Ctx, count: usize, dead_pids: Option<&[i32]>) -> Resu
 
 /// PIDs that no process has now (the highest free ones).
 fn dead_pids(count: usize) -> Vec<i32> {
-    let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
+    let max = procfs::sys::kernel::pid_max().unwrap_or(32768);
     (2..max)
         .rev()
-        .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .filter(|pid| Process::new(*pid).is_err())
         .take(count)
         .collect()
 }
@@ -1061,7 +1041,9 @@ async fn run(ctx: &Ctx, report: &mut Report) -> Result<()> {
     );
     let alive = batch
         .iter()
-        .filter(|s| proc_state(s.pid).is_some_and(|(st, t)| t == s.start_time && st != 'Z'))
+        .filter(|s| {
+            proc_state(s.pid).is_some_and(|(st, t)| t == s.start_time && st != ProcState::Zombie)
+        })
         .count();
     report.add(
         "5 recovery",

@@ -73,13 +73,16 @@ pub fn heartbeat_interval(timeout: Duration) -> Duration {
 /// This process, as no other can be: boot, PID namespace, PID and start
 /// time (`<boot id>/<pid:[inode]>/<pid>/<start time>`).
 fn this_instance() -> String {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let boot = procfs::sys::kernel::random::boot_id().unwrap_or_default();
+    // The link's text (`pid:[inode]`) is kept as the kernel writes it, so
+    // rows written before and after an upgrade compare equal; procfs gives
+    // the inode only, after stat-ing every namespace of the process.
     let namespace = std::fs::read_link("/proc/self/ns/pid")
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let pid = std::process::id() as i32;
     let start = identity::read_stat(pid).map(|s| s.start_time).unwrap_or(0);
-    format!("{}/{namespace}/{pid}/{start}", boot.trim())
+    format!("{boot}/{namespace}/{pid}/{start}")
 }
 
 /// Whether the instance that wrote a node row still runs. In this boot and

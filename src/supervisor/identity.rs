@@ -2,9 +2,13 @@
 //! kernel hands the number to the next process that asks, and `kill(pid, 0)`
 //! also succeeds on a zombie. A process is "ours" only while its PID, its
 //! `starttime` (field 22 of `/proc/<pid>/stat`) and its state agree.
+//! `/proc` is read through `procfs`, which also parses a command name that
+//! holds spaces and parentheses.
 
+use std::ffi::OsStr;
 use std::io;
 
+use procfs::process::{ProcState, Process};
 use rustix::process::{Pid, test_kill_process};
 
 /// The identity recorded for a job's process when it was spawned.
@@ -17,9 +21,16 @@ pub struct ProcessIdentity {
 /// What `/proc/<pid>/stat` says about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
-    /// One-letter state (`R`, `S`, `Z`, …).
-    pub state: char,
+    pub state: ProcState,
     pub start_time: i64,
+}
+
+impl ProcStat {
+    /// A zombie or dead process has ended: `kill(pid, 0)` still succeeds on
+    /// it, but it will never record again.
+    pub fn has_ended(&self) -> bool {
+        matches!(self.state, ProcState::Zombie | ProcState::Dead)
+    }
 }
 
 /// The answer to "is this job's process still there?".
@@ -65,24 +76,19 @@ impl Liveness {
 
 /// Reads the state and start time of `pid` from `/proc/<pid>/stat`.
 pub fn read_stat(pid: i32) -> io::Result<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| {
+    let stat = Process::new(pid)
+        .and_then(|process| process.stat())
+        .map_err(io::Error::other)?;
+    let invalid = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("unexpected /proc/{pid}/stat format"),
+            format!("/proc/{pid}/stat: {what}"),
         )
-    })
-}
-
-/// The command name (field 2) is in parentheses and may itself contain
-/// spaces and parentheses, so fields are counted after the *last* `)`.
-fn parse_stat(text: &str) -> Option<ProcStat> {
-    let after = &text[text.rfind(')')? + 1..];
-    let mut fields = after.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // `state` is field 3; `starttime` is field 22, i.e. 19 fields further on.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    };
+    let state = stat.state().map_err(|_| invalid("unknown state"))?;
+    let start_time =
+        i64::try_from(stat.starttime).map_err(|_| invalid("start time out of range"))?;
+    Ok(ProcStat { state, start_time })
 }
 
 /// The seed's `is_process_running`, made safe against PID reuse: alive only
@@ -117,7 +123,7 @@ pub fn check(pid: Option<i32>, expected_start_time: Option<i64>) -> Liveness {
             };
         }
     };
-    if matches!(stat.state, 'Z' | 'X' | 'x') {
+    if stat.has_ended() {
         return Liveness::Gone {
             reason: "the recorder's process has exited (zombie)".to_owned(),
         };
@@ -152,31 +158,82 @@ pub fn check_job(job_id: i32, pid: Option<i32>, expected_start_time: Option<i64>
 }
 
 /// The value of the job marker in a process's environment, if any.
-fn job_marker(pid: i32) -> io::Result<Option<String>> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
-    let prefix = format!("{}=", super::JOB_ENV_MARKER);
+fn job_marker(pid: i32) -> procfs::ProcResult<Option<String>> {
+    let environ = Process::new(pid)?.environ()?;
     Ok(environ
-        .split(|b| *b == 0)
-        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
-        .map(|value| String::from_utf8_lossy(value).into_owned()))
+        .get(OsStr::new(super::JOB_ENV_MARKER))
+        .map(|value| value.to_string_lossy().into_owned()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
     use super::*;
 
+    /// Polls `pid`'s stat until `done` holds, for at most five seconds.
+    fn wait_for_stat(pid: i32, done: impl Fn(&ProcStat) -> bool) -> ProcStat {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = read_stat(pid).expect("the child's stat is readable");
+            if done(&stat) {
+                return stat;
+            }
+            assert!(Instant::now() < deadline, "last stat of {pid}: {stat:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn sleep_program() -> std::path::PathBuf {
+        let path = std::env::var_os("PATH").expect("PATH is set");
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("sleep"))
+            .find(|candidate| candidate.is_file())
+            .expect("sleep is on PATH")
+    }
+
+    fn kill(mut child: Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The command name is the program's file name, and the kernel writes
+    /// it into `stat` unescaped: a name holding `) ` would shift every
+    /// field for a parser that stops at the first parenthesis (here it
+    /// would read state `R` and a wrong start time).
     #[test]
-    fn stat_fields_are_counted_after_the_last_parenthesis() {
-        let line = "4242 (we) ird (name)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-        let stat = parse_stat(line).unwrap();
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_time, 987654);
+    fn a_command_name_with_parentheses_and_spaces_is_read_right() {
+        let me = read_stat(std::process::id() as i32).expect("own stat");
+        let dir = std::env::temp_dir().join(format!("recorderd-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let name = "x) R 1 2 (y";
+        let program = dir.join(name);
+        let _ = std::fs::remove_file(&program);
+        std::os::unix::fs::symlink(sleep_program(), &program).expect("symlink to sleep");
+        let child = Command::new(&program)
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep under its odd name");
+        let pid = child.id() as i32;
+        let stat = wait_for_stat(pid, |s| s.state == ProcState::Sleeping);
+        let comm = Process::new(pid).and_then(|p| p.stat()).map(|s| s.comm);
+        kill(child);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(comm.expect("child's stat"), name);
+        assert!(
+            stat.start_time >= me.start_time,
+            "child started at {} before this test process ({})",
+            stat.start_time,
+            me.start_time
+        );
     }
 
     #[test]
     fn this_process_is_alive_and_a_wrong_start_time_is_reuse() {
         let pid = std::process::id() as i32;
-        let me = read_stat(pid).unwrap();
+        let me = read_stat(pid).expect("own stat");
         assert_eq!(check(Some(pid), Some(me.start_time)), Liveness::Alive);
         assert_eq!(
             check(Some(pid), Some(me.start_time + 1)),
@@ -185,5 +242,35 @@ mod tests {
             }
         );
         assert!(matches!(check(None, None), Liveness::Gone { .. }));
+    }
+
+    /// `kill(pid, 0)` succeeds on a zombie; its state must say it is gone.
+    #[test]
+    fn an_unreaped_child_is_gone_though_its_pid_answers() {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        let stat = wait_for_stat(pid, ProcStat::has_ended);
+        let liveness = check(Some(pid), Some(stat.start_time));
+        let _ = child.wait();
+        assert!(
+            matches!(liveness, Liveness::Gone { .. }),
+            "a zombie was {liveness:?}"
+        );
+    }
+
+    #[test]
+    fn a_recorder_is_told_by_its_job_marker() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .env(crate::supervisor::JOB_ENV_MARKER, "7")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let stat = wait_for_stat(pid, |s| s.state == ProcState::Sleeping);
+        let ours = check_job(7, Some(pid), Some(stat.start_time));
+        let other = check_job(8, Some(pid), Some(stat.start_time));
+        kill(child);
+        assert_eq!(ours, Liveness::Alive);
+        assert!(matches!(other, Liveness::NotOurs { .. }), "{other:?}");
     }
 }

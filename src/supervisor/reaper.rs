@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use procfs::process::{ProcState, Process};
 use rustix::process::{Pid, WaitOptions, waitpid};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -73,7 +74,7 @@ fn reap_zombies(supervisor: &Supervisor) -> usize {
     let candidates = supervisor.with_owned_pids(unowned_children);
     let mut reaped = 0;
     for pid in candidates {
-        let is_zombie = identity::read_stat(pid).is_ok_and(|s| s.state == 'Z');
+        let is_zombie = identity::read_stat(pid).is_ok_and(|s| s.state == ProcState::Zombie);
         if !is_zombie {
             continue;
         }
@@ -92,20 +93,18 @@ fn reap_zombies(supervisor: &Supervisor) -> usize {
     reaped
 }
 
-/// PIDs of this process's children, from `/proc/self/task/*/children`.
+/// PIDs of this process's children, from `/proc/self/task/*/children`
+/// (each thread lists the children it forked).
 fn children_of_self() -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = Process::myself().and_then(|me| me.tasks()) else {
         return Vec::new();
     };
-    let mut pids = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            pids.extend(
-                text.split_ascii_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
+    let mut pids: Vec<i32> = tasks
+        .flatten()
+        .filter_map(|task| task.children().ok())
+        .flatten()
+        .filter_map(|pid| i32::try_from(pid).ok())
+        .collect();
     pids.sort_unstable();
     pids.dedup();
     pids

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use procfs::process::{ProcState, Process};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
@@ -694,24 +695,15 @@ pub async fn run_to_exit(
     (status, stderr)
 }
 
-/// Field 22 of `/proc/<pid>/stat`.
+/// `starttime` of `pid` (field 22 of `/proc/<pid>/stat`).
 pub fn start_time(pid: i32) -> Option<i64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 1..];
-    after.split_ascii_whitespace().nth(19)?.parse().ok()
+    let stat = Process::new(pid).and_then(|p| p.stat()).ok()?;
+    i64::try_from(stat.starttime).ok()
 }
 
+/// Whether `pid` is a process that has not ended (a zombie has).
 pub fn process_exists(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(text) => {
-            let state = text.rfind(')').and_then(|i| {
-                text[i + 1..]
-                    .split_ascii_whitespace()
-                    .next()
-                    .map(str::to_owned)
-            });
-            !matches!(state.as_deref(), Some("Z" | "X"))
-        }
-        Err(_) => false,
-    }
+    Process::new(pid)
+        .and_then(|p| p.stat())
+        .is_ok_and(|stat| !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead)))
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use procfs::process::{ProcState, Process};
 use reqwest::StatusCode;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -231,14 +232,13 @@ fn pid_namespace_wrapper() -> Option<Vec<String>> {
 fn server_in_namespace(unshare_pid: i32) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
-                .unwrap_or_default();
-        if let Some(pid) = children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-        {
+        let first_child = Process::new(unshare_pid)
+            .and_then(|p| p.task_main_thread())
+            .and_then(|task| task.children())
+            .ok()
+            .and_then(|children| children.first().copied())
+            .and_then(|pid| i32::try_from(pid).ok());
+        if let Some(pid) = first_child {
             return pid;
         }
         assert!(Instant::now() < deadline, "no process under unshare");
@@ -248,25 +248,15 @@ fn server_in_namespace(unshare_pid: i32) -> i32 {
 
 /// Zombie children of `parent`.
 fn zombies_of(parent: i32) -> Vec<i32> {
-    let mut zombies = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let mut fields = stat[close + 1..].split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-        if state == Some("Z") && ppid == Some(parent) {
-            zombies.push(pid);
-        }
-    }
-    zombies
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .flatten()
+        .filter_map(|p| p.stat().ok())
+        .filter(|stat| stat.ppid == parent && stat.state().is_ok_and(|s| s == ProcState::Zombie))
+        .map(|stat| stat.pid)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,16 +18,18 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::repo::{self, Job, NewRecording, Recording, RecordingOutcome};
 use super::status::{Ending, JobContext, StopReason, verdict};
-use crate::config::{Profile, Settings, render_argv};
+use crate::config::Settings;
 use crate::entity::{JobStatus, RecordingStatus};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::processing::{Processing, ProcessingDirs, steps};
+use crate::profile::Profile;
 use crate::supervisor::identity::{self, Liveness};
 use crate::supervisor::{
     ExitEvent, ExitOutcome, ForeignProcess, ProcessIdentity, SpawnError, SpawnSpec, StallCheck,
     StopPlan, Supervisor, SupervisorEvent,
 };
+use crate::template::render_argv;
 
 /// How many times an exit is offered to the database (about 40 s in all).
 const EXIT_COMMIT_ATTEMPTS: u32 = 12;

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::HealthArgs;
+use crate::cli::args::HealthArgs;
 
 pub async fn check(args: &HealthArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::config::{ClientArgs, JobsCommand, RecordingsCommand};
+use crate::cli::args::{ClientArgs, JobsCommand, RecordingsCommand};
 
 struct Client {
     http: reqwest::Client,

@@ -140,9 +140,11 @@ pub enum RecordingsCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// Address of the server to ask.
+    /// The server to ask: `host:port`, or a base URL like the other client
+    /// commands take (`--url` is another name for this flag).
     #[arg(
         long,
+        visible_alias = "url",
         env = "RECORDERD_HEALTH_ADDRESS",
         default_value = "127.0.0.1:8000"
     )]

@@ -110,6 +110,10 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
     let (ok, table, _) = run(&app, &["recordings", "list"]);
     assert!(ok && table.contains("from the CLI"), "{table}");
 
+    // `health` takes the same `--url` as the other commands.
+    let (ok, ready, stderr) = run(&app, &["health"]);
+    assert!(ok && ready.starts_with("ready: "), "{ready}{stderr}");
+
     // Errors: the server's message, a non-zero exit.
     let (ok, _, stderr) = run(&app, &["jobs", "stop", &job_id.to_string()]);
     assert!(!ok);

@@ -1,8 +1,10 @@
 use anyhow::Context;
 use clap::Parser;
-use recorderd::config::{Cli, Command, Settings};
+use recorderd::cli::args::{Cli, Command, ServeArgs};
+use recorderd::cli::{client, health};
+use recorderd::config::Settings;
 use recorderd::startup::Application;
-use recorderd::{cli, db, health, signals, telemetry};
+use recorderd::{db, signals, telemetry};
 
 /// The client subcommands print the server's error and exit 1.
 fn exit_code(result: anyhow::Result<std::process::ExitCode>) -> anyhow::Result<()> {
@@ -27,11 +29,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Health(args)) => health::check(&args).await,
-        Some(Command::Jobs { client, command }) => {
-            return exit_code(cli::jobs(&client, &command).await);
+        Some(Command::Jobs {
+            client: args,
+            command,
+        }) => {
+            return exit_code(client::jobs(&args, &command).await);
         }
-        Some(Command::Recordings { client, command }) => {
-            return exit_code(cli::recordings(&client, &command).await);
+        Some(Command::Recordings {
+            client: args,
+            command,
+        }) => {
+            return exit_code(client::recordings(&args, &command).await);
         }
         Some(Command::Openapi) => {
             println!("{}", recorderd::http::openapi().to_pretty_json()?);
@@ -42,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: recorderd::config::ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.database.log_format);
     let settings = Settings::from_args(&args)?;
     let stop = signals::shutdown_signal().context("installing signal handlers")?;

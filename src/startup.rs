@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Settings, ShutdownPolicy};
+use crate::cli::args::ShutdownPolicy;
+use crate::config::Settings;
 use crate::db::{self, Probe};
 use crate::events::EventLog;
 use crate::http::{self, AppState};

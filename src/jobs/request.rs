@@ -5,7 +5,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::JobError;
-use crate::config::{Profile, Profiles};
+use crate::profile::{Profile, Profiles};
 use crate::redact;
 
 /// Longest source URL accepted.

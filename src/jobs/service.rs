@@ -14,11 +14,12 @@ use tokio_util::task::TaskTracker;
 
 use super::JobError;
 use super::request::find_profile;
-use crate::config::{Profile, Settings};
+use crate::config::Settings;
 use crate::entity::{JobStatus, RecordingStatus};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
 use crate::processing::Processing;
+use crate::profile::Profile;
 use crate::recordings::Recordings;
 use crate::store::{self, Job, Recording};
 use crate::supervisor::{Supervisor, SupervisorEvent};

@@ -13,14 +13,15 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
-use crate::config::{Profile, render_argv};
 use crate::entity::{EventKind, JobStatus, PastRun};
+use crate::profile::Profile;
 use crate::recordings::output::segment_path;
 use crate::redact;
 use crate::store::{self, Job, Recording};
 use crate::supervisor::{
     ExitEvent, ExitOutcome, ProcessIdentity, SpawnError, SpawnSpec, StallCheck,
 };
+use crate::template::render_argv;
 
 /// One run of a job's recorder: what differs between a first start and a
 /// restart is only where it writes.

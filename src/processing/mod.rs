@@ -31,12 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{BuiltinStep, Profiles, StepConfig, StepOutput, render_argv};
 use crate::entity::{Analysis, EventKind, RecordingStatus, StepStatus};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
+use crate::profile::{BuiltinStep, Profiles, StepConfig, StepOutput};
 use crate::store::{self, Step, steps};
 use crate::supervisor::Supervisor;
+use crate::template::render_argv;
 
 /// Most of a step's standard output kept as its result.
 const MAX_STDOUT: u64 = 1024 * 1024;

@@ -1,14 +1,23 @@
 //! The command-line client against a running server: each subcommand, and
-//! its `--json` output parsed back.
+//! its `--json` output parsed back; `jobs watch` across a server restart.
 
-use std::process::Command;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use crate::helpers::{Backend, TestApp, server_binary};
 use crate::on_both_databases;
 
-on_both_databases!(every_cli_subcommand_works_against_a_running_server);
+on_both_databases!(
+    every_cli_subcommand_works_against_a_running_server,
+    watch_prints_each_event_once_across_a_server_restart,
+);
 
 fn run(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(server_binary())
@@ -110,6 +119,10 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
     let (ok, table, _) = run(&app, &["recordings", "list"]);
     assert!(ok && table.contains("from the CLI"), "{table}");
 
+    // `health` takes the same `--url` as the other commands.
+    let (ok, ready, stderr) = run(&app, &["health"]);
+    assert!(ok && ready.starts_with("ready: "), "{ready}{stderr}");
+
     // Errors: the server's message, a non-zero exit.
     let (ok, _, stderr) = run(&app, &["jobs", "stop", &job_id.to_string()]);
     assert!(!ok);
@@ -131,4 +144,191 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
         })
         .collect();
     assert_eq!(kinds, ["job.started", "job.stopping", "job.completed"]);
+}
+
+/// A TCP relay from a port of its own to wherever the server listens now:
+/// a restarted server gets a new port, and `jobs watch` must find it again
+/// at the one URL it was given. While no server listens, connections are
+/// accepted and dropped at once, as a refused one would be.
+struct Relay {
+    url: String,
+    upstream: Arc<Mutex<String>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream_url: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the relay");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("the relay's address")
+        );
+        let upstream = Arc::new(Mutex::new(String::new()));
+        let target = Arc::clone(&upstream);
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = target.lock().expect("relay target").clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        let relay = Self {
+            url,
+            upstream,
+            accepting,
+        };
+        relay.point_to(upstream_url);
+        relay
+    }
+
+    fn point_to(&self, upstream_url: &str) {
+        *self.upstream.lock().expect("relay target") =
+            upstream_url.trim_start_matches("http://").to_owned();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Reads lines of `jobs watch --json` into `printed` until `done` holds
+/// (30 s at most).
+async fn read_until(
+    lines: &mut mpsc::UnboundedReceiver<Value>,
+    printed: &mut Vec<Value>,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(printed) {
+        match tokio::time::timeout_at(deadline, lines.recv()).await {
+            Ok(Some(event)) => printed.push(event),
+            Ok(None) => panic!(
+                "the watch ended before {what}; printed: {:?}",
+                summary(printed)
+            ),
+            Err(_) => panic!("no {what} within 30 s; printed: {:?}", summary(printed)),
+        }
+    }
+}
+
+/// Id and kind of each event printed.
+fn summary(printed: &[Value]) -> Vec<(i64, String)> {
+    printed
+        .iter()
+        .map(|e| {
+            let id = e["id"].as_i64().expect("an event id");
+            (id, e["event"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+async fn watch_prints_each_event_once_across_a_server_restart(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let relay = Relay::start(&app.address).await;
+    // From the start of the log: every event is printed however late the
+    // watch connects, with no pause to let it subscribe first.
+    let mut watcher = Command::new(server_binary())
+        .args(["jobs", "watch", "--json", "--last-event-id", "0"])
+        .args(["--url", &relay.url])
+        .env_remove("RECORDERD_API_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run jobs watch");
+    let stdout = watcher.stdout.take().expect("the watch's stdout");
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("a line of the watch");
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let mut printed = Vec::new();
+
+    let (done_job, done_recording) = app.start_ok("test").await;
+    app.stop(done_job).await;
+    app.wait_for_job_end(done_job).await;
+    app.wait_for_recording_settled(done_recording).await;
+    // Still recording when the server stops: the stop policy ends it during
+    // shutdown, after the event stream has closed.
+    let (running_job, running_recording) = app.start_ok("test").await;
+    read_until(
+        &mut lines,
+        &mut printed,
+        "job.started of the running job",
+        |p| {
+            p.iter()
+                .any(|e| e["event"] == "job.started" && e["data"]["id"] == running_job)
+        },
+    )
+    .await;
+
+    let status = app.signal_server(15).await;
+    assert!(status.success(), "graceful shutdown: {status}");
+    app.start_server().await;
+    // The relay still leads to the old port: the watch cannot be connected
+    // while this job runs, and must ask for what it missed.
+    let (missed_job, missed_recording) = app.start_ok("test").await;
+    app.stop(missed_job).await;
+    app.wait_for_job_end(missed_job).await;
+    app.wait_for_recording_settled(missed_recording).await;
+    app.wait_for_recording_settled(running_recording).await;
+    relay.point_to(&app.address);
+
+    let (live_job, live_recording) = app.start_ok("test").await;
+    app.stop(live_job).await;
+    app.wait_for_job_end(live_job).await;
+    app.wait_for_recording_settled(live_recording).await;
+
+    let db = app.db().await;
+    let stored: Vec<(i64, String)> = recorderd::entity::event::Entity::find()
+        .order_by_asc(recorderd::entity::event::Column::Id)
+        .all(&db)
+        .await
+        .expect("read the event log")
+        .into_iter()
+        .map(|event| (i64::from(event.id), event.kind.as_str().to_owned()))
+        .collect();
+    let last = stored
+        .last()
+        .map(|(id, _)| *id)
+        .expect("events were stored");
+    read_until(&mut lines, &mut printed, "the last stored event", |p| {
+        summary(p).iter().any(|(id, _)| *id == last)
+    })
+    .await;
+    watcher.kill().expect("stop the watch");
+    let output = watcher.wait_with_output().expect("the watch's stderr");
+    while let Ok(event) = lines.try_recv() {
+        printed.push(event);
+    }
+
+    let started: Vec<i64> = printed
+        .iter()
+        .filter(|e| e["event"] == "job.started")
+        .filter_map(|e| e["data"]["id"].as_i64())
+        .collect();
+    assert_eq!(
+        summary(&printed),
+        stored,
+        "each stored event, once, in order"
+    );
+    assert_eq!(started, [done_job, running_job, missed_job, live_job]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("reconnecting"),
+        "the watch followed one connection only: {stderr}"
+    );
 }

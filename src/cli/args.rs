@@ -1,0 +1,282 @@
+//! The command line: every flag, subcommand and environment variable, in
+//! one place so `--help` and the README table come from the same types.
+//! Resolving the server's flags into [`crate::config::Settings`] happens
+//! elsewhere; these types only say what can be typed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// recorderd: a supervisor for recording jobs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "recorderd",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Without a subcommand, recorderd serves.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and supervise recorders (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Jobs on a running server: start, stop, list, follow.
+    Jobs {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Recordings on a running server.
+    Recordings {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
+    /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
+    /// Meant for container health checks: needs no curl.
+    Health(HealthArgs),
+    /// Print the API's OpenAPI 3.1 document (the one served at
+    /// `/api/openapi.json`) and exit: for client generators, no server needed.
+    Openapi,
+}
+
+/// How the command-line client reaches the server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "RECORDERD_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub url: String,
+    /// API token, when the server requires one.
+    #[arg(
+        long,
+        global = true,
+        env = "RECORDERD_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobsCommand {
+    /// Start recording a source.
+    Start {
+        source: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Stop a job (its recorder gets the profile's stop sequence).
+    Stop { job_id: i64 },
+    /// Running and stopping jobs.
+    Active,
+    /// End jobs whose recorder is gone.
+    Cleanup,
+    /// All jobs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long, default_value_t = 50)]
+        page_size: u64,
+    },
+    /// One job.
+    Show { job_id: i64 },
+    /// The end of a job's recorder output.
+    Logs {
+        job_id: i64,
+        #[arg(long, default_value_t = 16384)]
+        bytes: u64,
+    },
+    /// Follow transitions as they happen (Ctrl-C to stop).
+    Watch {
+        /// Resume after this event id.
+        #[arg(long)]
+        last_event_id: Option<i64>,
+        /// Exit after this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RecordingsCommand {
+    /// All recordings, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long, default_value_t = 50)]
+        page_size: u64,
+    },
+    /// One recording with its jobs, steps, analysis and transcript.
+    Show { recording_id: i64 },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The server to ask: `host:port`, or a base URL like the other client
+    /// commands take (`--url` is another name for this flag).
+    #[arg(
+        long,
+        visible_alias = "url",
+        env = "RECORDERD_HEALTH_ADDRESS",
+        default_value = "127.0.0.1:8000"
+    )]
+    pub address: String,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory holding the SQLite database, recordings and recorder logs.
+    #[arg(long, env = "RECORDERD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Any sea-orm URL (`sqlite://…`, `postgres://…`). Default: SQLite file
+    /// `recorderd.db` in the data directory.
+    #[arg(long, env = "RECORDERD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Log format on standard error.
+    #[arg(long, env = "RECORDERD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "RECORDERD_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// TOML file with recorder profiles (see README).
+    #[arg(long, env = "RECORDERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Seconds between reconciliations of jobs that no task of this process
+    /// owns (0 disables the timer; start-up, `active` and `cleanup` still
+    /// reconcile).
+    #[arg(
+        long = "reconcile-interval",
+        env = "RECORDERD_RECONCILE_INTERVAL",
+        default_value_t = 30
+    )]
+    pub reconcile_interval_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RECORDERD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Upper bound, in seconds, on a graceful shutdown: past it, recorders
+    /// still alive are killed and the process exits.
+    #[arg(
+        long = "shutdown-timeout",
+        env = "RECORDERD_SHUTDOWN_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub shutdown_timeout_secs: u64,
+    /// What SIGTERM/SIGINT does to running recordings: `stop` them (each
+    /// gets its profile's stop sequence and its final state committed) or
+    /// `detach` from them (they keep recording; the next supervisor adopts
+    /// them). `detach` is refused as PID 1, where the kernel kills every
+    /// process of the namespace when recorderd exits.
+    #[arg(long, env = "RECORDERD_SHUTDOWN_POLICY", value_enum, default_value_t = ShutdownPolicy::Stop)]
+    pub shutdown_policy: ShutdownPolicy,
+    /// Processing steps run at once, across all recordings (transcription
+    /// is CPU-heavy).
+    #[arg(long, env = "RECORDERD_PROCESSING_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub processing_concurrency: u16,
+    /// Token every `/api` call must carry (`Authorization: Bearer …`, or
+    /// `?access_token=` where a header cannot be set, as for EventSource).
+    /// Unset: the API is open. `/healthz` and `/readyz` are always open.
+    #[arg(long, env = "RECORDERD_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Serve `/metrics` without the token even when one is set.
+    #[arg(long, env = "RECORDERD_OPEN_METRICS")]
+    pub open_metrics: bool,
+    /// Origins allowed to call the API from a browser page served
+    /// elsewhere (CORS), comma-separated; `*` for any.
+    #[arg(long, env = "RECORDERD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Behave as PID 1 even when not: reap every orphan that is not a
+    /// recorder. Detected automatically when recorderd is PID 1.
+    #[arg(long, env = "RECORDERD_INIT")]
+    pub init: bool,
+    /// POST every event (the event stream's, as JSON) to this URL; repeat
+    /// the option, or separate URLs with commas in the variable. http://
+    /// only. Delivery is in order, at least once, and resumes after a
+    /// restart.
+    #[arg(
+        long = "webhook-url",
+        env = "RECORDERD_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pub webhook_urls: Vec<String>,
+    /// Signs each webhook body with HMAC-SHA256 in `X-Recorderd-Signature`.
+    #[arg(long, env = "RECORDERD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Delivery attempts per event (with doubling backoff from 0.5 s, at
+    /// most 60 s apart) before it is given up on.
+    #[arg(long, env = "RECORDERD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub webhook_max_attempts: u32,
+    /// This node's name among the recorderd nodes sharing one database:
+    /// a node supervises, reconciles and stops only its own recorders.
+    /// Must be unique and stay the same across restarts (the host name,
+    /// by default).
+    #[arg(long, env = "RECORDERD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds without a heartbeat after which another node's jobs are
+    /// ended as lost (heartbeats are sent every quarter of this). Clocks
+    /// of the nodes must agree far better than this.
+    #[arg(long = "node-timeout", env = "RECORDERD_NODE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
+    pub node_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShutdownPolicy {
+    Stop,
+    Detach,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl DatabaseArgs {
+    /// The database URL to connect to: the configured one, or a SQLite file
+    /// in the data directory (created if missing).
+    pub fn resolved_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("recorderd.db").display()
+            ),
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Recorder profiles: how each kind of recorder is run, stopped and
+//! followed by processing, from the built-in `ffmpeg` profile and an
+//! optional TOML file, validated as they load so a mistake fails at
+//! start-up rather than when a job starts.
+
+mod steps;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rustix::process::Signal;
+use serde::{Deserialize, Deserializer};
+
+use crate::template::{RECORDER_PLACEHOLDERS, check_placeholders};
+use steps::default_pipeline;
+pub use steps::{BuiltinStep, StepConfig, StepOutput, program_exists};
+
+/// The profiles a client can choose from, and the one used when it names none.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    pub default: String,
+    pub by_name: BTreeMap<String, Profile>,
+}
+
+/// Shape of the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    default_profile: Option<String>,
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
+}
+
+impl Profiles {
+    /// Only the built-in `ffmpeg` profile.
+    pub fn builtin() -> Self {
+        let mut by_name = BTreeMap::new();
+        by_name.insert("ffmpeg".to_owned(), Profile::ffmpeg());
+        Self {
+            default: "ffmpeg".to_owned(),
+            by_name,
+        }
+    }
+
+    /// The built-in profiles plus (and overridden by) those of a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading profiles from {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let file: ProfilesFile = toml::from_str(text).context("invalid TOML")?;
+        let mut profiles = Self::builtin();
+        for (name, profile) in file.profiles {
+            profile
+                .validate()
+                .with_context(|| format!("profile `{name}`"))?;
+            profiles.by_name.insert(name, profile);
+        }
+        if let Some(default) = file.default_profile {
+            if !profiles.by_name.contains_key(&default) {
+                bail!("default_profile `{default}` is not a configured profile");
+            }
+            profiles.default = default;
+        }
+        Ok(profiles)
+    }
+
+    pub fn get(&self, name: Option<&str>) -> Option<(&str, &Profile)> {
+        let name = name.unwrap_or(&self.default);
+        self.by_name
+            .get_key_value(name)
+            .map(|(name, profile)| (name.as_str(), profile))
+    }
+}
+
+/// How one kind of recorder is run and stopped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// argv template; each argument is substituted on its own, never through
+    /// a shell: `{source}`, `{output}`, `{duration}` (seconds, `0` when no
+    /// limit was asked for), `{job_id}`, `{recording_id}`.
+    pub command: Vec<String>,
+    /// First signal of the stop sequence, sent to the recorder's process
+    /// group. SIGINT makes ffmpeg write its trailer and exit.
+    #[serde(default)]
+    pub stop_signal: StopSignal,
+    /// Time each step of the stop sequence is given before the next, harder
+    /// signal (stop signal → SIGTERM → SIGKILL).
+    #[serde(default = "default_grace")]
+    pub stop_grace_seconds: f64,
+    /// Extension of the output file, without the dot.
+    pub output_extension: String,
+    /// URL schemes a source may use (`rtmp`, `http`, …).
+    pub allowed_schemes: Vec<String>,
+    /// Shorthand for command steps without options: each argv becomes a
+    /// step named `post-processing-N`, run after the `steps`.
+    #[serde(default)]
+    pub post_processing: Vec<Vec<String>>,
+    /// The processing pipeline, run in order once the recording has ended.
+    /// The recording is `ready` when every step succeeded.
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    /// A recorder alive whose output has not grown for this long is stopped
+    /// and its job fails with reason `stalled`. None: never.
+    #[serde(default)]
+    pub stall_timeout_seconds: Option<f64>,
+    /// Exit codes that mean "stopped cleanly, output finalized" after a stop
+    /// signal. ffmpeg exits 255 after SIGINT once its trailer is written.
+    #[serde(default = "default_clean_exit_codes")]
+    pub clean_exit_codes: Vec<i32>,
+    /// How many times a recorder that crashed (a non-zero exit or a signal
+    /// nobody asked for) is started again; each run writes a segment of its
+    /// own, joined into one file before processing.
+    #[serde(default)]
+    pub restart_attempts: u32,
+    /// Wait before the first restart; doubled for each further one (at most
+    /// a minute).
+    #[serde(default = "default_restart_backoff")]
+    pub restart_backoff_seconds: f64,
+}
+
+fn default_grace() -> f64 {
+    10.0
+}
+
+fn default_clean_exit_codes() -> Vec<i32> {
+    vec![0]
+}
+
+fn default_restart_backoff() -> f64 {
+    2.0
+}
+
+impl Profile {
+    /// Copies any stream ffmpeg can read into Matroska, which stays readable
+    /// if the recorder dies before writing its trailer (a plain MP4 does
+    /// not). Clusters of at most 1 s, flushed as written: a SIGKILLed ffmpeg
+    /// loses about a second, and the file grows steadily (which is what stall
+    /// detection watches).
+    pub fn ffmpeg() -> Self {
+        Self {
+            command: [
+                "ffmpeg",
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "info",
+                "-i",
+                "{source}",
+                "-map",
+                "0",
+                "-c",
+                "copy",
+                "-f",
+                "matroska",
+                "-cluster_time_limit",
+                "1000",
+                "-flush_packets",
+                "1",
+                "{output}",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            stop_signal: StopSignal::default(),
+            stop_grace_seconds: default_grace(),
+            output_extension: "mkv".to_owned(),
+            allowed_schemes: [
+                "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "rtp", "tcp",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            post_processing: Vec::new(),
+            steps: default_pipeline(),
+            stall_timeout_seconds: Some(30.0),
+            clean_exit_codes: vec![0, 255],
+            restart_attempts: 3,
+            restart_backoff_seconds: 2.0,
+        }
+    }
+
+    /// Every step, in order: `steps`, then the `post_processing` shorthand.
+    pub fn pipeline(&self) -> Vec<StepConfig> {
+        let mut steps = self.steps.clone();
+        for (i, argv) in self.post_processing.iter().enumerate() {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            steps.push(StepConfig {
+                retries: 0,
+                ..StepConfig::command(&format!("post-processing-{}", i + 1), &argv)
+            });
+        }
+        steps
+    }
+
+    /// Wait before restart number `n` (from 1).
+    pub fn restart_backoff(&self, n: u32) -> Duration {
+        let factor = 2f64.powi(n.saturating_sub(1).min(16) as i32);
+        Duration::from_secs_f64((self.restart_backoff_seconds * factor).min(60.0))
+    }
+
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        self.stall_timeout_seconds.map(Duration::from_secs_f64)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.command.is_empty() || self.command[0].is_empty() {
+            bail!("`command` must name a program");
+        }
+        check_placeholders(&self.command, RECORDER_PLACEHOLDERS)?;
+        for step in &self.post_processing {
+            if step.is_empty() || step[0].is_empty() {
+                bail!("each `post_processing` entry must name a program");
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for step in self.pipeline() {
+            step.validate()?;
+            if !names.insert(step.name.clone()) {
+                bail!("two steps are named `{}`", step.name);
+            }
+        }
+        if self.restart_attempts > 100 {
+            bail!("`restart_attempts` must be at most 100");
+        }
+        if !(self.restart_backoff_seconds.is_finite()
+            && (0.0..=3600.0).contains(&self.restart_backoff_seconds))
+        {
+            bail!("`restart_backoff_seconds` must be between 0 and 3600");
+        }
+        if let Some(stall) = self.stall_timeout_seconds
+            && !(stall.is_finite() && (1.0..=24.0 * 3600.0).contains(&stall))
+        {
+            bail!("`stall_timeout_seconds` must be between 1 and 86400");
+        }
+        if !(self.stop_grace_seconds.is_finite()
+            && self.stop_grace_seconds > 0.0
+            && self.stop_grace_seconds <= 3600.0)
+        {
+            bail!("`stop_grace_seconds` must be a number of seconds in (0, 3600]");
+        }
+        if self.output_extension.is_empty()
+            || !self
+                .output_extension
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        {
+            bail!("`output_extension` must be letters and digits, without a dot");
+        }
+        if self.allowed_schemes.is_empty() {
+            bail!("`allowed_schemes` must list at least one URL scheme");
+        }
+        Ok(())
+    }
+
+    /// First signal of the stop sequence.
+    pub fn stop_signal(&self) -> Signal {
+        self.stop_signal.0
+    }
+
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.stop_grace_seconds)
+    }
+
+    pub fn allows_scheme(&self, scheme: &str) -> bool {
+        self.allowed_schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
+    }
+}
+
+/// The first signal of a profile's stop sequence, parsed from its name when
+/// the profile loads so that a typo is refused at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopSignal(pub Signal);
+
+impl Default for StopSignal {
+    /// SIGINT: what makes ffmpeg write its trailer and exit.
+    fn default() -> Self {
+        Self(Signal::INT)
+    }
+}
+
+/// A stop signal name that is not one of those a recorder can be asked to
+/// stop with.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown stop signal `{0}` (known: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGKILL)"
+)]
+pub struct UnknownSignal(String);
+
+impl FromStr for StopSignal {
+    type Err = UnknownSignal;
+
+    /// A signal by name, with or without `SIG`, in any case (`SIGINT`,
+    /// `INT`, `sigint`).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        let upper = name.to_ascii_uppercase();
+        let short = upper.strip_prefix("SIG").unwrap_or(&upper);
+        let signal = match short {
+            "INT" => Signal::INT,
+            "TERM" => Signal::TERM,
+            "QUIT" => Signal::QUIT,
+            "HUP" => Signal::HUP,
+            "USR1" => Signal::USR1,
+            "USR2" => Signal::USR2,
+            "KILL" => Signal::KILL,
+            _ => return Err(UnknownSignal(name.to_owned())),
+        };
+        Ok(Self(signal))
+    }
+}
+
+impl<'de> Deserialize<'de> for StopSignal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_placeholders_and_bad_signals_are_refused() {
+        let text = r#"
+            [profiles.x]
+            command = ["rec", "{sauce}"]
+            output_extension = "mkv"
+            allowed_schemes = ["rtmp"]
+        "#;
+        let err = format!("{:#}", Profiles::from_toml(text).unwrap_err());
+        assert!(err.contains("sauce"), "{err}");
+
+        let text = r#"
+            [profiles.x]
+            command = ["rec"]
+            stop_signal = "SIGFOO"
+            output_extension = "mkv"
+            allowed_schemes = ["rtmp"]
+        "#;
+        let err = format!("{:#}", Profiles::from_toml(text).unwrap_err());
+        assert!(err.contains("SIGFOO"), "{err}");
+    }
+
+    #[test]
+    fn stop_signals_are_read_by_name_with_or_without_sig_in_any_case() {
+        for (name, signal) in [
+            ("SIGINT", Signal::INT),
+            ("INT", Signal::INT),
+            ("sigint", Signal::INT),
+            ("SigTerm", Signal::TERM),
+            ("kill", Signal::KILL),
+        ] {
+            let text = format!(
+                "[profiles.x]\ncommand = [\"rec\"]\nstop_signal = \"{name}\"\n\
+                 output_extension = \"mkv\"\nallowed_schemes = [\"rtmp\"]\n"
+            );
+            let profiles = Profiles::from_toml(&text).expect("a known signal");
+            let (_, profile) = profiles.get(Some("x")).expect("profile x");
+            assert_eq!(profile.stop_signal(), signal, "{name}");
+        }
+        let text = "[profiles.x]\ncommand = [\"rec\"]\noutput_extension = \"mkv\"\nallowed_schemes = [\"rtmp\"]\n";
+        let profiles = Profiles::from_toml(text).expect("no stop_signal");
+        let (_, profile) = profiles.get(Some("x")).expect("profile x");
+        assert_eq!(profile.stop_signal(), Signal::INT, "SIGINT when unset");
+    }
+
+    #[test]
+    fn the_readme_profile_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("default_profile"))
+            .expect("README has a profile example");
+        let profiles = Profiles::from_toml(block).expect("README example parses");
+        assert!(profiles.get(Some("ffmpeg_with_hook")).is_some());
+    }
+
+    #[test]
+    fn file_profiles_join_the_builtin_one() {
+        let text = r#"
+            default_profile = "x"
+            [profiles.x]
+            command = ["rec", "{output}"]
+            output_extension = "ts"
+            allowed_schemes = ["udp"]
+        "#;
+        let profiles = Profiles::from_toml(text).unwrap();
+        assert_eq!(profiles.get(None).map(|p| p.0), Some("x"));
+        assert!(profiles.get(Some("ffmpeg")).is_some());
+    }
+}

@@ -65,7 +65,26 @@ impl Client {
 
 pub async fn jobs(args: &ClientArgs, command: &JobsCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(args);
-    let body = match command {
+    if let JobsCommand::Watch {
+        last_event_id,
+        limit,
+    } = command
+    {
+        watch(&client, *last_event_id, *limit, args.json).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let body = job_request(&client, command).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        print_job_answer(command, &body);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server's answer to one `jobs` command.
+async fn job_request(client: &Client, command: &JobsCommand) -> anyhow::Result<Value> {
+    match command {
         JobsCommand::Start {
             source,
             title,
@@ -82,42 +101,18 @@ pub async fn jobs(args: &ClientArgs, command: &JobsCommand) -> anyhow::Result<Ex
             if let Some(duration) = duration {
                 request["duration_seconds"] = json!(duration);
             }
-            let body = client.post("/api/recordings/jobs/start/", request).await?;
-            if !args.json {
-                print_jobs(std::slice::from_ref(&body["job"]));
-            }
-            body
+            client.post("/api/recordings/jobs/start/", request).await
         }
         JobsCommand::Stop { job_id } => {
-            let body = client
+            client
                 .post("/api/recordings/jobs/stop/", json!({ "job_id": job_id }))
-                .await?;
-            if !args.json {
-                print_jobs(std::slice::from_ref(&body["job"]));
-            }
-            body
+                .await
         }
-        JobsCommand::Active => {
-            let body = client.get("/api/recordings/jobs/active/").await?;
-            if !args.json {
-                print_jobs(
-                    body["jobs"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                );
-                println!("{} active", body["count"]);
-            }
-            body
-        }
+        JobsCommand::Active => client.get("/api/recordings/jobs/active/").await,
         JobsCommand::Cleanup => {
-            let body = client
+            client
                 .post("/api/recordings/jobs/cleanup/", json!({}))
-                .await?;
-            if !args.json {
-                println!("{}", body["message"].as_str().unwrap_or_default());
-            }
-            body
+                .await
         }
         JobsCommand::List {
             status,
@@ -130,48 +125,47 @@ pub async fn jobs(args: &ClientArgs, command: &JobsCommand) -> anyhow::Result<Ex
                 *page_size,
                 status.as_deref(),
             );
-            let body = client.get(&path).await?;
-            if !args.json {
-                print_jobs(
-                    body["jobs"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                );
-                println!("page {page}, {} job(s) in all", body["count"]);
-            }
-            body
+            client.get(&path).await
         }
         JobsCommand::Show { job_id } => {
-            let body = client
-                .get(&format!("/api/recordings/jobs/{job_id}/"))
-                .await?;
-            if !args.json {
-                print_fields(&body);
-            }
-            body
+            client.get(&format!("/api/recordings/jobs/{job_id}/")).await
         }
         JobsCommand::Logs { job_id, bytes } => {
-            let body = client
+            client
                 .get(&format!("/api/recordings/jobs/{job_id}/log/?bytes={bytes}"))
-                .await?;
-            if !args.json {
-                print!("{}", body["content"].as_str().unwrap_or_default());
-            }
-            body
+                .await
         }
-        JobsCommand::Watch {
-            last_event_id,
-            limit,
-        } => {
-            watch(&client, *last_event_id, *limit, args.json).await?;
-            return Ok(ExitCode::SUCCESS);
+        JobsCommand::Watch { .. } => {
+            bail!("`jobs watch` follows the stream; it has no single answer")
         }
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the answer to a `jobs` command for people.
+fn print_job_answer(command: &JobsCommand, body: &Value) {
+    let jobs = || {
+        body["jobs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    match command {
+        JobsCommand::Start { .. } | JobsCommand::Stop { .. } => {
+            print_jobs(std::slice::from_ref(&body["job"]));
+        }
+        JobsCommand::Active => {
+            print_jobs(jobs());
+            println!("{} active", body["count"]);
+        }
+        JobsCommand::Cleanup => println!("{}", body["message"].as_str().unwrap_or_default()),
+        JobsCommand::List { page, .. } => {
+            print_jobs(jobs());
+            println!("page {page}, {} job(s) in all", body["count"]);
+        }
+        JobsCommand::Show { .. } => print_fields(body),
+        JobsCommand::Logs { .. } => print!("{}", body["content"].as_str().unwrap_or_default()),
+        JobsCommand::Watch { .. } => {}
+    }
 }
 
 pub async fn recordings(

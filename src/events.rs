@@ -84,7 +84,7 @@ impl EventLog {
     /// Records a transition: `kind` like `job.completed`, `object` the job
     /// or recording after it.
     pub fn publish(&self, kind: &str, object: &impl Serialize) {
-        self.metrics.count("recorderd_transitions_total", &[kind]);
+        self.metrics.transition(kind);
         match serde_json::to_string(object) {
             Ok(data) => {
                 let _ = self.publish.send((kind.to_owned(), data));

@@ -122,18 +122,17 @@ async fn time_request(
     request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map(|p| p.as_str().to_owned());
     let began = std::time::Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics.observe(
-        "recorderd_http_request_seconds",
-        &[&method, &route, &status],
+    metrics.http_request(
+        &method,
+        route.as_deref().unwrap_or("unmatched"),
+        response.status(),
         began.elapsed(),
     );
     response

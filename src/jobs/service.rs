@@ -225,18 +225,10 @@ impl JobService {
 
     /// Records how an exit was committed: latency, and how it was stopped.
     fn observe_exit(&self, exit: &ExitEvent) {
-        let metrics = &self.inner.metrics;
-        metrics.observe(
-            "recorderd_exit_commit_seconds",
-            &[],
+        self.inner.metrics.exit_committed(
             exit.observed_at.elapsed(),
+            exit.last_stop_signal.map(super::status::signal_name),
         );
-        if let Some(signal) = exit.last_stop_signal {
-            metrics.count(
-                "recorderd_stops_total",
-                &[super::status::signal_name(signal)],
-            );
-        }
     }
 
     /// The log of transitions, for the event stream.
@@ -364,9 +356,7 @@ impl JobService {
             Ok(identity) => identity,
             Err(e) => {
                 warn!(parent: &span, error = %e, "recorder could not be spawned");
-                self.inner
-                    .metrics
-                    .count("recorderd_spawn_failures_total", &[]);
+                self.inner.metrics.spawn_failed();
                 self.finish(job.id, Ending::SpawnFailed(e.to_string()))
                     .await?;
                 return Err(JobError::Spawn {

@@ -36,7 +36,7 @@ use crate::config::{BuiltinStep, Profiles, StepConfig, StepOutput, render_argv};
 use crate::entity::{RecordingStatus, StepStatus, recording};
 use crate::events::EventLog;
 use crate::jobs::repo;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StepOutcome};
 use crate::supervisor::Supervisor;
 
 /// Most of a step's standard output kept as its result.
@@ -340,19 +340,12 @@ impl Processing {
             };
             drop(permit);
             let outcome = if result.is_ok() {
-                "succeeded"
+                StepOutcome::Succeeded
             } else {
-                "failed"
+                StepOutcome::Failed
             };
-            self.metrics.observe(
-                "recorderd_processing_step_seconds",
-                &[&config.name, outcome],
-                began.elapsed(),
-            );
-            if result.is_err() {
-                self.metrics
-                    .count("recorderd_processing_step_failures_total", &[&config.name]);
-            }
+            self.metrics
+                .step_finished(&config.name, outcome, began.elapsed());
             match result {
                 Ok(done) => {
                     self.store_output(recording_id, config, done.result.as_deref())

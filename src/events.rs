@@ -83,8 +83,7 @@ impl EventLog {
 
     /// Records a transition: `object` is the job or recording after it.
     pub fn publish(&self, kind: EventKind, object: &impl Serialize) {
-        self.metrics
-            .count("recorderd_transitions_total", &[kind.as_str()]);
+        self.metrics.transition(kind.as_str());
         match serde_json::to_string(object) {
             Ok(data) => {
                 let _ = self.publish.send((kind, data));

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::ServiceExt;
+use axum::extract::Request;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -249,6 +251,7 @@ impl Application {
                 cors_origins: settings.cors_origins.clone(),
             },
         );
+        let app = ServiceExt::<Request>::into_make_service(app);
         let server =
             axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });

@@ -29,7 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::entity::webhook_cursor;
 use crate::events::{Event, EventLog};
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryOutcome, Metrics};
 
 /// Events read from the log at once.
 const PAGE: u64 = 100;
@@ -257,8 +257,7 @@ impl Delivery {
             };
             let failure = match self.post(event, &body, attempt, timeout).await {
                 Ok(()) => {
-                    self.metrics
-                        .count("recorderd_webhook_deliveries_total", &["delivered"]);
+                    self.metrics.webhook_delivery(DeliveryOutcome::Delivered);
                     return Outcome::Delivered;
                 }
                 Err(failure) => failure,
@@ -267,13 +266,11 @@ impl Delivery {
                 if draining {
                     return Outcome::Deferred;
                 }
-                self.metrics
-                    .count("recorderd_webhook_deliveries_total", &["given_up"]);
+                self.metrics.webhook_delivery(DeliveryOutcome::GivenUp);
                 warn!(event_id = event.id, kind = event.kind.as_str(), attempts, error = %failure, "webhook delivery given up");
                 return Outcome::GivenUp;
             }
-            self.metrics
-                .count("recorderd_webhook_deliveries_total", &["retried"]);
+            self.metrics.webhook_delivery(DeliveryOutcome::Retried);
             warn!(event_id = event.id, attempt, retry_in = ?backoff, error = %failure, "webhook delivery failed; retrying");
             if self.pause(backoff).await {
                 return Outcome::Deferred;

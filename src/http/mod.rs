@@ -1,5 +1,6 @@
 //! The HTTP API: the seed's endpoints (with and without trailing slash),
-//! JSON in and out, every error in one shape.
+//! JSON in and out, every error in one shape. Routes are registered
+//! without the slash; [`router`] trims it from requests before routing.
 
 mod auth;
 pub mod error;
@@ -13,10 +14,12 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::Method;
 use std::sync::Arc;
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use tower::Layer;
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Result};
@@ -48,28 +51,6 @@ pub struct AppState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// Registers documented routes at their path and, for `/api` paths, also
-/// at `path/`: the seed's clients use the trailing slash, hand-written ones
-/// often do not. Only the first is in the document.
-fn both(
-    router: OpenApiRouter<AppState>,
-    routes: UtoipaMethodRouter<AppState>,
-) -> OpenApiRouter<AppState> {
-    let slashed: Vec<String> = routes
-        .1
-        .paths
-        .keys()
-        .filter(|path| path.starts_with("/api/"))
-        .map(|path| format!("{path}/"))
-        .collect();
-    let method_router = routes.2.clone();
-    let mut router = router.routes(routes);
-    for path in slashed {
-        router = router.route(&path, method_router.clone());
-    }
-    router
-}
-
 /// Every route with its documentation: the router and the OpenAPI document
 /// are both built from this, so an endpoint cannot exist undocumented.
 fn routes() -> OpenApiRouter<AppState> {
@@ -94,7 +75,7 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(ops::metrics),
         routes!(ops::openapi_document),
     ] {
-        api = both(api, routes);
+        api = api.routes(routes);
     }
     api
 }
@@ -113,7 +94,17 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
 }
 
-pub fn router(state: AppState, options: &HttpOptions) -> Router {
+/// The whole HTTP service. The seed's clients use a trailing slash,
+/// hand-written ones often do not: the slash is trimmed before routing, so
+/// every path answers both ways and a route (and its metrics and access
+/// rule) is known by one name. Serve it with
+/// `ServiceExt::<Request>::into_make_service`: a layer added to the
+/// `Router` itself would only run after routing.
+pub fn router(state: AppState, options: &HttpOptions) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(routed(state, options))
+}
+
+fn routed(state: AppState, options: &HttpOptions) -> Router {
     let (api, _) = routes().split_for_parts();
     api.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -141,18 +132,17 @@ async fn time_request(
     request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map(|p| p.as_str().to_owned());
     let began = std::time::Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics.observe(
-        "recorderd_http_request_seconds",
-        &[&method, &route, &status],
+    metrics.http_request(
+        &method,
+        route.as_deref().unwrap_or("unmatched"),
+        response.status(),
         began.elapsed(),
     );
     response

@@ -10,8 +10,9 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, ErrorCode};
 use super::{AppState, Result};
+use crate::metrics::ScrapedCounts;
 
 #[utoipa::path(
     get,
@@ -111,38 +112,41 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         .status_counts()
         .await
         .map_err(crate::jobs::JobError::from)?;
-    let mut gauges = Vec::new();
-    for (status, n) in counts.jobs {
-        gauges.push((
-            "recorderd_jobs",
-            "Jobs by status.",
-            vec![("status".to_owned(), status.as_str().to_owned())],
-            n as f64,
-        ));
-    }
-    for (status, n) in counts.recordings {
-        gauges.push((
-            "recorderd_recordings",
-            "Recordings by status.",
-            vec![("status".to_owned(), status.as_str().to_owned())],
-            n as f64,
-        ));
-    }
-    gauges.push((
-        "recorderd_recorders_supervised",
-        "Recorder processes this server watches now (children and adopted).",
-        Vec::new(),
-        state.jobs.supervised() as f64,
-    ));
-    let text = state.metrics.render(&gauges);
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let counts = ScrapedCounts {
+        jobs: counts
+            .jobs
+            .into_iter()
+            .map(|(status, n)| (status.as_str().to_owned(), n))
+            .collect(),
+        recordings: counts
+            .recordings
+            .into_iter()
+            .map(|(status, n)| (status.as_str().to_owned(), n))
+            .collect(),
+        recorders_supervised: state.jobs.supervised(),
+    };
+    // Rendering reads /proc/self for the process metrics.
+    let metrics = state.metrics.clone();
+    let rendered = tokio::task::spawn_blocking(move || metrics.render(counts)).await;
+    Ok(match rendered {
+        Ok(Ok(text)) => {
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+        }
+        // Writing into a String does not fail, and encoding does not panic:
+        // should either ever happen, the scrape fails visibly.
+        Ok(Err(std::fmt::Error)) => internal_error("encoding the metrics failed"),
+        Err(e) => internal_error(&format!("rendering the metrics: {e}")),
+    })
+}
+
+/// An opaque 500 in the API's error shape, the cause logged.
+fn internal_error(cause: &str) -> Response {
+    tracing::error!(error = cause, "request failed");
+    let body = ErrorBody::new(
+        ErrorCode::InternalError,
+        "internal error; see the server log",
+    );
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 
 /// The document, built once: it only depends on the code.

@@ -160,18 +160,10 @@ impl JobService {
 
     /// An exit is in the database: measured, and its job no longer owned.
     fn committed(&self, exit: &ExitEvent) {
-        let metrics = &self.inner.metrics;
-        metrics.observe(
-            "recorderd_exit_commit_seconds",
-            &[],
+        self.inner.metrics.exit_committed(
             exit.observed_at.elapsed(),
+            exit.last_stop_signal.map(super::status::signal_name),
         );
-        if let Some(signal) = exit.last_stop_signal {
-            metrics.count(
-                "recorderd_stops_total",
-                &[super::status::signal_name(signal)],
-            );
-        }
         self.inner.supervisor.release(exit.job_id);
     }
 }

@@ -85,9 +85,7 @@ impl JobService {
             Ok(launched) => launched,
             Err(RunError::Spawn(e)) => {
                 warn!(parent: &span, error = %e, "recorder could not be spawned");
-                self.inner
-                    .metrics
-                    .count("recorderd_spawn_failures_total", &[]);
+                self.inner.metrics.spawn_failed();
                 self.finish(job.id, Ending::SpawnFailed(e.to_string()))
                     .await?;
                 return Err(JobError::Spawn {

@@ -33,7 +33,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::entity::{Analysis, EventKind, RecordingStatus, StepStatus};
 use crate::events::EventLog;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StepOutcome};
 use crate::profile::{BuiltinStep, Profiles, StepConfig, StepOutput};
 use crate::store::{self, Step, steps};
 use crate::supervisor::Supervisor;
@@ -337,19 +337,12 @@ impl Processing {
             };
             drop(permit);
             let outcome = if result.is_ok() {
-                "succeeded"
+                StepOutcome::Succeeded
             } else {
-                "failed"
+                StepOutcome::Failed
             };
-            self.metrics.observe(
-                "recorderd_processing_step_seconds",
-                &[&config.name, outcome],
-                began.elapsed(),
-            );
-            if result.is_err() {
-                self.metrics
-                    .count("recorderd_processing_step_failures_total", &[&config.name]);
-            }
+            self.metrics
+                .step_finished(&config.name, outcome, began.elapsed());
             match result {
                 Ok(done) => {
                     self.store_output(recording_id, config, &done).await?;

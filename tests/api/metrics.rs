@@ -19,6 +19,12 @@ fn parse(text: &str) -> HashMap<String, f64> {
             let name = parts.next().expect("TYPE has a name");
             let kind = parts.next().expect("TYPE has a kind");
             assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            if kind == "counter" {
+                assert!(
+                    name.ends_with("_total") && !name.ends_with("_total_total"),
+                    "{line}"
+                );
+            }
             typed.insert(name.to_owned());
             continue;
         }
@@ -68,6 +74,15 @@ async fn metrics_parse_and_move_as_jobs_run(backend: Backend) {
     let _ = app
         .start(serde_json::json!({ "source": "test://x", "profile": "missing" }))
         .await;
+    // A method of the client's invention is counted, under `other`.
+    let brew = reqwest::Method::from_bytes(b"BREW").expect("a valid method token");
+    let response = app
+        .client
+        .request(brew, app.url("/api/recordings/jobs/"))
+        .send()
+        .await
+        .expect("BREW /api/recordings/jobs/");
+    assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 
     let after = scrape().await;
     let get = |key: &str| {
@@ -97,9 +112,39 @@ async fn metrics_parse_and_move_as_jobs_run(backend: Backend) {
             "recorderd_processing_step_seconds_count{step=\"post-processing-1\",outcome=\"succeeded\"}"
         ) >= 1.0
     );
+    // Routed after the trailing slash is trimmed: one route, one series.
     assert!(
         get(
-            "recorderd_http_request_seconds_count{method=\"POST\",route=\"/api/recordings/jobs/start/\",status=\"201\"}"
+            "recorderd_http_request_seconds_count{method=\"POST\",route=\"/api/recordings/jobs/start\",status=\"201\"}"
         ) >= 1.0
+    );
+    assert!(
+        !after
+            .keys()
+            .any(|k| k.contains("route=\"/api/recordings/jobs/start/\"")),
+        "{after:#?}"
+    );
+    assert_eq!(
+        get(
+            "recorderd_http_request_seconds_count{method=\"other\",route=\"/api/recordings/jobs\",status=\"405\"}"
+        ),
+        1.0
+    );
+    assert!(!after.keys().any(|k| k.contains("BREW")), "{after:#?}");
+
+    // The server's own process, not the test's.
+    assert!(get("process_resident_memory_bytes") > 1024.0 * 1024.0);
+    assert!(get("process_virtual_memory_bytes") >= get("process_resident_memory_bytes"));
+    assert!(get("process_open_fds") >= 3.0);
+    assert!(get("process_max_fds") >= get("process_open_fds"));
+    assert!(get("process_cpu_seconds_total") > 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs_f64();
+    let started = get("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 300.0,
+        "the server started at {started}, now is {now}"
     );
 }

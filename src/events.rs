@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::Retryable;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::backoff;
 use crate::entity::{EventKind, event};
 use crate::metrics::Metrics;
 
@@ -165,21 +167,20 @@ impl EventLog {
                     Err(_) => break,
                 }
             }
-            let mut delay = Duration::from_millis(50);
-            let stored = loop {
-                match self.store(&batch).await {
-                    Ok(stored) => break stored,
-                    Err(e) if !closed.is_cancelled() => {
-                        warn!(error = %e, "cannot store events; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, events = batch.len(), "events lost at shutdown");
-                        break Vec::new();
-                    }
-                }
-            };
+            // Retried until stored; at shutdown, once more and then given up.
+            let stored = (|| self.store(&batch))
+                .retry(backoff::doubling(
+                    Duration::from_millis(50),
+                    Duration::from_secs(5),
+                ))
+                .sleep(tokio::time::sleep)
+                .when(|_| !closed.is_cancelled())
+                .notify(|e, _| warn!(error = %e, "cannot store events; retrying"))
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, events = batch.len(), "events lost at shutdown");
+                    Vec::new()
+                });
             for event in stored {
                 let _ = self.live.send(event);
             }

@@ -6,6 +6,7 @@
 //! `recordings` owns a recording once its job has ended, and `processing`
 //! runs its pipeline. `store` holds every query; `startup` wires it all up.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod db;

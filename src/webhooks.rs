@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use backon::BackoffBuilder;
 use hmac::{Hmac, KeyInit, Mac};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::backoff;
 use crate::entity::webhook_cursor;
 use crate::events::{Event, EventLog};
 use crate::metrics::{DeliveryOutcome, Metrics};
@@ -245,7 +247,7 @@ impl Delivery {
         drain_deadline: Option<tokio::time::Instant>,
     ) -> Outcome {
         let body = body(event);
-        let mut backoff = FIRST_BACKOFF;
+        let mut delays = backoff::doubling(FIRST_BACKOFF, MAX_BACKOFF).build();
         let draining = drain_deadline.is_some();
         let attempts = if draining { 1 } else { self.max_attempts };
         for attempt in 1..=attempts {
@@ -271,11 +273,11 @@ impl Delivery {
                 return Outcome::GivenUp;
             }
             self.metrics.webhook_delivery(DeliveryOutcome::Retried);
-            warn!(event_id = event.id, attempt, retry_in = ?backoff, error = %failure, "webhook delivery failed; retrying");
-            if self.pause(backoff).await {
+            let delay = delays.next().unwrap_or(MAX_BACKOFF);
+            warn!(event_id = event.id, attempt, retry_in = ?delay, error = %failure, "webhook delivery failed; retrying");
+            if self.pause(delay).await {
                 return Outcome::Deferred;
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         Outcome::Deferred
     }

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use backon::BackoffBuilder;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::backoff;
 use crate::cli::args::{ClientArgs, JobsCommand, RecordingsCommand};
 
 struct Client {
@@ -315,16 +317,14 @@ async fn connect(
 /// Opens the event stream again after it broke, with a doubling backoff,
 /// for [`RECONNECT_ATTEMPTS`] attempts at most.
 async fn reconnect(client: &Client, last_id: Option<&str>) -> anyhow::Result<reqwest::Response> {
-    let mut delay = RECONNECT_FIRST_DELAY;
+    let mut delays = backoff::doubling(RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY).build();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delays.next().unwrap_or(RECONNECT_MAX_DELAY)).await;
         match connect(client, last_id).await {
             Ok(response) => return Ok(response),
-            Err(e) if e.is_transient() && attempt < RECONNECT_ATTEMPTS => {
-                delay = (delay * 2).min(RECONNECT_MAX_DELAY);
-            }
+            Err(e) if e.is_transient() && attempt < RECONNECT_ATTEMPTS => {}
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!("the event stream broke and {attempt} reconnection attempt(s) failed")

@@ -7,18 +7,25 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use backon::Retryable;
 use sea_orm::DbErr;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::status::Ending;
 use super::{JobError, JobService};
+use crate::backoff;
 use crate::entity::StopReason;
 use crate::store::{self, IN_LIST_CHUNK};
 use crate::supervisor::{ExitEvent, ExitOutcome, SupervisorEvent};
 
-/// How many times an exit is offered to the database (about 40 s in all).
-const EXIT_COMMIT_ATTEMPTS: u32 = 12;
+/// How many times a failed exit commit is tried again (about 40 s in all).
+const EXIT_COMMIT_RETRIES: usize = 11;
+
+/// Waits between attempts to commit an exit.
+fn commit_retries() -> backon::ExponentialBuilder {
+    backoff::doubling(Duration::from_millis(50), Duration::from_secs(5))
+}
 
 impl JobService {
     /// Handles what the supervisor reports until the service closes.
@@ -139,17 +146,15 @@ impl JobService {
             }
         }
         let ending = exit_ending(&exit);
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=EXIT_COMMIT_ATTEMPTS {
-            match self.finish(exit.job_id, ending.clone()).await {
-                Ok(_) => break,
-                Err(e) if attempt < EXIT_COMMIT_ATTEMPTS => {
-                    warn!(error = %e, attempt, "could not record the recorder's exit; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => error!(error = %e, "could not record the recorder's exit; giving up"),
-            }
+        let committed = (|| self.finish(exit.job_id, ending.clone()))
+            .retry(commit_retries().with_max_times(EXIT_COMMIT_RETRIES))
+            .sleep(tokio::time::sleep)
+            .notify(|e, delay| {
+                warn!(error = %e, ?delay, "could not record the recorder's exit; retrying");
+            })
+            .await;
+        if let Err(e) = committed {
+            error!(error = %e, "could not record the recorder's exit; giving up");
         }
         debug!(
             latency_us = exit.observed_at.elapsed().as_micros() as u64,

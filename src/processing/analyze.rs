@@ -28,6 +28,36 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, 
     if size == 0 {
         return Err(format!("{} is empty", input.display()));
     }
+    let probe = probe(supervisor, input).await?;
+    let streams = probe["streams"].as_array().cloned().unwrap_or_default();
+    let Some(audio) = streams.iter().find(|s| s["codec_type"] == "audio") else {
+        return Err("the file has no audio stream".to_owned());
+    };
+    let duration = number(&probe["format"]["duration"]).or_else(|| number(&audio["duration"]));
+    let levels = audio_levels(supervisor, input, duration).await?;
+    let silence_ratio = match (levels.silence_seconds, duration) {
+        (silence, Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
+        _ => None,
+    };
+    Ok(Analysis {
+        duration_seconds: duration,
+        format: probe["format"]["format_name"].as_str().map(str::to_owned),
+        size_bytes: size,
+        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(&audio["bit_rate"])),
+        codec: audio["codec_name"].as_str().map(str::to_owned),
+        sample_rate: number(&audio["sample_rate"]),
+        channels: audio["channels"].as_i64(),
+        integrated_loudness_lufs: levels.loudness,
+        true_peak_dbfs: levels.peak,
+        silence_seconds: levels.silence_seconds,
+        silence_ratio,
+        silence_threshold_db: SILENCE_THRESHOLD_DB,
+        streams: streams.len(),
+    })
+}
+
+/// ffprobe's description of the file's format and streams.
+async fn probe(supervisor: &Supervisor, input: &Path) -> Result<Value, String> {
     let probe = run(
         supervisor,
         Command::new("ffprobe")
@@ -48,30 +78,33 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, 
             first_line(&probe.stderr)
         ));
     }
-    let probe: Value = serde_json::from_str(&probe.stdout)
-        .map_err(|e| format!("ffprobe printed something that is not JSON: {e}"))?;
-    let streams = probe["streams"].as_array().cloned().unwrap_or_default();
-    let Some(audio) = streams.iter().find(|s| s["codec_type"] == "audio") else {
-        return Err("the file has no audio stream".to_owned());
-    };
-    let duration = number(&probe["format"]["duration"]).or_else(|| number(&audio["duration"]));
+    serde_json::from_str(&probe.stdout)
+        .map_err(|e| format!("ffprobe printed something that is not JSON: {e}"))
+}
 
+/// What one decoding pass over the first audio stream measured.
+struct Levels {
+    loudness: Option<f64>,
+    peak: Option<f64>,
+    silence_seconds: f64,
+}
+
+/// Integrated loudness and true peak (EBU R128) and total silence, in one
+/// ffmpeg pass.
+async fn audio_levels(
+    supervisor: &Supervisor,
+    input: &Path,
+    duration: Option<f64>,
+) -> Result<Levels, String> {
+    let filters = format!(
+        "ebur128=peak=true:framelog=verbose,silencedetect=n={SILENCE_THRESHOLD_DB}dB:d={SILENCE_MIN_SECONDS}"
+    );
     let levels = run(
         supervisor,
         Command::new("ffmpeg")
             .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
             .arg(input)
-            .args([
-                "-map",
-                "0:a:0",
-                "-af",
-                &format!(
-                    "ebur128=peak=true:framelog=verbose,silencedetect=n={SILENCE_THRESHOLD_DB}dB:d={SILENCE_MIN_SECONDS}"
-                ),
-                "-f",
-                "null",
-                "-",
-            ]),
+            .args(["-map", "0:a:0", "-af", &filters, "-f", "null", "-"]),
     )
     .await?;
     if !levels.success {
@@ -80,27 +113,10 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, 
             first_line(&levels.stderr)
         ));
     }
-    let loudness = summary_value(&levels.stderr, "I:");
-    let peak = summary_value(&levels.stderr, "Peak:");
-    let silence = silence_seconds(&levels.stderr, duration);
-    let silence_ratio = match (silence, duration) {
-        (silence, Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
-        _ => None,
-    };
-    Ok(Analysis {
-        duration_seconds: duration,
-        format: probe["format"]["format_name"].as_str().map(str::to_owned),
-        size_bytes: size,
-        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(&audio["bit_rate"])),
-        codec: audio["codec_name"].as_str().map(str::to_owned),
-        sample_rate: number(&audio["sample_rate"]),
-        channels: audio["channels"].as_i64(),
-        integrated_loudness_lufs: loudness,
-        true_peak_dbfs: peak,
-        silence_seconds: silence,
-        silence_ratio,
-        silence_threshold_db: SILENCE_THRESHOLD_DB,
-        streams: streams.len(),
+    Ok(Levels {
+        loudness: summary_value(&levels.stderr, "I:"),
+        peak: summary_value(&levels.stderr, "Peak:"),
+        silence_seconds: silence_seconds(&levels.stderr, duration),
     })
 }
 

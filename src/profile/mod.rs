@@ -197,10 +197,12 @@ impl Profile {
         steps
     }
 
-    /// Wait before restart number `n` (from 1).
+    /// Wait before restart number `n` (from 1): doubling from
+    /// `restart_backoff_seconds`, at most a minute.
     pub fn restart_backoff(&self, n: u32) -> Duration {
-        let factor = 2f64.powi(n.saturating_sub(1).min(16) as i32);
-        Duration::from_secs_f64((self.restart_backoff_seconds * factor).min(60.0))
+        let max = Duration::from_secs(60);
+        let first = Duration::from_secs_f64(self.restart_backoff_seconds).min(max);
+        crate::backoff::nth(first, max, n)
     }
 
     pub fn stall_timeout(&self) -> Option<Duration> {

@@ -6,10 +6,10 @@
 pub mod foreign;
 pub mod identity;
 pub mod reaper;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,13 +18,15 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info_span};
 
 pub use foreign::ForeignProcess;
 pub use identity::ProcessIdentity;
+
+use watch::{StallWatch, Watch, watch_child, watch_foreign};
 
 /// Name of the environment variable that marks a recorder with its job, so
 /// that `/proc/<pid>/environ` tells whose process it is.
@@ -405,244 +407,6 @@ impl Supervisor {
             let _ = handle.control.send(Control::Kill);
         }
     }
-}
-
-/// A stop sequence under way: which signals remain and when the next is due.
-#[derive(Default)]
-struct Escalation {
-    pending: Vec<Signal>,
-    grace: Duration,
-    next_step: Option<Instant>,
-    last_sent: Option<Signal>,
-    first_sent_at: Option<Instant>,
-}
-
-impl Escalation {
-    /// Starts the sequence now; a second stop request does not restart it.
-    fn begin(&mut self, plan: StopPlan) {
-        if self.next_step.is_some() || self.last_sent.is_some() {
-            return;
-        }
-        self.pending = plan.signals();
-        self.pending.reverse();
-        self.grace = plan.grace;
-        self.next_step = Some(Instant::now());
-    }
-
-    fn is_due(&self) -> bool {
-        self.next_step.is_some()
-    }
-
-    /// Resolves when the next signal is due (never, if none is).
-    async fn due(&self) {
-        match self.next_step {
-            Some(at) => sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// The signal to send now; schedules the one after it.
-    fn step(&mut self) -> Option<Signal> {
-        let signal = self.pending.pop();
-        self.next_step = signal.map(|_| Instant::now() + self.grace);
-        if signal.is_some() {
-            self.last_sent = signal;
-            self.first_sent_at.get_or_insert_with(Instant::now);
-        }
-        signal
-    }
-}
-
-/// What every watcher task listens to and reports through.
-struct Watch {
-    job_id: i32,
-    control: mpsc::UnboundedReceiver<Control>,
-    events: mpsc::UnboundedSender<SupervisorEvent>,
-    detached: CancellationToken,
-    stall: Option<StallWatch>,
-}
-
-/// Watches an output file for growth.
-struct StallWatch {
-    check: StallCheck,
-    last_size: u64,
-    last_growth: Instant,
-    next_check: Instant,
-    reported: bool,
-}
-
-impl StallWatch {
-    fn new(check: StallCheck) -> Self {
-        Self {
-            check,
-            last_size: 0,
-            last_growth: Instant::now(),
-            next_check: Instant::now(),
-            reported: false,
-        }
-    }
-
-    /// Time between two looks at the file: a quarter of the timeout, so a
-    /// stall is noticed within 1.25 timeouts.
-    fn period(&self) -> Duration {
-        (self.check.timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
-    }
-}
-
-/// Resolves at the next check; yields the silence when a stall is found
-/// (once per stall: growth re-arms it).
-async fn watch_stall(watch: &mut Option<StallWatch>) -> Option<Duration> {
-    let watch = watch.as_mut()?;
-    sleep_until(watch.next_check).await;
-    watch.next_check = Instant::now() + watch.period();
-    let size = tokio::fs::metadata(&watch.check.output)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
-    if size > watch.last_size {
-        watch.last_size = size;
-        watch.last_growth = Instant::now();
-        watch.reported = false;
-        return None;
-    }
-    let silent_for = watch.last_growth.elapsed();
-    if silent_for >= watch.check.timeout && !watch.reported {
-        watch.reported = true;
-        return Some(silent_for);
-    }
-    None
-}
-
-/// Awaits one child's exit, carrying out stop sequences meanwhile. Signals
-/// are only ever sent from here, before `wait()` has returned: until then the
-/// child is unreaped, so its PID (and the process group it leads) cannot
-/// belong to anyone else.
-async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid, watch: Watch) {
-    let Watch {
-        job_id,
-        mut control,
-        events: exits,
-        detached,
-        mut stall,
-    } = watch;
-    info!("recorder started");
-    let mut escalation = Escalation::default();
-    let mut control_open = true;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            () = detached.cancelled() => {
-                info!("detached: the recorder keeps running");
-                return;
-            }
-            // Not a `Some(..) =` pattern: a check that finds no stall must
-            // end this select so the next check is scheduled.
-            stalled = watch_stall(&mut stall), if stall.is_some() => {
-                if let Some(silent_for) = stalled {
-                    warn!(?silent_for, "the recorder's output stopped growing");
-                    let _ = exits.send(SupervisorEvent::Stalled { job_id, silent_for });
-                }
-            }
-            cmd = control.recv(), if control_open => match cmd {
-                Some(Control::Stop(plan)) => escalation.begin(plan),
-                Some(Control::Kill) => {
-                    warn!("killing the recorder's process group");
-                    escalation.last_sent = Some(Signal::KILL);
-                    escalation.first_sent_at.get_or_insert_with(Instant::now);
-                    if let Some(group) = Pid::from_raw(pid) {
-                        let _ = kill_process_group(group, Signal::KILL);
-                    }
-                }
-                None => control_open = false,
-            },
-            _ = escalation.due(), if escalation.is_due() => {
-                if let Some(signal) = escalation.step() {
-                    info!(signal = signal.as_raw(), "sending stop signal to process group");
-                    if let Some(group) = Pid::from_raw(pid)
-                        && let Err(e) = kill_process_group(group, signal)
-                    {
-                        warn!(error = %e, "could not signal the recorder's process group");
-                    }
-                }
-            }
-        }
-    };
-    let observed_at = Instant::now();
-    drop(owned_pid);
-    let outcome = match status {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => ExitOutcome::Exited(code),
-            (None, Some(signal)) => ExitOutcome::Signalled(signal),
-            (None, None) => ExitOutcome::Vanished(format!("unrecognised wait status {status}")),
-        },
-        Err(e) => ExitOutcome::Vanished(format!("waiting for the recorder failed: {e}")),
-    };
-    info!(?outcome, "recorder ended");
-    let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
-        job_id,
-        pid,
-        outcome,
-        last_stop_signal: escalation.last_sent.map(Signal::as_raw),
-        first_stop_at: escalation.first_sent_at,
-        observed_at,
-    }));
-}
-
-/// The same duties for a recorder left by a previous supervisor: its end is
-/// noticed through its pidfd, and stop sequences go to its process group
-/// only while it is verifiably alive.
-async fn watch_foreign(process: ForeignProcess, watch: Watch) {
-    let Watch {
-        job_id,
-        mut control,
-        events: exits,
-        detached,
-        mut stall,
-    } = watch;
-    info!("adopted a recorder left by a previous supervisor");
-    let mut escalation = Escalation::default();
-    let mut control_open = true;
-    loop {
-        tokio::select! {
-            () = process.exited() => break,
-            () = detached.cancelled() => return,
-            stalled = watch_stall(&mut stall), if stall.is_some() => {
-                if let Some(silent_for) = stalled {
-                    warn!(?silent_for, "the adopted recorder's output stopped growing");
-                    let _ = exits.send(SupervisorEvent::Stalled { job_id, silent_for });
-                }
-            }
-            cmd = control.recv(), if control_open => match cmd {
-                Some(Control::Stop(plan)) => escalation.begin(plan),
-                Some(Control::Kill) => {
-                    escalation.last_sent = Some(Signal::KILL);
-                    escalation.first_sent_at.get_or_insert_with(Instant::now);
-                    let _ = process.signal_group(Signal::KILL);
-                }
-                None => control_open = false,
-            },
-            _ = escalation.due(), if escalation.is_due() => {
-                if let Some(signal) = escalation.step() {
-                    info!(signal = signal.as_raw(), "sending stop signal to adopted process group");
-                    if let Err(e) = process.signal_group(signal) {
-                        warn!(error = %e, "could not signal the adopted recorder's process group");
-                    }
-                }
-            }
-        }
-    }
-    let observed_at = Instant::now();
-    info!("adopted recorder ended");
-    let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
-        job_id,
-        pid: process.identity().pid,
-        outcome: ExitOutcome::Vanished(
-            "the recorder was adopted after a restart; its exit status cannot be read".to_owned(),
-        ),
-        last_stop_signal: escalation.last_sent.map(Signal::as_raw),
-        first_stop_at: escalation.first_sent_at,
-        observed_at,
-    }));
 }
 
 #[cfg(test)]

@@ -8,7 +8,12 @@
 //!               [--no-output] [--self-signal N] [--stop-delay-ms MS]
 //!               [--timestamp-file FILE] [--max-lifetime SECS]
 //!               [--spawn-grandchild SECS] [--stall-after SECS]
+//!               [--chunk-bytes N]
 //! ```
+//!
+//! `--chunk-bytes` pads each line to N bytes (to fill a disk quickly); a
+//! write that fails ends it with exit code 1 and the OS error on standard
+//! error, as a real recorder does when its disk is full.
 //!
 //! `--max-lifetime` (default 300 s) ends it in any case, so a test that
 //! fails half-way never leaves recorders running for long.
@@ -36,6 +41,7 @@ struct Options {
     max_lifetime: f64,
     spawn_grandchild: Option<f64>,
     stall_after: Option<f64>,
+    chunk_bytes: usize,
 }
 
 fn parse() -> Result<Options, String> {
@@ -53,6 +59,7 @@ fn parse() -> Result<Options, String> {
         max_lifetime: 300.0,
         spawn_grandchild: None,
         stall_after: None,
+        chunk_bytes: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,6 +88,7 @@ fn parse() -> Result<Options, String> {
             "--max-lifetime" => o.max_lifetime = num(value(&arg)?, &arg)?,
             "--spawn-grandchild" => o.spawn_grandchild = Some(num(value(&arg)?, &arg)?),
             "--stall-after" => o.stall_after = Some(num(value(&arg)?, &arg)?),
+            "--chunk-bytes" => o.chunk_bytes = num(value(&arg)?, &arg)? as usize,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -189,7 +197,16 @@ fn main() -> ExitCode {
         let stalled = options.stall_after.is_some_and(|after| elapsed >= after);
         if Instant::now() >= next_write && !stalled {
             if let Some(f) = file.as_mut() {
-                let _ = writeln!(f, "chunk {chunk}");
+                let line = format!("chunk {chunk}");
+                let padding = options.chunk_bytes.saturating_sub(line.len() + 1);
+                let written = writeln!(f, "{line}{}", " ".repeat(padding)).and_then(|()| f.flush());
+                if let Err(e) = written {
+                    eprintln!(
+                        "test_recorder: cannot write {}: {e}",
+                        options.output.as_deref().unwrap_or("?")
+                    );
+                    return ExitCode::from(1);
+                }
             }
             chunk += 1;
             next_write += Duration::from_millis(100);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::cli::args::{ServeArgs, ShutdownPolicy};
 use crate::profile::Profiles;
@@ -28,8 +28,13 @@ fn default_node_id() -> String {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// Absolute, whatever was given.
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// How long start-up waits for an unreachable database.
+    pub database_wait: Duration,
+    /// Free space the recordings' disk must keep for a start (0: no check).
+    pub min_free_bytes: u64,
     pub reconcile_interval: Option<Duration>,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
@@ -87,8 +92,16 @@ impl Settings {
         }
         Ok(Self {
             bind: args.bind,
-            data_dir: args.database.data_dir.clone(),
-            database_url: args.database.resolved_database_url(),
+            data_dir: args
+                .database
+                .absolute_data_dir()
+                .context("resolving the data directory")?,
+            database_url: args
+                .database
+                .resolved_database_url()
+                .context("resolving the data directory")?,
+            database_wait: args.database.database_wait(),
+            min_free_bytes: args.min_free_bytes,
             reconcile_interval: (args.reconcile_interval_secs > 0)
                 .then(|| Duration::from_secs(args.reconcile_interval_secs)),
             max_body_bytes: args.max_body_bytes,

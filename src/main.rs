@@ -23,7 +23,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Migrate(args)) => {
             telemetry::init(args.log_format);
-            let connection = db::connect(&args.resolved_database_url()).await?;
+            let url = args.resolved_database_url()?;
+            let connection = db::connect(&url, args.database_wait()).await?;
             db::migrate(&connection).await?;
             println!("migrations applied");
             Ok(())

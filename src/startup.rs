@@ -76,7 +76,7 @@ impl Services {
             tracker,
             closed.clone(),
         );
-        let (supervisor, reports) = Supervisor::new(tracker.clone());
+        let (supervisor, reports) = Supervisor::new(tracker.clone(), settings.node_id.clone());
         let processing = Processing::new(
             db.clone(),
             supervisor.clone(),
@@ -138,23 +138,14 @@ impl Application {
                 .with_context(|| format!("creating directory {}", dir.display()))?;
         }
         raise_open_file_limit();
-        let db = db::connect(&settings.database_url).await?;
+        let db = db::connect(&settings.database_url, settings.database_wait).await?;
         db::migrate(&db).await?;
 
         let settings = Arc::new(settings);
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let services = Services::build(db.clone(), settings.clone(), &tracker, &shutdown);
-        let jobs = services.jobs.clone();
-        if settings.init {
-            info!("running as init: orphaned processes will be reaped");
-        } else if let Err(e) = reaper::become_subreaper() {
-            warn!(error = %e, "cannot become a child subreaper; orphans of recorders go to init");
-        }
-        tracker.spawn(reaper::reap_orphans(
-            services.supervisor.clone(),
-            shutdown.clone(),
-        ));
+        reap_orphans(&settings, &services, &tracker, &shutdown);
         // Before recovery, so the transitions it makes are delivered too.
         webhooks::start(
             &settings.webhooks,
@@ -162,7 +153,7 @@ impl Application {
             services.events.clone(),
             services.metrics.clone(),
             &tracker,
-            jobs.closing(),
+            services.jobs.closing(),
         )
         .await?;
         // Before reconciling: other nodes must not take this one for lost
@@ -172,29 +163,10 @@ impl Application {
             db.clone(),
             settings.node_id.clone(),
             settings.node_timeout,
-            jobs.closing(),
+            services.jobs.closing(),
         ));
-        // Unfinished processing first, then reconciliation (which launches
-        // processing for the jobs it ends); a recording is never launched
-        // twice either way.
-        let resumed = services
-            .processing
-            .resume_unfinished(&settings.node_id)
-            .await
-            .context("resuming post-processing")?;
-        let ended = jobs
-            .reconcile()
-            .await
-            .context("reconciling jobs left by a previous run")?;
-        tracker.spawn(
-            jobs.clone()
-                .watch_peers(settings.node_timeout, jobs.closing()),
-        );
-        let adopted = jobs.supervised();
-        info!(
-            ended,
-            adopted, resumed, node = %settings.node_id, "recovered state of the previous run"
-        );
+        recover(&settings, &services).await?;
+        spawn_background(&settings, &services, &tracker, &shutdown);
 
         let listener = TcpListener::bind(settings.bind)
             .await
@@ -226,32 +198,7 @@ impl Application {
             tracker,
             shutdown,
         } = self;
-        let jobs = services.jobs.clone();
-
-        if let Some(every) = settings.reconcile_interval {
-            tracker.spawn(reconcile_periodically(
-                jobs.clone(),
-                every,
-                shutdown.clone(),
-            ));
-        }
-        let app = http::router(
-            AppState {
-                jobs: jobs.clone(),
-                recordings: services.recordings.clone(),
-                events: services.events.clone(),
-                metrics: services.metrics.clone(),
-                probe: services.probe.clone(),
-                shutdown: shutdown.clone(),
-            },
-            &http::HttpOptions {
-                max_body_bytes: settings.max_body_bytes,
-                api_token: settings.api_token.clone(),
-                open_metrics: settings.open_metrics,
-                cors_origins: settings.cors_origins.clone(),
-            },
-        );
-        let app = ServiceExt::<Request>::into_make_service(app);
+        let app = ServiceExt::<Request>::into_make_service(router(&settings, &services, &shutdown));
         let server =
             axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
@@ -268,30 +215,8 @@ impl Application {
             Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP connections still open after 10 s; closing them"),
         }
-        let supervisor = services.supervisor.clone();
-        match settings.shutdown_policy {
-            ShutdownPolicy::Stop => {
-                let deadline = Instant::now() + settings.shutdown_timeout;
-                let stopping = jobs.stop_all().await;
-                info!(stopping, "stop sequences begun");
-                if !wait_until_empty(&supervisor, deadline).await {
-                    warn!(
-                        remaining = supervisor.len(),
-                        "shutdown timeout reached; killing remaining recorders"
-                    );
-                    supervisor.kill_all();
-                    wait_until_empty(&supervisor, Instant::now() + AFTER_KILL).await;
-                }
-            }
-            ShutdownPolicy::Detach => {
-                info!(
-                    recorders = supervisor.len(),
-                    "detaching: recorders keep running for the next supervisor to adopt"
-                );
-                supervisor.detach();
-            }
-        }
-        jobs.close();
+        end_recorders(&settings, &services).await;
+        services.jobs.close();
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
             .await
@@ -302,6 +227,155 @@ impl Application {
         db.close().await.context("closing the database")?;
         info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// The HTTP service: the API's router over the services.
+fn router(settings: &Settings, services: &Services, shutdown: &CancellationToken) -> http::Service {
+    http::router(
+        AppState {
+            jobs: services.jobs.clone(),
+            recordings: services.recordings.clone(),
+            events: services.events.clone(),
+            metrics: services.metrics.clone(),
+            probe: services.probe.clone(),
+            shutdown: shutdown.clone(),
+        },
+        &http::HttpOptions {
+            max_body_bytes: settings.max_body_bytes,
+            api_token: settings.api_token.clone(),
+            open_metrics: settings.open_metrics,
+            cors_origins: settings.cors_origins.clone(),
+        },
+    )
+}
+
+/// At shutdown, as the policy says: every recorder stopped and its end
+/// committed (killed past the timeout), or all left running for the next
+/// supervisor to adopt.
+async fn end_recorders(settings: &Settings, services: &Services) {
+    let supervisor = &services.supervisor;
+    match settings.shutdown_policy {
+        ShutdownPolicy::Stop => {
+            let deadline = Instant::now() + settings.shutdown_timeout;
+            let stopping = services.jobs.stop_all().await;
+            info!(stopping, "stop sequences begun");
+            if !wait_until_empty(supervisor, deadline).await {
+                warn!(
+                    remaining = supervisor.len(),
+                    "shutdown timeout reached; killing remaining recorders"
+                );
+                supervisor.kill_all();
+                wait_until_empty(supervisor, Instant::now() + AFTER_KILL).await;
+            }
+        }
+        ShutdownPolicy::Detach => {
+            info!(
+                recorders = supervisor.len(),
+                "detaching: recorders keep running for the next supervisor to adopt"
+            );
+            supervisor.detach();
+        }
+    }
+}
+
+/// Reaps orphaned processes: as PID 1 all of the container's, otherwise
+/// (as a child subreaper) those of recorders' own children.
+fn reap_orphans(
+    settings: &Settings,
+    services: &Services,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    if settings.init {
+        info!("running as init: orphaned processes will be reaped");
+    } else if let Err(e) = reaper::become_subreaper() {
+        warn!(error = %e, "cannot become a child subreaper; orphans of recorders go to init");
+    }
+    tracker.spawn(reaper::reap_orphans(
+        services.supervisor.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// Takes over what a previous run left, in an order that keeps every
+/// promise: first this node's recorders the database does not know by
+/// their identity (stopped, and waited for, when their job is not live),
+/// so that no pipeline runs on a file still being written; then
+/// unfinished processing; then reconciliation (which launches processing
+/// for the jobs it ends; a recording is never launched twice either way).
+async fn recover(settings: &Settings, services: &Services) -> anyhow::Result<()> {
+    let jobs = &services.jobs;
+    let unrecorded = jobs
+        .take_charge_of_marked_recorders()
+        .await
+        .context("taking charge of this node's recorders")?;
+    let resumed = services
+        .processing
+        .resume_unfinished(&settings.node_id)
+        .await
+        .context("resuming post-processing")?;
+    let ended = jobs
+        .reconcile()
+        .await
+        .context("reconciling jobs left by a previous run")?;
+    let adopted = jobs.supervised();
+    info!(
+        ended,
+        adopted, unrecorded, resumed, node = %settings.node_id, "recovered state of the previous run"
+    );
+    Ok(())
+}
+
+/// What runs in the background for as long as the service: peers' requests
+/// and lost jobs, the sweep of stuck processing, and (the seed's safety
+/// net) periodic reconciliation.
+fn spawn_background(
+    settings: &Settings,
+    services: &Services,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let jobs = &services.jobs;
+    tracker.spawn(
+        jobs.clone()
+            .watch_peers(settings.node_timeout, jobs.closing()),
+    );
+    tracker.spawn(sweep_processing(
+        services.processing.clone(),
+        settings.node_id.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(every) = settings.reconcile_interval {
+        tracker.spawn(reconcile_periodically(
+            jobs.clone(),
+            every,
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// How often recordings stuck in `processing` with no task on them are
+/// looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Relaunches this node's recordings left in `processing` with no task
+/// working on them (a pipeline that gave up during a database outage, say):
+/// a recording never stays `processing` forever.
+async fn sweep_processing(processing: Processing, node_id: String, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(SWEEP_EVERY);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match processing.resume_unfinished(&node_id).await {
+            Ok(0) => {}
+            Ok(relaunched) => info!(relaunched, "relaunched recordings stuck in processing"),
+            Err(e) => warn!(error = %e, "cannot look for recordings stuck in processing"),
+        }
     }
 }
 

@@ -166,6 +166,14 @@ pub struct DatabaseArgs {
     /// Log format on standard error.
     #[arg(long, env = "RECORDERD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Seconds to keep trying at start-up while the database does not
+    /// answer (it may start after recorderd), before giving up.
+    #[arg(
+        long = "database-wait",
+        env = "RECORDERD_DATABASE_WAIT",
+        default_value_t = 60
+    )]
+    pub database_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -205,6 +213,11 @@ pub struct ServeArgs {
     /// process of the namespace when recorderd exits.
     #[arg(long, env = "RECORDERD_SHUTDOWN_POLICY", value_enum, default_value_t = ShutdownPolicy::Stop)]
     pub shutdown_policy: ShutdownPolicy,
+    /// Free space (bytes) the recordings' disk must keep: below it, new
+    /// starts are refused with 507 and recorders are not restarted. 0
+    /// disables the check.
+    #[arg(long, env = "RECORDERD_MIN_FREE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub min_free_bytes: u64,
     /// Processing steps run at once, across all recordings (transcription
     /// is CPU-heavy).
     #[arg(long, env = "RECORDERD_PROCESSING_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -268,15 +281,27 @@ pub enum LogFormat {
 }
 
 impl DatabaseArgs {
+    /// The data directory as an absolute path: every path stored or handed
+    /// to a recorder or a step must mean the same file whatever the working
+    /// directory of whoever reads it (ffmpeg reads a concat list's paths
+    /// relative to the list, not to recorderd).
+    pub fn absolute_data_dir(&self) -> std::io::Result<PathBuf> {
+        std::path::absolute(&self.data_dir)
+    }
+
     /// The database URL to connect to: the configured one, or a SQLite file
     /// in the data directory (created if missing).
-    pub fn resolved_database_url(&self) -> String {
-        match &self.database_url {
+    pub fn resolved_database_url(&self) -> std::io::Result<String> {
+        Ok(match &self.database_url {
             Some(url) => url.clone(),
             None => format!(
                 "sqlite://{}?mode=rwc",
-                self.data_dir.join("recorderd.db").display()
+                self.absolute_data_dir()?.join("recorderd.db").display()
             ),
-        }
+        })
+    }
+
+    pub fn database_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.database_wait_secs)
     }
 }

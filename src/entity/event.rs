@@ -13,6 +13,14 @@ pub enum EventKind {
     #[sea_orm(string_value = "job.stopping")]
     #[serde(rename = "job.stopping")]
     JobStopping,
+    /// The recorder ended unasked and waits to be started again.
+    #[sea_orm(string_value = "job.restarting")]
+    #[serde(rename = "job.restarting")]
+    JobRestarting,
+    /// The recorder's next run started.
+    #[sea_orm(string_value = "job.restarted")]
+    #[serde(rename = "job.restarted")]
+    JobRestarted,
     #[sea_orm(string_value = "job.completed")]
     #[serde(rename = "job.completed")]
     JobCompleted,
@@ -36,6 +44,8 @@ impl EventKind {
         match self {
             Self::JobStarted => "job.started",
             Self::JobStopping => "job.stopping",
+            Self::JobRestarting => "job.restarting",
+            Self::JobRestarted => "job.restarted",
             Self::JobCompleted => "job.completed",
             Self::JobFailed => "job.failed",
             Self::RecordingProcessing => "recording.processing",

@@ -70,6 +70,10 @@ pub enum StopReason {
     /// The supervisor is shutting down with the `stop` policy.
     #[sea_orm(string_value = "shutdown")]
     Shutdown,
+    /// Nobody asked: the recorder ended by itself (its source ended,
+    /// dropped, or could not be reached), restarts included.
+    #[sea_orm(string_value = "source_ended")]
+    SourceEnded,
 }
 
 /// How a job came to its end: what was observed, not whether it went well
@@ -176,6 +180,11 @@ pub struct Model {
     /// How the job came to its end; `null` while it is live (and for jobs
     /// ended before this was recorded).
     pub end_cause: Option<EndCause>,
+    /// While the recorder waits to be started again after a crash: when
+    /// its next run starts (`process_id` is `null` meanwhile).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub restart_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::error;
 
@@ -33,6 +33,9 @@ pub enum ApiError {
     NoRoute { method: String, path: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The task running the operation died (it panicked): a bug, logged.
+    #[error("the operation failed: {0}")]
+    TaskFailed(String),
 }
 
 /// Every error code the API answers with: clients branch on these, never on
@@ -62,6 +65,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unauthorized,
     OnOtherNode,
+    DatabaseUnavailable,
+    InsufficientStorage,
 }
 
 /// The body of every error response.
@@ -135,12 +140,27 @@ impl ApiError {
             Self::MethodNotAllowed => {
                 plain(StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed, msg)
             }
+            Self::TaskFailed(_) => internal(),
         }
     }
 }
 
 fn plain(status: StatusCode, code: ErrorCode, message: String) -> (StatusCode, ErrorBody) {
     (status, ErrorBody::new(code, message))
+}
+
+/// A database failure: 503 when the database is away or cannot take the
+/// write now (the client may retry), an opaque 500 otherwise.
+fn database(error: &sea_orm::DbErr) -> (StatusCode, ErrorBody) {
+    if crate::db::is_unavailable(error) {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::DatabaseUnavailable,
+            "the database is unavailable; retry in a few seconds".to_owned(),
+        )
+    } else {
+        internal()
+    }
 }
 
 /// Internal failures are logged in full and answered opaquely.
@@ -182,7 +202,12 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
             (StatusCode::INTERNAL_SERVER_ERROR, body)
         }
         J::ShuttingDown => plain(StatusCode::SERVICE_UNAVAILABLE, C::ShuttingDown, msg),
-        J::Database(_) => internal(),
+        J::InsufficientStorage { .. } => plain(
+            StatusCode::INSUFFICIENT_STORAGE,
+            C::InsufficientStorage,
+            msg,
+        ),
+        J::Database(e) => database(e),
     }
 }
 
@@ -204,7 +229,8 @@ fn recording_parts(error: &RecordingError, msg: String) -> (StatusCode, ErrorBod
             body.error.node = Some(node.clone());
             (StatusCode::CONFLICT, body)
         }
-        R::LogUnreadable { .. } | R::Database(_) => internal(),
+        R::Database(e) => database(e),
+        R::LogUnreadable { .. } => internal(),
     }
 }
 
@@ -230,6 +256,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             error!(error = %self, ?self, "request failed");
         }
-        (status, Json(body)).into_response()
+        let retry = body.error.code == ErrorCode::DatabaseUnavailable;
+        let mut response = (status, Json(body)).into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
     }
 }

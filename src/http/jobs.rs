@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{ApiError, ApiJson, AppState, Result, page_bounds};
+use super::{ApiError, ApiJson, AppState, Result, page_bounds, to_completion};
 use crate::entity::JobStatus;
 use crate::jobs::StartRequest;
 use crate::store::{Job, Recording};
@@ -50,14 +50,16 @@ pub struct StartResponse {
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`: a field is missing, unknown or of the wrong type", body = ErrorBody),
         (status = 500, description = "`spawn_failed` (the job is recorded as failed) or `internal_error`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, or `database_unavailable` (the database does not answer now; retry later)", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the recordings' disk is below the free space it must keep", body = ErrorBody),
     )
 )]
 pub async fn start(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<StartResponse>)> {
-    let started = state.jobs.start(request).await?;
+    let jobs = state.jobs.clone();
+    let started = to_completion(async move { jobs.start(request).await }).await?;
     Ok((
         StatusCode::CREATED,
         Json(StartResponse {
@@ -104,13 +106,15 @@ pub struct StopResponse {
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_body`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn stop(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StopRequest>,
 ) -> Result<Json<StopResponse>> {
-    let job = state.jobs.stop(request.job_id).await?;
+    let jobs = state.jobs.clone();
+    let job = to_completion(async move { jobs.stop(request.job_id).await }).await?;
     Ok(Json(StopResponse {
         success: true,
         message: format!("Job #{} {}", job.id, job.status.as_str()),
@@ -137,10 +141,12 @@ pub struct ActiveJobs {
         (status = 200, description = "The live jobs", body = ActiveJobs),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn active(State(state): State<AppState>) -> Result<Json<ActiveJobs>> {
-    let jobs = state.jobs.active().await?;
+    let service = state.jobs.clone();
+    let jobs = to_completion(async move { service.active().await }).await?;
     Ok(Json(ActiveJobs {
         count: jobs.len(),
         jobs,
@@ -168,10 +174,12 @@ pub struct CleanupResponse {
         (status = 200, description = "How many jobs were ended", body = CleanupResponse),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn cleanup(State(state): State<AppState>) -> Result<Json<CleanupResponse>> {
-    let updated = state.jobs.cleanup().await?;
+    let jobs = state.jobs.clone();
+    let updated = to_completion(async move { jobs.cleanup().await }).await?;
     Ok(Json(CleanupResponse {
         success: true,
         updated_count: updated,
@@ -217,6 +225,7 @@ pub struct JobPage {
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -251,6 +260,7 @@ pub async fn list(
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`job_not_found`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn show(
@@ -300,6 +310,7 @@ const MAX_LOG_BYTES: u64 = 1024 * 1024;
         (status = 404, description = "`job_not_found`", body = ErrorBody),
         (status = 409, description = "`on_other_node`: the log is on the node named in `node`", body = ErrorBody),
         (status = 500, description = "`internal_error`: the log cannot be read", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn log(

@@ -100,7 +100,10 @@ pub struct HttpOptions {
 /// rule) is known by one name. Serve it with
 /// `ServiceExt::<Request>::into_make_service`: a layer added to the
 /// `Router` itself would only run after routing.
-pub fn router(state: AppState, options: &HttpOptions) -> NormalizePath<Router> {
+/// The API as served: the router behind the trailing-slash normalization.
+pub type Service = NormalizePath<Router>;
+
+pub fn router(state: AppState, options: &HttpOptions) -> Service {
     NormalizePathLayer::trim_trailing_slash().layer(routed(state, options))
 }
 
@@ -175,6 +178,23 @@ async fn fallback(method: Method, request: Request) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// Runs a state change to its end whatever the client does: the request's
+/// future is dropped when its client goes away, and a start cut there
+/// would leave a recorder without its identity stored, its event or its
+/// duration limit. The handler awaits the spawned task's result.
+pub async fn to_completion<T, E>(
+    operation: impl Future<Output = std::result::Result<T, E>> + Send + 'static,
+) -> Result<T>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match tokio::spawn(operation).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(ApiError::TaskFailed(e.to_string())),
+    }
 }
 
 pub const MAX_PAGE_SIZE: u64 = 500;

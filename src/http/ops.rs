@@ -104,6 +104,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         (status = 200, description = "The metrics", content_type = "text/plain", body = String),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response> {

@@ -11,7 +11,7 @@ use tower_http::services::ServeFile;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, Result, page_bounds};
+use super::{AppState, Result, page_bounds, to_completion};
 use crate::entity::{Analysis, RecordingStatus};
 use crate::recordings::RecordingError;
 use crate::store::{Job, Recording, Step};
@@ -52,6 +52,7 @@ pub struct RecordingPage {
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -99,6 +100,7 @@ pub struct RecordingDetail {
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn show(
@@ -140,7 +142,7 @@ pub struct ReprocessResponse {
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
         (status = 409, description = "`recording_busy` (still recording or processing), `nothing_to_process` (no file), or `on_other_node` (its file is on the node named in `node`)", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`", body = ErrorBody),
+        (status = 503, description = "`shutting_down`, or `database_unavailable` (the database does not answer now; retry later)", body = ErrorBody),
     )
 )]
 pub async fn reprocess(
@@ -148,7 +150,8 @@ pub async fn reprocess(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
 ) -> Result<(StatusCode, Json<ReprocessResponse>)> {
     let Path(id) = id?;
-    let recording = state.recordings.reprocess(id).await?;
+    let recordings = state.recordings.clone();
+    let recording = to_completion(async move { recordings.reprocess(id).await }).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ReprocessResponse {
@@ -181,6 +184,7 @@ pub struct DeleteResponse {
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
         (status = 409, description = "`recording_busy`, or `on_other_node` while the node that holds its files is alive", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn delete(
@@ -188,7 +192,8 @@ pub async fn delete(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<DeleteResponse>> {
     let Path(id) = id?;
-    state.recordings.delete(id).await?;
+    let recordings = state.recordings.clone();
+    to_completion(async move { recordings.delete(id).await }).await?;
     Ok(Json(DeleteResponse {
         success: true,
         message: format!("recording {id} deleted"),
@@ -217,6 +222,7 @@ pub async fn delete(
         (status = 412, description = "An `If-Unmodified-Since` or `If-Match` precondition failed"),
         (status = 416, description = "The range is outside the file"),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
 pub async fn media(

@@ -25,6 +25,10 @@ pub enum JobError {
     Spawn { job_id: i32, source: SpawnError },
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error(
+        "the recordings' disk has {free} bytes free, below the {floor} bytes kept free (--min-free-bytes)"
+    )]
+    InsufficientStorage { free: u64, floor: u64 },
     #[error(transparent)]
     Database(#[from] DbErr),
 }

@@ -7,20 +7,18 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use backon::Retryable;
+use backon::{BackoffBuilder, Retryable};
 use sea_orm::DbErr;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, error, info_span, warn};
 
+use super::restart::Restart;
 use super::status::Ending;
 use super::{JobError, JobService};
-use crate::backoff;
 use crate::entity::StopReason;
 use crate::store::{self, IN_LIST_CHUNK};
 use crate::supervisor::{ExitEvent, ExitOutcome, SupervisorEvent};
-
-/// How many times a failed exit commit is tried again (about 40 s in all).
-const EXIT_COMMIT_RETRIES: usize = 11;
+use crate::{backoff, faults};
 
 /// Waits between attempts to commit an exit.
 fn commit_retries() -> backon::ExponentialBuilder {
@@ -34,9 +32,11 @@ impl JobService {
         mut reports: mpsc::UnboundedReceiver<SupervisorEvent>,
     ) {
         let (batch_tx, batch_rx) = mpsc::unbounded_channel();
-        self.inner
-            .tracker
-            .spawn(self.clone().commit_exit_batches(batch_rx));
+        crate::tasks::spawn_critical(
+            &self.inner.tracker,
+            "exit commits",
+            self.clone().commit_exit_batches(batch_rx),
+        );
         loop {
             let report = tokio::select! {
                 // Reports already queued are handled before closing.
@@ -47,7 +47,11 @@ impl JobService {
             match report {
                 None => break,
                 Some(SupervisorEvent::Exited(exit)) if !may_restart(&exit) => {
-                    let _ = batch_tx.send(exit);
+                    if batch_tx.send(exit).is_err() {
+                        // The committer is gone (it panicked): the process
+                        // is about to exit, and the next start adopts.
+                        error!("the exit committer is gone; an exit was not recorded");
+                    }
                 }
                 Some(SupervisorEvent::Exited(exit)) => self.spawn_record_exit(exit),
                 Some(SupervisorEvent::Stalled { job_id, silent_for }) => {
@@ -78,11 +82,21 @@ impl JobService {
                     Err(_) => break,
                 }
             }
-            let leftover = match self.finish_exit_batch(&batch).await {
-                Ok(leftover) => leftover,
-                Err(e) => {
-                    warn!(error = %e, jobs = batch.len(), "batch commit failed; committing one by one");
-                    batch.iter().map(|e| e.job_id).collect()
+            if faults::armed(faults::Point::PanicInExitCommit) {
+                panic!("fault point: the exit committer panics");
+            }
+            // Retried, in order, until the database takes it: an exit
+            // exists only here, and later exits wait behind it so that
+            // their events keep the order of the exits.
+            let mut delays = commit_retries().build();
+            let leftover = loop {
+                match self.finish_exit_batch(&batch).await {
+                    Ok(leftover) => break leftover,
+                    Err(e) => {
+                        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                        warn!(error = %e, jobs = batch.len(), ?delay, "cannot commit exits; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             };
             for exit in batch {
@@ -101,6 +115,9 @@ impl JobService {
     /// could not end (their state changed meanwhile): the caller commits
     /// those one by one.
     async fn finish_exit_batch(&self, batch: &[ExitEvent]) -> Result<HashSet<i32>, DbErr> {
+        for exit in batch {
+            self.inner.announcements.wait(exit.job_id).await;
+        }
         let ids: Vec<i32> = batch.iter().map(|e| e.job_id).collect();
         let mut rows: std::collections::HashMap<i32, _> =
             store::jobs::jobs_with_recordings(&self.inner.db, &ids)
@@ -133,28 +150,32 @@ impl JobService {
     /// Restarts the recorder if its profile says so; otherwise commits its
     /// exit, retrying while the database is unavailable: the exit status
     /// exists only here, and the job stays owned (so no reconciliation
-    /// replaces it with "exit status unknown") until it is written or
-    /// retries run out.
+    /// replaces it with "exit status unknown") until it is written.
     async fn record_exit(&self, exit: ExitEvent) {
         if may_restart(&exit) {
             match self.restart(&exit).await {
                 // The new run is owned under the same job id: nothing to
                 // release.
-                Ok(true) => return,
-                Ok(false) => {}
+                Ok(Restart::Started) => return,
+                Ok(Restart::Ended) => {
+                    self.committed(&exit);
+                    return;
+                }
+                Ok(Restart::No) => {}
                 Err(e) => warn!(error = %e, "could not restart the recorder"),
             }
         }
+        self.inner.announcements.wait(exit.job_id).await;
         let ending = exit_ending(&exit);
         let committed = (|| self.finish(exit.job_id, ending.clone()))
-            .retry(commit_retries().with_max_times(EXIT_COMMIT_RETRIES))
+            .retry(commit_retries())
             .sleep(tokio::time::sleep)
             .notify(|e, delay| {
                 warn!(error = %e, ?delay, "could not record the recorder's exit; retrying");
             })
             .await;
         if let Err(e) = committed {
-            error!(error = %e, "could not record the recorder's exit; giving up");
+            error!(error = %e, "could not record the recorder's exit");
         }
         debug!(
             latency_us = exit.observed_at.elapsed().as_micros() as u64,
@@ -173,15 +194,12 @@ impl JobService {
     }
 }
 
-/// Whether an exit is a crash that the profile might restart (handled one
-/// by one) rather than an end to commit.
+/// Whether an exit is one the profile might restart (a recorder that ended
+/// unasked, whatever its exit code; handled one by one) rather than an end
+/// to commit.
 fn may_restart(exit: &ExitEvent) -> bool {
-    let crashed = match exit.outcome {
-        ExitOutcome::Exited(code) => code != 0,
-        ExitOutcome::Signalled(_) => true,
-        ExitOutcome::Vanished(_) => false,
-    };
-    crashed && exit.last_stop_signal.is_none()
+    let seen = !matches!(exit.outcome, ExitOutcome::Vanished(_));
+    exit.restartable && seen && exit.last_stop_signal.is_none()
 }
 
 /// How a reported exit ends its job.
@@ -192,6 +210,7 @@ fn exit_ending(exit: &ExitEvent) -> Ending {
         stop_duration: exit
             .first_stop_at
             .map(|at| exit.observed_at.saturating_duration_since(at)),
+        ended_at: exit.ended_at,
     }
 }
 
@@ -208,14 +227,20 @@ mod tests {
             last_stop_signal: stop,
             first_stop_at: stop.map(|_| Instant::now()),
             observed_at: Instant::now(),
+            ended_at: time::OffsetDateTime::UNIX_EPOCH,
+            restartable: true,
         }
     }
 
     #[test]
-    fn only_crashes_nobody_asked_for_may_restart() {
+    fn only_ends_nobody_asked_for_may_restart() {
         assert!(may_restart(&exit(ExitOutcome::Exited(3), None)));
         assert!(may_restart(&exit(ExitOutcome::Signalled(9), None)));
-        assert!(!may_restart(&exit(ExitOutcome::Exited(0), None)));
+        // A source that ended: a live source often comes back.
+        assert!(may_restart(&exit(ExitOutcome::Exited(0), None)));
+        let mut spent = exit(ExitOutcome::Exited(3), None);
+        spent.restartable = false;
+        assert!(!may_restart(&spent), "no restarts left in its profile");
         assert!(!may_restart(&exit(ExitOutcome::Exited(255), Some(2))));
         assert!(!may_restart(&exit(ExitOutcome::Signalled(9), Some(9))));
         assert!(!may_restart(&exit(

@@ -7,6 +7,7 @@
 //! processing launched, exactly once.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use sea_orm::DbErr;
 use tracing::info;
@@ -15,9 +16,10 @@ use super::JobService;
 use super::request::find_profile;
 use super::status::{Ending, JobContext, verdict};
 use crate::entity::{EventKind, JobStatus, RecordingStatus};
-use crate::recordings::output::{self, OutputState};
+use crate::recordings::output::{self, OutputState, Outputs};
 use crate::store::jobs::{FinishGroup, RecordingOutcome, Verdict};
 use crate::store::{self, Job, Recording};
+use crate::supervisor::ExitOutcome;
 
 impl JobService {
     /// Ends one job. Reads it, decides its final state from the state it is
@@ -37,11 +39,15 @@ impl JobService {
             if job.status.is_terminal() {
                 return Ok(None);
             }
-            let state = read_outputs(vec![output::recorded_files(&recording)]).await?;
-            let state = state.first().cloned().unwrap_or(OutputState::Missing);
-            let (verdict, outcome) = self.decide(&job, &recording, &ending, &state);
+            let outputs = read_outputs(vec![output::recorded_files(&recording)]).await?;
+            let Some(outputs) = outputs.into_iter().next() else {
+                return Ok(None);
+            };
+            let disk = self.full_disk(&job, &ending).await;
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, &outputs, disk);
+            let ended = [(job.id, ending.ended_at())];
             let ended =
-                store::jobs::finish_jobs(db, &[job.id], job.status, &verdict, &outcome).await?;
+                store::jobs::finish_jobs(db, &ended, job.status, &verdict, &outcome).await?;
             let Some(ended) = ended.into_iter().next() else {
                 // Its status changed meanwhile: decide again from the new one.
                 continue;
@@ -67,11 +73,13 @@ impl JobService {
             .iter()
             .map(|(_, r, _)| output::recorded_files(r))
             .collect();
-        let states = read_outputs(files).await?;
+        let outputs = read_outputs(files).await?;
         let mut decided = Vec::with_capacity(items.len());
-        for ((job, recording, ending), state) in items.into_iter().zip(&states) {
-            let (verdict, outcome) = self.decide(&job, &recording, &ending, state);
-            decided.push((job, recording, verdict, outcome));
+        for ((job, recording, ending), outputs) in items.into_iter().zip(&outputs) {
+            let disk = self.full_disk(&job, &ending).await;
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, outputs, disk);
+            let ended_at = ending.ended_at();
+            decided.push((job, recording, verdict, outcome, ended_at));
         }
         let (groups, recordings) = group_endings(decided);
         let ended = store::jobs::finish_job_groups(&self.inner.db, &groups).await?;
@@ -119,14 +127,38 @@ impl JobService {
         Ok(ended_count)
     }
 
+    /// Why a recorder that failed by itself could not write, when its disk
+    /// is full (read off the disk only for such failures).
+    async fn full_disk(&self, job: &Job, ending: &Ending) -> Option<String> {
+        let failed_by_itself = matches!(
+            ending,
+            Ending::Process {
+                outcome: ExitOutcome::Exited(code),
+                stop_signal: None,
+                ..
+            } if *code != 0
+        );
+        if !failed_by_itself {
+            return None;
+        }
+        let recordings = self.inner.settings.recordings_dir();
+        let log = std::path::PathBuf::from(&job.log_path);
+        tokio::task::spawn_blocking(move || output::disk_full(&recordings, &log))
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The job's verdict and its recording's fate, from what is known.
     fn decide(
         &self,
         job: &Job,
         recording: &Recording,
         ending: &Ending,
-        output: &OutputState,
+        outputs: &Outputs,
+        full_disk: Option<String>,
     ) -> (Verdict, RecordingOutcome) {
+        let output = &outputs.state;
         let profile = find_profile(&self.inner.settings.profiles, Some(&recording.profile))
             .ok()
             .map(|(_, p)| p);
@@ -134,15 +166,30 @@ impl JobService {
             .as_ref()
             .map(|p| p.clean_exit_codes.clone())
             .unwrap_or_else(|| vec![0]);
-        let verdict = verdict(
+        let mut verdict = verdict(
             JobContext {
                 status: job.status,
                 stop_reason: job.stop_reason,
                 output_has_data: output.has_data(),
+                last_run_had_data: outputs.last_run_had_data,
+                attempt: job.attempt,
+                duration_limit: job
+                    .duration_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map(Duration::from_secs),
+                recorded: recorded(job, ending),
                 clean_exit_codes: &clean_exit_codes,
             },
             ending,
         );
+        if let Some(full) = full_disk
+            && verdict.status == JobStatus::Failed
+        {
+            verdict.error = Some(match verdict.error {
+                Some(error) => format!("{full} ({error})"),
+                None => full,
+            });
+        }
         // With no step to run and no segments to join, the recording is
         // ready as soon as its job ends: no processing round for nothing.
         let nothing_to_process = profile.as_ref().is_some_and(|p| p.pipeline().is_empty())
@@ -191,11 +238,25 @@ impl JobService {
     }
 }
 
-/// Reads the state of each recording's files, off the async runtime.
-async fn read_outputs(files: Vec<Vec<std::path::PathBuf>>) -> Result<Vec<OutputState>, DbErr> {
-    output::states_of(files)
+/// Reads what each recording's runs left, off the async runtime.
+async fn read_outputs(files: Vec<Vec<std::path::PathBuf>>) -> Result<Vec<Outputs>, DbErr> {
+    output::outputs_of(files)
         .await
         .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))
+}
+
+/// How long the job's runs recorded: from its start to its end, the waits
+/// between runs left out. `None` when its end time is unknown.
+fn recorded(job: &Job, ending: &Ending) -> Option<Duration> {
+    let ended_at = ending.ended_at()?;
+    let waited: u64 = job
+        .attempts
+        .iter()
+        .flat_map(|runs| runs.0.iter())
+        .map(|run| run.restarted_after_ms)
+        .sum();
+    let wall = Duration::try_from(ended_at - job.started_at).ok()?;
+    Some(wall.saturating_sub(Duration::from_millis(waited)))
 }
 
 /// A recording's fate when its job ends.
@@ -230,24 +291,33 @@ fn recording_outcome(
     }
 }
 
+/// One job's decided end: the job, its recording, the verdict, the
+/// recording's fate and when the recorder ended.
+type Decided = (
+    Job,
+    Recording,
+    Verdict,
+    RecordingOutcome,
+    Option<time::OffsetDateTime>,
+);
+
 /// Groups decided endings so that jobs ending the same way, from the same
-/// state, are written by one statement; also returns each job's recording.
-fn group_endings(
-    decided: Vec<(Job, Recording, Verdict, RecordingOutcome)>,
-) -> (Vec<FinishGroup>, HashMap<i32, Recording>) {
+/// state, are written by one statement (each keeping its own end time);
+/// also returns each job's recording.
+fn group_endings(decided: Vec<Decided>) -> (Vec<FinishGroup>, HashMap<i32, Recording>) {
     let mut groups: Vec<FinishGroup> = Vec::new();
     let mut recordings = HashMap::with_capacity(decided.len());
-    for (job, recording, verdict, outcome) in decided {
+    for (job, recording, verdict, outcome, ended_at) in decided {
         match groups
             .iter_mut()
             .find(|g| g.from == job.status && g.verdict == verdict && g.outcome == outcome)
         {
-            Some(group) => group.job_ids.push(job.id),
+            Some(group) => group.jobs.push((job.id, ended_at)),
             None => groups.push(FinishGroup {
                 from: job.status,
                 verdict,
                 outcome,
-                job_ids: vec![job.id],
+                jobs: vec![(job.id, ended_at)],
             }),
         }
         recordings.insert(job.id, recording);
@@ -284,6 +354,7 @@ mod tests {
             attempts: None,
             node: None,
             end_cause: None,
+            restart_at: None,
         }
     }
 
@@ -313,6 +384,7 @@ mod tests {
             stop_signal: None,
             stop_duration_ms: None,
             end_cause: EndCause::Exited,
+            stop_reason: None,
         }
     }
 
@@ -326,38 +398,38 @@ mod tests {
     #[test]
     fn jobs_ending_the_same_way_from_the_same_state_share_one_group() {
         let done = verdict(JobStatus::Completed, None);
+        let at = |s: i64| Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s));
+        let running = |id| (job(id, JobStatus::Running), recording(id));
         let decided = vec![
-            (
-                job(1, JobStatus::Running),
-                recording(1),
-                done.clone(),
-                processing(),
-            ),
-            (
-                job(2, JobStatus::Running),
-                recording(2),
-                done.clone(),
-                processing(),
-            ),
+            (running(1), done.clone(), at(1)),
+            (running(2), done.clone(), at(2)),
             // Same verdict from another state: its own statement, since the
             // compare-and-set expects that state.
             (
-                job(3, JobStatus::Stopping),
-                recording(3),
+                (job(3, JobStatus::Stopping), recording(3)),
                 done.clone(),
-                processing(),
+                at(3),
             ),
             // Another verdict: its own group.
             (
-                job(4, JobStatus::Running),
-                recording(4),
+                running(4),
                 verdict(JobStatus::Failed, Some("recorder exited with code 3")),
-                processing(),
+                at(4),
             ),
-            (job(5, JobStatus::Running), recording(5), done, processing()),
-        ];
+            (running(5), done, None),
+        ]
+        .into_iter()
+        .map(|((job, recording), verdict, ended_at)| {
+            (job, recording, verdict, processing(), ended_at)
+        })
+        .collect();
         let (groups, recordings) = group_endings(decided);
-        let ids: Vec<Vec<i32>> = groups.iter().map(|g| g.job_ids.clone()).collect();
+        let ids: Vec<Vec<i32>> = groups
+            .iter()
+            .map(|g| g.jobs.iter().map(|(id, _)| *id).collect())
+            .collect();
+        // Each keeps its own end time within its group.
+        assert_eq!(groups[0].jobs, [(1, at(1)), (2, at(2)), (5, None)]);
         assert_eq!(ids, [vec![1, 2, 5], vec![3], vec![4]]);
         assert_eq!(groups[1].from, JobStatus::Stopping);
         assert_eq!(recordings.len(), 5);

@@ -5,9 +5,12 @@
 mod error;
 mod exits;
 mod finish;
+mod orphans;
 mod peers;
+mod pending;
 mod reconcile;
 mod request;
+mod restart;
 mod service;
 mod start;
 pub mod status;

@@ -6,7 +6,7 @@
 //! that node's liveness, never by a local PID.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sea_orm::DbErr;
@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::status::Ending;
 use super::{JobError, JobService};
 use crate::entity::JobStatus;
+use crate::recordings::output::segment_path;
 use crate::store::{self, Job};
 use crate::supervisor::identity::{self, Liveness};
 use crate::supervisor::{ForeignProcess, ProcessIdentity, StallCheck};
@@ -58,7 +59,14 @@ impl JobService {
         if mine.is_empty() && gone.is_empty() {
             return Ok((0, live));
         }
+        let (waiting, mine): (Vec<Job>, Vec<Job>) = mine.into_iter().partition(waits_to_restart);
         let mut ended = 0;
+        for job in waiting {
+            if !self.resume_restart(&job).await.unwrap_or(false) {
+                let reason = "its recorder waited to be restarted and could not be".to_owned();
+                gone.push((job, Ending::ProcessGone(reason)));
+            }
+        }
         for (job, liveness) in check_identities(mine).await? {
             match liveness {
                 // Adopted, or ended on the spot if it died meanwhile.
@@ -165,9 +173,11 @@ impl JobService {
             pid = job.process_id,
             "adopting a live recorder"
         );
+        // The file of the run that is recording now: from the second run
+        // on, a segment of its own.
         let stall = match self.recording_and_profile(job).await {
             Ok((recording, profile)) => profile.stall_timeout().map(|timeout| StallCheck {
-                output: PathBuf::from(recording.output_path),
+                output: run_output(Path::new(&recording.output_path), job.attempt),
                 timeout,
             }),
             Err(_) => None,
@@ -186,6 +196,21 @@ impl JobService {
             let remaining = Duration::try_from(remaining).unwrap_or(Duration::ZERO);
             self.arm_duration_limit(job.id, remaining);
         }
+    }
+}
+
+/// A job of this node whose recorder was waiting to be restarted when its
+/// supervisor went away: its next run was claimed, no process exists.
+fn waits_to_restart(job: &Job) -> bool {
+    job.status == JobStatus::Running && job.process_id.is_none() && job.restart_at.is_some()
+}
+
+/// Where run number `attempt` of a recording writes.
+fn run_output(output: &Path, attempt: i32) -> PathBuf {
+    if attempt > 1 {
+        segment_path(output, attempt)
+    } else {
+        output.to_path_buf()
     }
 }
 

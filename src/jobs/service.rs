@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::JobError;
+use super::pending::{Announcements, Restarts};
 use super::request::find_profile;
 use crate::config::Settings;
 use crate::entity::{JobStatus, RecordingStatus};
@@ -64,6 +65,10 @@ pub(super) struct Inner {
     pub(super) closed: CancellationToken,
     pub(super) events: EventLog,
     pub(super) metrics: Arc<Metrics>,
+    /// Starts being announced: a job's end waits for its start's event.
+    pub(super) announcements: Announcements,
+    /// Recorders waiting to be restarted, and how to cut the wait short.
+    pub(super) restarts: Restarts,
 }
 
 /// How many jobs and recordings are in each status.
@@ -90,9 +95,15 @@ impl JobService {
                 closed: deps.closed,
                 events: deps.events,
                 metrics: deps.metrics,
+                announcements: Announcements::default(),
+                restarts: Restarts::default(),
             }),
         };
-        tracker.spawn(service.clone().consume_reports(reports));
+        crate::tasks::spawn_critical(
+            &tracker,
+            "exit reports",
+            service.clone().consume_reports(reports),
+        );
         service
     }
 

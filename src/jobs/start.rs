@@ -1,39 +1,37 @@
-//! Starting a job, and starting its recorder again after a crash. Both go
+//! Starting a job. Its first run and every restart (`restart.rs`) go
 //! through [`JobService::launch_run`]: render the profile's argv for this
 //! run, spawn it, and store its identity, or kill it when the identity
 //! cannot be stored (such a recorder could never be adopted after a crash
 //! of the supervisor, nor told apart from a stranger).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sea_orm::DbErr;
-use time::OffsetDateTime;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
-use crate::entity::{EventKind, JobStatus, PastRun};
+use crate::entity::EventKind;
+use crate::faults;
 use crate::profile::Profile;
-use crate::recordings::output::segment_path;
+use crate::recordings::output;
 use crate::redact;
 use crate::store::{self, Job, Recording};
-use crate::supervisor::{
-    ExitEvent, ExitOutcome, ProcessIdentity, SpawnError, SpawnSpec, StallCheck,
-};
+use crate::supervisor::{ProcessIdentity, SpawnError, SpawnSpec, StallCheck};
 use crate::template::render_argv;
 
 /// One run of a job's recorder: what differs between a first start and a
 /// restart is only where it writes.
-struct Run<'a> {
-    job: &'a Job,
-    recording: &'a Recording,
-    profile: &'a Profile,
-    output: PathBuf,
+pub(super) struct Run<'a> {
+    pub(super) job: &'a Job,
+    pub(super) recording: &'a Recording,
+    pub(super) profile: &'a Profile,
+    pub(super) output: PathBuf,
 }
 
 /// Why a run did not start.
-enum RunError {
+pub(super) enum RunError {
     /// No process was created.
     Spawn(SpawnError),
     /// The process was created but its identity could not be stored: it has
@@ -51,6 +49,7 @@ impl JobService {
         }
         let settings = &self.inner.settings;
         let start = request.validate(&settings.profiles)?;
+        self.check_free_space().await?;
         let gate = self.inner.start_gate.read().await;
         // Checked again under the gate: shutdown takes the gate exclusively
         // after cancelling, so no recorder starts once stop_all has run.
@@ -72,6 +71,8 @@ impl JobService {
         )
         .await?;
         let span = info_span!("job", job_id = job.id, recording_id = recording.id);
+        // The job's end (an instant exit) waits until its start is announced.
+        let announcing = self.inner.announcements.begin(job.id);
         let run = Run {
             job: &job,
             recording: &recording,
@@ -99,6 +100,7 @@ impl JobService {
         let job = stored.unwrap_or(job);
         drop(gate);
         self.inner.events.publish(EventKind::JobStarted, &job);
+        drop(announcing);
         info!(parent: &span, pid = identity.pid, source = %redact::url(&start.source), profile = %start.profile_name, "job started");
         if let Some(seconds) = start.duration_seconds {
             self.arm_duration_limit(job.id, Duration::from_secs(seconds));
@@ -106,105 +108,36 @@ impl JobService {
         Ok(Started { job, recording })
     }
 
-    /// Starts a crashed recorder again when its profile allows it: the job
-    /// stays `running` and moves to its next attempt, writing a new segment.
-    /// True when a new run was started.
-    pub(super) async fn restart(&self, event: &ExitEvent) -> Result<bool, JobError> {
-        let job = self.job(event.job_id).await?;
-        if job.status != JobStatus::Running {
-            return Ok(false);
+    /// Refuses to start a recording the disk cannot take: below the floor
+    /// kept free, a recorder would fail within moments, and fill what the
+    /// others still need.
+    pub(super) async fn check_free_space(&self) -> Result<(), JobError> {
+        let floor = self.inner.settings.min_free_bytes;
+        if floor == 0 {
+            return Ok(());
         }
-        let (recording, profile) = self.recording_and_profile(&job).await?;
-        let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
-        if restarts_done >= profile.restart_attempts {
-            return Ok(false);
-        }
-        let backoff = profile.restart_backoff(restarts_done + 1);
-        warn!(
-            attempt = job.attempt,
-            outcome = ?event.outcome,
-            ?backoff,
-            "recorder crashed; restarting it"
-        );
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = self.inner.shutdown.cancelled() => return Ok(false),
-        }
-        let _gate = self.inner.start_gate.read().await;
-        // Read again: a stop may have come in during the backoff.
-        let job = self.job(event.job_id).await?;
-        if job.status != JobStatus::Running || self.inner.shutdown.is_cancelled() {
-            return Ok(false);
-        }
-        let Some(segment) = self
-            .claim_next_run(&job, &recording, event, backoff)
-            .await?
-        else {
-            return Ok(false);
-        };
-        let run = Run {
-            job: &job,
-            recording: &recording,
-            profile: &profile,
-            output: segment,
-        };
-        match self.launch_run(&run).await {
-            Ok((identity, _)) => {
-                info!(
-                    attempt = job.attempt + 1,
-                    pid = identity.pid,
-                    "recorder restarted"
-                );
-                Ok(true)
+        let dir = self.inner.settings.recordings_dir();
+        let free = tokio::task::spawn_blocking(move || output::free_bytes(&dir))
+            .await
+            .map_err(|e| JobError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+        match free {
+            Ok(free) if free < floor => Err(JobError::InsufficientStorage { free, floor }),
+            Ok(_) => Ok(()),
+            // Unknown: the recorder finds out for itself.
+            Err(e) => {
+                warn!(error = %e, "cannot read the free space of the recordings' disk");
+                Ok(())
             }
-            // The job ends with the crash that asked for the restart.
-            Err(RunError::Spawn(e)) => {
-                warn!(error = %e, "the recorder could not be restarted");
-                Ok(false)
-            }
-            // The new run was killed; its own exit ends the job.
-            Err(RunError::Identity(_)) => Ok(true),
         }
-    }
-
-    /// Claims the job's next attempt and its segment before the new run
-    /// exists: whatever becomes of that run (an instant exit, a crash, a
-    /// stop) is then handled as the next attempt's, never confused with
-    /// this one. Claimed only if the job is still running this attempt;
-    /// returns where the next run writes.
-    async fn claim_next_run(
-        &self,
-        job: &Job,
-        recording: &Recording,
-        event: &ExitEvent,
-        backoff: Duration,
-    ) -> Result<Option<PathBuf>, JobError> {
-        let next = job.attempt + 1;
-        let segment = segment_path(Path::new(&recording.output_path), next);
-        let (exit_code, exit_signal) = match event.outcome {
-            ExitOutcome::Exited(code) => (Some(code), None),
-            ExitOutcome::Signalled(signal) => (None, Some(signal)),
-            ExitOutcome::Vanished(_) => (None, None),
-        };
-        let mut history = job.attempts.clone().unwrap_or_default();
-        history.0.push(PastRun {
-            attempt: job.attempt,
-            process_id: job.process_id,
-            exit_code,
-            exit_signal,
-            ended_at: Some(OffsetDateTime::now_utc()),
-            restarted_after_ms: backoff.as_millis() as u64,
-        });
-        let mut segments = recording.segments.clone().unwrap_or_default();
-        segments.0.push(segment.display().to_string());
-        let claimed = store::jobs::claim_restart(&self.inner.db, job, history, segments).await?;
-        Ok(claimed.then_some(segment))
     }
 
     /// Spawns one run of the job's recorder and stores its identity. On
     /// success returns the identity and the job as stored (`None` when it
     /// ended meanwhile: the recorder exited at once).
-    async fn launch_run(&self, run: &Run<'_>) -> Result<(ProcessIdentity, Option<Job>), RunError> {
+    pub(super) async fn launch_run(
+        &self,
+        run: &Run<'_>,
+    ) -> Result<(ProcessIdentity, Option<Job>), RunError> {
         let Run {
             job,
             recording,
@@ -233,8 +166,16 @@ impl JobService {
                     output: output.clone(),
                     timeout,
                 }),
+                restartable: restarts_left(profile, job),
             })
             .map_err(RunError::Spawn)?;
+        if faults::armed(faults::Point::ExitAfterSpawn) {
+            error!(
+                pid = identity.pid,
+                "fault point: exiting before the recorder's identity is stored"
+            );
+            std::process::exit(86);
+        }
         match store::jobs::set_process_identity(&self.inner.db, job.id, identity).await {
             Ok(stored) => Ok((identity, stored)),
             Err(e) => {
@@ -244,4 +185,10 @@ impl JobService {
             }
         }
     }
+}
+
+/// Whether the profile would start the job's recorder again after this run.
+pub(super) fn restarts_left(profile: &Profile, job: &Job) -> bool {
+    let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
+    restarts_done < profile.restart_attempts
 }

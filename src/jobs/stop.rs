@@ -25,6 +25,11 @@ impl JobService {
         // leave a job `stopping` with nothing sent.
         let plan = self.stop_plan(job_id).await?;
         self.mark_stopping(job_id, reason).await?;
+        if self.inner.restarts.wake(job_id) {
+            // It was waiting to be restarted: no process runs, and the
+            // wait ends the job now, at its last run's end.
+            return self.job(job_id).await;
+        }
         if !self.inner.supervisor.stop(job_id, plan) {
             // Nobody here owns it: its process is gone (it is ended now) or
             // it is verifiably alive (adopted, and the adoption begins the

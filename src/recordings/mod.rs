@@ -105,14 +105,13 @@ impl Recordings {
         let recording = self.settled(id, "reprocessed").await?;
         self.recording_here(&recording).await?;
         let files = output::recorded_files(&recording);
-        let state =
-            output::states_of(vec![files])
-                .await
-                .map_err(|e| RecordingError::MediaUnavailable {
-                    id,
-                    reason: e.to_string(),
-                })?;
-        if !state.first().is_some_and(output::OutputState::has_data) {
+        let outputs = output::outputs_of(vec![files]).await.map_err(|e| {
+            RecordingError::MediaUnavailable {
+                id,
+                reason: e.to_string(),
+            }
+        })?;
+        if !outputs.first().is_some_and(|o| o.state.has_data()) {
             return Err(RecordingError::NothingToProcess { id });
         }
         if !store::recordings::reset_for_reprocessing(&self.inner.db, id).await? {

@@ -56,11 +56,32 @@ pub fn state_of(files: &[PathBuf]) -> OutputState {
     first.unwrap_or(OutputState::Missing)
 }
 
-/// [`state_of`] for many recordings, off the async runtime.
-pub async fn states_of(files: Vec<Vec<PathBuf>>) -> std::io::Result<Vec<OutputState>> {
-    tokio::task::spawn_blocking(move || files.iter().map(|f| state_of(f)).collect())
-        .await
-        .map_err(std::io::Error::other)
+/// What a recording's runs left, as a whole and for its last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// See [`state_of`].
+    pub state: OutputState,
+    /// Whether the last run wrote anything (a restarted run that could not
+    /// reach its source writes nothing).
+    pub last_run_had_data: bool,
+}
+
+/// [`Outputs`] of many recordings (each the list of its runs' files), off
+/// the async runtime.
+pub async fn outputs_of(files: Vec<Vec<PathBuf>>) -> std::io::Result<Vec<Outputs>> {
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|runs| Outputs {
+                state: state_of(runs),
+                last_run_had_data: runs
+                    .last()
+                    .is_some_and(|last| classify(std::fs::metadata(last)).has_data()),
+            })
+            .collect()
+    })
+    .await
+    .map_err(std::io::Error::other)
 }
 
 fn classify(metadata: std::io::Result<std::fs::Metadata>) -> OutputState {
@@ -71,6 +92,35 @@ fn classify(metadata: std::io::Result<std::fs::Metadata>) -> OutputState {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => OutputState::Missing,
         Err(e) => OutputState::Unreadable(e.to_string()),
     }
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Below this much free space a recorder's failure is put down to a full
+/// disk: nothing it could write would fit.
+const NEARLY_FULL: u64 = 1024 * 1024;
+
+/// How much of a recorder's log is searched for the OS's "disk full".
+const LOG_TAIL: u64 = 16 * 1024;
+
+/// Why a failed recorder could not write, when its disk is full: its log
+/// names the OS error (ENOSPC), or the recordings' filesystem has next to
+/// nothing left. Blocking.
+pub fn disk_full(recordings_dir: &Path, log: &Path) -> Option<String> {
+    let free = free_bytes(recordings_dir).ok();
+    let said_so = crate::recordings::files::read_tail(log, LOG_TAIL)
+        .is_ok_and(|tail| tail.content.contains("No space left on device"));
+    (said_so || free.is_some_and(|f| f < NEARLY_FULL)).then(|| {
+        format!(
+            "the disk holding the recordings is full ({} bytes free at {}); the recorder could not write",
+            free.map_or_else(|| "?".to_owned(), |f| f.to_string()),
+            recordings_dir.display()
+        )
+    })
 }
 
 /// Where run number `attempt` (from 2) of a restarted recorder writes:

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr, Func, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -97,7 +97,8 @@ pub async fn insert_recording_and_job(
     Ok((recording, job))
 }
 
-/// Records the spawned process's identity (PID and start time).
+/// Records the spawned process's identity (PID and start time); the job
+/// no longer waits for a restart.
 pub async fn set_process_identity(
     db: &DatabaseConnection,
     job_id: i32,
@@ -108,6 +109,10 @@ pub async fn set_process_identity(
         .col_expr(
             recording_job::Column::ProcessStartTime,
             Expr::value(identity.start_time),
+        )
+        .col_expr(
+            recording_job::Column::RestartAt,
+            Expr::value(Option::<OffsetDateTime>::None),
         )
         .filter(recording_job::Column::Id.eq(job_id))
         .exec_with_returning(db)
@@ -239,37 +244,58 @@ pub struct Verdict {
     pub stop_signal: Option<i32>,
     pub stop_duration_ms: Option<i64>,
     pub end_cause: EndCause,
+    /// Recorded when the job has no stop reason yet (a recorder that ended
+    /// by itself).
+    pub stop_reason: Option<StopReason>,
 }
 
-/// Ends the jobs among `job_ids` still in `expected` state, with one verdict
+/// One job to end, and when its recorder ended (`None`: not known; the
+/// commit's time stands for it).
+pub type Ended = (i32, Option<OffsetDateTime>);
+
+/// Ends the jobs among `jobs` still in `expected` state, with one verdict
 /// for all, and moves their recordings out of `recording`, in one
 /// transaction. Returns the jobs ended: those another path ended or changed
 /// first are left alone (their recordings too).
 pub async fn finish_jobs(
     db: &DatabaseConnection,
-    job_ids: &[i32],
+    jobs: &[Ended],
     expected: JobStatus,
     verdict: &Verdict,
     recording_outcome: &RecordingOutcome,
 ) -> Result<Vec<Job>, DbErr> {
     let txn = db.begin().await?;
-    let ended = end_in(&txn, job_ids, expected, verdict, recording_outcome).await?;
+    let ended = end_in(&txn, jobs, expected, verdict, recording_outcome).await?;
     txn.commit().await?;
     Ok(ended)
 }
 
-/// The statements of [`finish_jobs`], inside the caller's transaction.
+/// The statements of [`finish_jobs`], inside the caller's transaction. Each
+/// job's `completed_at` is when its recorder ended, however late this
+/// commit comes (a database outage, a batch); a stop reason already
+/// recorded is kept.
 async fn end_in(
     txn: &DatabaseTransaction,
-    job_ids: &[i32],
+    jobs: &[Ended],
     expected: JobStatus,
     verdict: &Verdict,
     recording_outcome: &RecordingOutcome,
 ) -> Result<Vec<Job>, DbErr> {
     let now = OffsetDateTime::now_utc();
-    let ended = recording_job::Entity::update_many()
+    let mut completed_at = CaseStatement::new();
+    for (id, at) in jobs {
+        if let Some(at) = at {
+            completed_at = completed_at.case(recording_job::Column::Id.eq(*id), Expr::value(*at));
+        }
+    }
+    let completed_at: SimpleExpr = completed_at.finally(Expr::value(now)).into();
+    let mut update = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::Status, Expr::value(verdict.status))
-        .col_expr(recording_job::Column::CompletedAt, Expr::value(now))
+        .col_expr(recording_job::Column::CompletedAt, completed_at)
+        .col_expr(
+            recording_job::Column::RestartAt,
+            Expr::value(Option::<OffsetDateTime>::None),
+        )
         .col_expr(
             recording_job::Column::EndCause,
             Expr::value(verdict.end_cause),
@@ -293,8 +319,19 @@ async fn end_in(
         .col_expr(
             recording_job::Column::StopDurationMs,
             Expr::value(verdict.stop_duration_ms),
-        )
-        .filter(recording_job::Column::Id.is_in(job_ids.iter().copied()))
+        );
+    if let Some(reason) = verdict.stop_reason {
+        update = update.col_expr(
+            recording_job::Column::StopReason,
+            Func::coalesce([
+                Expr::col(recording_job::Column::StopReason),
+                Expr::value(reason),
+            ])
+            .into(),
+        );
+    }
+    let ended = update
+        .filter(recording_job::Column::Id.is_in(jobs.iter().map(|(id, _)| *id)))
         .filter(recording_job::Column::Status.eq(expected))
         .exec_with_returning(txn)
         .await?;
@@ -324,7 +361,7 @@ pub struct FinishGroup {
     pub from: JobStatus,
     pub verdict: Verdict,
     pub outcome: RecordingOutcome,
-    pub job_ids: Vec<i32>,
+    pub jobs: Vec<Ended>,
 }
 
 /// [`finish_jobs`] for several groups in one transaction. Returns each
@@ -339,7 +376,7 @@ pub async fn finish_job_groups(
     let txn = db.begin().await?;
     let mut ended_all = Vec::new();
     for (index, group) in groups.iter().enumerate() {
-        for chunk in group.job_ids.chunks(IN_LIST_CHUNK) {
+        for chunk in group.jobs.chunks(IN_LIST_CHUNK) {
             let ended = end_in(&txn, chunk, group.from, &group.verdict, &group.outcome).await?;
             ended_all.extend(ended.into_iter().map(|job| (job, index)));
         }
@@ -377,21 +414,24 @@ pub async fn find_job_with_recording(
         .await
 }
 
-/// A crashed recorder is about to be started again: the job (still
-/// `running` its attempt `job.attempt`) moves to the next attempt with the
-/// history of the earlier ones, and the recording gains the new segment.
-/// False when the job is no longer running that attempt (a stop came in):
+/// A recorder that ended unasked will be started again at `restart_at`:
+/// the job (still `running` its attempt `job.attempt`) moves to the next
+/// attempt with the history of the earlier ones and no process until the
+/// next run's is stored, and the recording gains the new segment. `None`
+/// when the job is no longer running that attempt (a stop came in):
 /// nothing is written.
 pub async fn claim_restart(
     db: &DatabaseConnection,
     job: &Job,
     attempts: PastRuns,
     segments: Segments,
-) -> Result<bool, DbErr> {
+    restart_at: OffsetDateTime,
+) -> Result<Option<Job>, DbErr> {
     let txn = db.begin().await?;
-    let result = recording_job::Entity::update_many()
+    let claimed = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
         .col_expr(recording_job::Column::Attempts, Expr::value(attempts))
+        .col_expr(recording_job::Column::RestartAt, Expr::value(restart_at))
         // The previous run's identity goes with it: until the new run's is
         // stored, the job shows no process rather than a dead one.
         .col_expr(
@@ -405,12 +445,12 @@ pub async fn claim_restart(
         .filter(recording_job::Column::Id.eq(job.id))
         .filter(recording_job::Column::Status.eq(JobStatus::Running))
         .filter(recording_job::Column::Attempt.eq(job.attempt))
-        .exec(&txn)
+        .exec_with_returning(&txn)
         .await?;
-    if result.rows_affected != 1 {
+    let Some(claimed) = claimed.into_iter().next() else {
         txn.rollback().await?;
-        return Ok(false);
-    }
+        return Ok(None);
+    };
     recording::Entity::update_many()
         .col_expr(recording::Column::Segments, Expr::value(segments))
         .col_expr(
@@ -421,7 +461,7 @@ pub async fn claim_restart(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    Ok(true)
+    Ok(Some(claimed))
 }
 
 /// How many jobs are in each status (for metrics).

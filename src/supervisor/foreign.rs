@@ -12,6 +12,7 @@ use rustix::process::{Pid, PidfdFlags, Signal, kill_process_group, pidfd_open};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use super::StopPlan;
 use super::identity::{self, Liveness, ProcessIdentity};
 
 /// How often identity is re-checked where the kernel offers no pidfd.
@@ -95,9 +96,24 @@ impl ForeignProcess {
     /// Ends a recorder nothing supervises any more: SIGTERM to its group,
     /// then SIGKILL if it has not exited after `grace`.
     pub async fn terminate(self, grace: Duration) -> io::Result<()> {
-        self.signal_group(Signal::TERM)?;
-        if tokio::time::timeout(grace, self.exited()).await.is_err() {
-            self.signal_group(Signal::KILL)?;
+        self.stop(StopPlan {
+            first_signal: Signal::TERM,
+            grace,
+        })
+        .await
+    }
+
+    /// Carries out a stop sequence and waits for the end: each signal in
+    /// turn, each given the plan's grace.
+    pub async fn stop(self, plan: StopPlan) -> io::Result<()> {
+        for signal in plan.signals() {
+            self.signal_group(signal)?;
+            if tokio::time::timeout(plan.grace, self.exited())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
         }
         Ok(())
     }

@@ -165,6 +165,54 @@ fn job_marker(pid: i32) -> procfs::ProcResult<Option<String>> {
         .map(|value| value.to_string_lossy().into_owned()))
 }
 
+/// A recorder found by its markers: its job, and who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marked {
+    pub job_id: i32,
+    pub identity: ProcessIdentity,
+}
+
+/// Every live recorder this node spawned, found by the markers in its
+/// environment, whoever knows of it. Only process group leaders count: a
+/// recorder leads its own group, and what it starts inherits its markers.
+/// Processes that cannot be read (another user's, or gone meanwhile) are
+/// passed over.
+pub fn find_marked(node_id: &str) -> io::Result<Vec<Marked>> {
+    let mut found = Vec::new();
+    for process in procfs::process::all_processes().map_err(io::Error::other)? {
+        let Ok(process) = process else { continue };
+        let Ok(stat) = process.stat() else { continue };
+        if stat.pgrp != stat.pid
+            || stat
+                .state()
+                .is_ok_and(|s| matches!(s, ProcState::Zombie | ProcState::Dead))
+        {
+            continue;
+        }
+        let Ok(environ) = process.environ() else {
+            continue;
+        };
+        let marked_here = environ
+            .get(OsStr::new(super::NODE_ENV_MARKER))
+            .is_some_and(|node| node == OsStr::new(node_id));
+        let job_id = environ
+            .get(OsStr::new(super::JOB_ENV_MARKER))
+            .and_then(|id| id.to_str()?.parse::<i32>().ok());
+        if let (true, Some(job_id), Ok(start_time)) =
+            (marked_here, job_id, i64::try_from(stat.starttime))
+        {
+            found.push(Marked {
+                job_id,
+                identity: ProcessIdentity {
+                    pid: stat.pid,
+                    start_time,
+                },
+            });
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::{Child, Command, Stdio};

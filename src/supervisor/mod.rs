@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use time::OffsetDateTime;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -31,6 +32,10 @@ use watch::{StallWatch, Watch, watch_child, watch_foreign};
 /// Name of the environment variable that marks a recorder with its job, so
 /// that `/proc/<pid>/environ` tells whose process it is.
 pub const JOB_ENV_MARKER: &str = "RECORDERD_JOB_ID";
+/// Beside the job marker: which node spawned the recorder, so that a node
+/// finding marked processes after a restart takes charge only of its own
+/// (several nodes can share one machine).
+pub const NODE_ENV_MARKER: &str = "RECORDERD_NODE";
 
 /// How a recorder process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +68,13 @@ pub struct ExitEvent {
     pub last_stop_signal: Option<i32>,
     /// When the stop sequence sent its first signal.
     pub first_stop_at: Option<Instant>,
-    /// Moment the exit was observed.
+    /// Moment the exit was observed (for latency).
     pub observed_at: Instant,
+    /// The same moment by the wall clock: when the recorder ended, recorded
+    /// as the run's and the job's end however late the commit comes.
+    pub ended_at: OffsetDateTime,
+    /// As spawned ([`SpawnSpec::restartable`]); false for adopted ones.
+    pub restartable: bool,
 }
 
 /// What to run for a job.
@@ -75,6 +85,9 @@ pub struct SpawnSpec {
     pub log_path: PathBuf,
     /// Watched for growth when a stall timeout is set.
     pub stall: Option<StallCheck>,
+    /// Whether the job's profile would start this recorder again if it
+    /// ended unasked; handed back with its exit.
+    pub restartable: bool,
 }
 
 /// Stall detection for one recorder: its output file must grow within
@@ -158,6 +171,8 @@ struct Inner {
     owned_pids: Mutex<HashSet<i32>>,
     /// Cancelled to let every recorder run on without this process.
     detached: CancellationToken,
+    /// This node's id, marked in each recorder's environment.
+    node_id: String,
 }
 
 /// Removes a PID from the owned set once its waiter has collected it.
@@ -174,9 +189,13 @@ impl Drop for OwnedPid {
 
 impl Supervisor {
     /// Returns the supervisor and the stream of its children's exits.
-    pub fn new(tracker: TaskTracker) -> (Self, mpsc::UnboundedReceiver<SupervisorEvent>) {
+    pub fn new(
+        tracker: TaskTracker,
+        node_id: String,
+    ) -> (Self, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (exits, rx) = mpsc::unbounded_channel();
         let inner = Inner {
+            node_id,
             children: Mutex::new(HashMap::new()),
             exits,
             tracker,
@@ -271,6 +290,7 @@ impl Supervisor {
             .stdout(stdout)
             .stderr(stderr)
             .env(JOB_ENV_MARKER, spec.job_id.to_string())
+            .env(NODE_ENV_MARKER, &self.inner.node_id)
             .process_group(0)
             .kill_on_drop(false);
         let (child, owned_pid) = self
@@ -313,6 +333,7 @@ impl Supervisor {
                     events: exits,
                     detached: self.inner.detached.clone(),
                     stall: spec.stall.map(StallWatch::new),
+                    restartable: spec.restartable,
                 },
             )
             .instrument(span),
@@ -346,6 +367,7 @@ impl Supervisor {
                     events: exits,
                     detached: self.inner.detached.clone(),
                     stall: stall.map(StallWatch::new),
+                    restartable: false,
                 },
             )
             .instrument(span),

@@ -6,6 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use time::OffsetDateTime;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -70,6 +71,7 @@ pub(super) struct Watch {
     pub(super) events: mpsc::UnboundedSender<SupervisorEvent>,
     pub(super) detached: CancellationToken,
     pub(super) stall: Option<StallWatch>,
+    pub(super) restartable: bool,
 }
 
 /// Watches an output file for growth.
@@ -134,6 +136,7 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         events: exits,
         detached,
         mut stall,
+        restartable,
     } = watch;
     info!("recorder started");
     let mut escalation = Escalation::default();
@@ -177,7 +180,7 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
             }
         }
     };
-    let observed_at = Instant::now();
+    let (observed_at, ended_at) = (Instant::now(), OffsetDateTime::now_utc());
     drop(owned_pid);
     let outcome = match status {
         Ok(status) => match (status.code(), status.signal()) {
@@ -195,6 +198,8 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         last_stop_signal: escalation.last_sent.map(Signal::as_raw),
         first_stop_at: escalation.first_sent_at,
         observed_at,
+        ended_at,
+        restartable,
     }));
 }
 
@@ -208,6 +213,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         events: exits,
         detached,
         mut stall,
+        restartable,
     } = watch;
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();
@@ -241,7 +247,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
             }
         }
     }
-    let observed_at = Instant::now();
+    let (observed_at, ended_at) = (Instant::now(), OffsetDateTime::now_utc());
     info!("adopted recorder ended");
     let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
@@ -252,5 +258,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         last_stop_signal: escalation.last_sent.map(Signal::as_raw),
         first_stop_at: escalation.first_sent_at,
         observed_at,
+        ended_at,
+        restartable,
     }));
 }

@@ -1,0 +1,34 @@
+//! Fault points, for tests that prove recovery from failures that cannot be
+//! caused from outside at the right instant (a crash between two writes, a
+//! panic in a task). In debug builds, `RECORDERD_FAULT` lists the points
+//! (comma-separated) at which the process misbehaves on purpose; release
+//! builds compile them out.
+
+/// A place where a test can make the process fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// The process exits at once after spawning a recorder, before its
+    /// identity is stored.
+    ExitAfterSpawn,
+    /// The task committing exits panics.
+    PanicInExitCommit,
+}
+
+impl Point {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ExitAfterSpawn => "exit_after_spawn",
+            Self::PanicInExitCommit => "panic_in_exit_commit",
+        }
+    }
+}
+
+/// Whether a test armed `point` for this process.
+pub fn armed(point: Point) -> bool {
+    if cfg!(debug_assertions) {
+        std::env::var("RECORDERD_FAULT")
+            .is_ok_and(|points| points.split(',').any(|p| p.trim() == point.name()))
+    } else {
+        false
+    }
+}

@@ -1,0 +1,220 @@
+//! Starting a recorder again after it ended unasked, when its profile says
+//! so: a live source often comes back. Between one run's end and the next
+//! run's start the job is `running` with no process and `restart_at` set
+//! (announced as `job.restarting`); a stop, its duration limit or a shutdown
+//! during that wait ends the job at once, at the last run's end.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::start::{Run, RunError};
+use super::status::{Ending, LIMIT_TOLERANCE};
+use super::{JobError, JobService};
+use crate::entity::{EventKind, JobStatus, PastRun, StopReason};
+use crate::profile::Profile;
+use crate::recordings::output::segment_path;
+use crate::store::{self, Job, Recording};
+use crate::supervisor::{ExitEvent, ExitOutcome};
+
+/// What became of an exit the profile might restart.
+pub(super) enum Restart {
+    /// A new run is owned under the same job id.
+    Started,
+    /// A stop came during the wait: the job was ended here.
+    Ended,
+    /// No restart: the exit is the job's end, to commit as usual.
+    No,
+}
+
+impl JobService {
+    /// Starts the job's recorder again when its profile allows it, after
+    /// the profile's backoff, unless a stop comes first.
+    pub(super) async fn restart(&self, exit: &ExitEvent) -> Result<Restart, JobError> {
+        let job = self.job(exit.job_id).await?;
+        if job.status != JobStatus::Running || reached_its_limit(&job, exit.ended_at) {
+            return Ok(Restart::No);
+        }
+        let (recording, profile) = self.recording_and_profile(&job).await?;
+        if !super::start::restarts_left(&profile, &job) {
+            return Ok(Restart::No);
+        }
+        if let Err(e) = self.check_free_space().await {
+            warn!(error = %e, "not restarting the recorder");
+            return Ok(Restart::No);
+        }
+        let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
+        let backoff = profile.restart_backoff(restarts_done + 1);
+        // Registered before the claim: a stop that sees the claimed job
+        // always finds the wait to cut short.
+        let wake = CancellationToken::new();
+        self.inner.restarts.register(job.id, wake.clone());
+        let claimed = self.claim_next_run(&job, &recording, exit, backoff).await;
+        let (claimed, segment) = match claimed {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                self.inner.restarts.remove(job.id);
+                return Ok(Restart::No);
+            }
+            Err(e) => {
+                self.inner.restarts.remove(job.id);
+                return Err(e);
+            }
+        };
+        self.inner
+            .events
+            .publish(EventKind::JobRestarting, &claimed);
+        warn!(
+            attempt = job.attempt,
+            outcome = ?exit.outcome,
+            ?backoff,
+            "recorder ended unasked; restarting it"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = wake.cancelled() => {}
+            () = self.inner.shutdown.cancelled() => {}
+        }
+        self.inner.restarts.remove(job.id);
+        self.run_next(claimed.id, &recording, &profile, segment, exit.ended_at)
+            .await
+    }
+
+    /// After the wait: the next run, or the job's end at the last run's
+    /// end if it was stopped meanwhile.
+    async fn run_next(
+        &self,
+        job_id: i32,
+        recording: &Recording,
+        profile: &Profile,
+        segment: PathBuf,
+        last_ended_at: OffsetDateTime,
+    ) -> Result<Restart, JobError> {
+        let gate = self.inner.start_gate.read().await;
+        let job = self.job(job_id).await?;
+        let stopped = job.status != JobStatus::Running || self.inner.shutdown.is_cancelled();
+        if stopped {
+            drop(gate);
+            if job.status == JobStatus::Running {
+                store::jobs::mark_stopping(&self.inner.db, job_id, StopReason::Shutdown).await?;
+            }
+            let ending = Ending::StoppedBetweenRuns {
+                ended_at: last_ended_at,
+            };
+            self.finish(job_id, ending).await?;
+            return Ok(Restart::Ended);
+        }
+        let announcing = self.inner.announcements.begin(job_id);
+        let run = Run {
+            job: &job,
+            recording,
+            profile,
+            output: segment,
+        };
+        match self.launch_run(&run).await {
+            Ok((identity, stored)) => {
+                drop(gate);
+                let job = stored.unwrap_or(job);
+                self.inner.events.publish(EventKind::JobRestarted, &job);
+                drop(announcing);
+                info!(
+                    attempt = job.attempt,
+                    pid = identity.pid,
+                    "recorder restarted"
+                );
+                Ok(Restart::Started)
+            }
+            // The job ends with the exit that asked for the restart.
+            Err(RunError::Spawn(e)) => {
+                warn!(error = %e, "the recorder could not be restarted");
+                Ok(Restart::No)
+            }
+            // The new run was killed; its own exit ends the job.
+            Err(RunError::Identity(_)) => Ok(Restart::Started),
+        }
+    }
+
+    /// Claims the job's next attempt and its segment before the new run
+    /// exists: whatever becomes of that run (an instant exit, a crash, a
+    /// stop) is then handled as the next attempt's, never confused with
+    /// this one. Claimed only if the job is still running this attempt;
+    /// returns the job as claimed and where the next run writes.
+    async fn claim_next_run(
+        &self,
+        job: &Job,
+        recording: &Recording,
+        exit: &ExitEvent,
+        backoff: Duration,
+    ) -> Result<Option<(Job, PathBuf)>, JobError> {
+        let next = job.attempt + 1;
+        let segment = segment_path(Path::new(&recording.output_path), next);
+        let (exit_code, exit_signal) = match exit.outcome {
+            ExitOutcome::Exited(code) => (Some(code), None),
+            ExitOutcome::Signalled(signal) => (None, Some(signal)),
+            ExitOutcome::Vanished(_) => (None, None),
+        };
+        let mut history = job.attempts.clone().unwrap_or_default();
+        history.0.push(PastRun {
+            attempt: job.attempt,
+            process_id: job.process_id,
+            exit_code,
+            exit_signal,
+            ended_at: Some(exit.ended_at),
+            restarted_after_ms: backoff.as_millis() as u64,
+        });
+        let mut segments = recording.segments.clone().unwrap_or_default();
+        segments.0.push(segment.display().to_string());
+        let restart_at = OffsetDateTime::now_utc() + backoff;
+        let claimed =
+            store::jobs::claim_restart(&self.inner.db, job, history, segments, restart_at).await?;
+        Ok(claimed.map(|job| (job, segment)))
+    }
+
+    /// Starts the run a job was waiting for when the previous supervisor
+    /// went away during its restart wait: the attempt and its segment were
+    /// claimed, no process exists. False when it could not be started (the
+    /// caller then ends the job).
+    pub(super) async fn resume_restart(&self, job: &Job) -> Result<bool, JobError> {
+        let (recording, profile) = self.recording_and_profile(job).await?;
+        let segment = segment_path(Path::new(&recording.output_path), job.attempt);
+        let announcing = self.inner.announcements.begin(job.id);
+        let run = Run {
+            job,
+            recording: &recording,
+            profile: &profile,
+            output: segment,
+        };
+        match self.launch_run(&run).await {
+            Ok((identity, stored)) => {
+                let job = stored.unwrap_or_else(|| job.clone());
+                self.inner.events.publish(EventKind::JobRestarted, &job);
+                drop(announcing);
+                info!(
+                    job_id = job.id,
+                    attempt = job.attempt,
+                    pid = identity.pid,
+                    "restart resumed after a supervisor restart"
+                );
+                Ok(true)
+            }
+            Err(RunError::Spawn(e)) => {
+                warn!(job_id = job.id, error = %e, "the recorder could not be restarted");
+                Ok(false)
+            }
+            Err(RunError::Identity(_)) => Ok(true),
+        }
+    }
+}
+
+/// Whether a recorder with a duration limit ended by itself at its limit
+/// (its own `-t`, say): it recorded what was asked, nothing to restart.
+fn reached_its_limit(job: &Job, ended_at: OffsetDateTime) -> bool {
+    let Some(limit) = job.duration_seconds else {
+        return false;
+    };
+    let elapsed = Duration::try_from(ended_at - job.started_at).unwrap_or(Duration::ZERO);
+    elapsed + LIMIT_TOLERANCE >= Duration::from_secs(u64::try_from(limit).unwrap_or(0))
+}

@@ -49,7 +49,21 @@ pub struct Settings {
     pub webhooks: crate::webhooks::WebhookSettings,
     /// This node's name (see [`ServeArgs::node_id`]).
     pub node_id: String,
+    /// Marks this node's recorders in their environment: its id and a
+    /// digest of its database, so that servers sharing a machine (another
+    /// installation, a test) never take each other's recorders for their
+    /// own, while a restart of this one always recognizes them.
+    pub recorder_marker: String,
     pub node_timeout: Duration,
+}
+
+/// `<node id>@<digest>`: the digest of the database's URL without its
+/// password (no secret reaches a recorder's environment).
+fn recorder_marker(node_id: &str, database_url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(crate::redact::url(database_url).as_bytes());
+    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{node_id}@{short}")
 }
 
 impl Settings {
@@ -90,16 +104,17 @@ impl Settings {
         if node_id.len() > 255 || node_id.chars().any(char::is_control) {
             bail!("--node-id must be at most 255 characters, without control characters");
         }
+        let database_url = args
+            .database
+            .resolved_database_url()
+            .context("resolving the data directory")?;
         Ok(Self {
             bind: args.bind,
             data_dir: args
                 .database
                 .absolute_data_dir()
                 .context("resolving the data directory")?,
-            database_url: args
-                .database
-                .resolved_database_url()
-                .context("resolving the data directory")?,
+            database_url: database_url.clone(),
             database_wait: args.database.database_wait(),
             min_free_bytes: args.min_free_bytes,
             reconcile_interval: (args.reconcile_interval_secs > 0)
@@ -114,6 +129,7 @@ impl Settings {
             init,
             profiles,
             webhooks,
+            recorder_marker: recorder_marker(&node_id, &database_url),
             node_id,
             node_timeout: Duration::from_secs(args.node_timeout_secs),
         })

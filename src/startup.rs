@@ -76,7 +76,7 @@ impl Services {
             tracker,
             closed.clone(),
         );
-        let (supervisor, reports) = Supervisor::new(tracker.clone(), settings.node_id.clone());
+        let (supervisor, reports) = Supervisor::new(tracker.clone(), settings.recorder_marker.clone());
         let processing = Processing::new(
             db.clone(),
             supervisor.clone(),

@@ -408,9 +408,14 @@ fn print_jobs(jobs: &[Value]) {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
+            // Between two runs nothing records: the status says so.
+            let status = match j["restart_at"].as_str() {
+                Some(at) if j["status"] == "running" => format!("restarting at {at}"),
+                _ => text(&j["status"]),
+            };
             vec![
                 text(&j["id"]),
-                text(&j["status"]),
+                status,
                 text(&j["process_id"]),
                 text(&j["recording_id"]),
                 text(&j["started_at"]),

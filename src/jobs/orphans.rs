@@ -20,8 +20,8 @@ impl JobService {
     /// Takes charge of every recorder this node spawned that the database
     /// does not know by its identity; returns how many were found.
     pub async fn take_charge_of_marked_recorders(&self) -> Result<usize, JobError> {
-        let node = self.inner.settings.node_id.clone();
-        let marked = tokio::task::spawn_blocking(move || identity::find_marked(&node))
+        let marker = self.inner.settings.recorder_marker.clone();
+        let marked = tokio::task::spawn_blocking(move || identity::find_marked(&marker))
             .await
             .map_err(|e| JobError::Database(sea_orm::DbErr::Custom(e.to_string())))?
             .unwrap_or_else(|e| {

@@ -282,13 +282,20 @@ async fn end_in(
     recording_outcome: &RecordingOutcome,
 ) -> Result<Vec<Job>, DbErr> {
     let now = OffsetDateTime::now_utc();
-    let mut completed_at = CaseStatement::new();
-    for (id, at) in jobs {
-        if let Some(at) = at {
-            completed_at = completed_at.case(recording_job::Column::Id.eq(*id), Expr::value(*at));
+    let known: Vec<(i32, OffsetDateTime)> = jobs
+        .iter()
+        .filter_map(|(id, at)| at.map(|at| (*id, at)))
+        .collect();
+    // A CASE needs at least one WHEN: with no end time known, now it is.
+    let completed_at: SimpleExpr = if known.is_empty() {
+        Expr::value(now)
+    } else {
+        let mut case = CaseStatement::new();
+        for (id, at) in known {
+            case = case.case(recording_job::Column::Id.eq(id), Expr::value(at));
         }
-    }
-    let completed_at: SimpleExpr = completed_at.finally(Expr::value(now)).into();
+        case.finally(Expr::value(now)).into()
+    };
     let mut update = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::Status, Expr::value(verdict.status))
         .col_expr(recording_job::Column::CompletedAt, completed_at)

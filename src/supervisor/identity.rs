@@ -177,7 +177,7 @@ pub struct Marked {
 /// recorder leads its own group, and what it starts inherits its markers.
 /// Processes that cannot be read (another user's, or gone meanwhile) are
 /// passed over.
-pub fn find_marked(node_id: &str) -> io::Result<Vec<Marked>> {
+pub fn find_marked(node_marker: &str) -> io::Result<Vec<Marked>> {
     let mut found = Vec::new();
     for process in procfs::process::all_processes().map_err(io::Error::other)? {
         let Ok(process) = process else { continue };
@@ -194,7 +194,7 @@ pub fn find_marked(node_id: &str) -> io::Result<Vec<Marked>> {
         };
         let marked_here = environ
             .get(OsStr::new(super::NODE_ENV_MARKER))
-            .is_some_and(|node| node == OsStr::new(node_id));
+            .is_some_and(|node| node == OsStr::new(node_marker));
         let job_id = environ
             .get(OsStr::new(super::JOB_ENV_MARKER))
             .and_then(|id| id.to_str()?.parse::<i32>().ok());

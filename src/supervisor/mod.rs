@@ -32,9 +32,9 @@ use watch::{StallWatch, Watch, watch_child, watch_foreign};
 /// Name of the environment variable that marks a recorder with its job, so
 /// that `/proc/<pid>/environ` tells whose process it is.
 pub const JOB_ENV_MARKER: &str = "RECORDERD_JOB_ID";
-/// Beside the job marker: which node spawned the recorder, so that a node
-/// finding marked processes after a restart takes charge only of its own
-/// (several nodes can share one machine).
+/// Beside the job marker: which node (of which database) spawned the
+/// recorder, so that a node finding marked processes after a restart takes
+/// charge only of its own (several servers can share one machine).
 pub const NODE_ENV_MARKER: &str = "RECORDERD_NODE";
 
 /// How a recorder process ended.
@@ -171,8 +171,8 @@ struct Inner {
     owned_pids: Mutex<HashSet<i32>>,
     /// Cancelled to let every recorder run on without this process.
     detached: CancellationToken,
-    /// This node's id, marked in each recorder's environment.
-    node_id: String,
+    /// This node's marker, set in each recorder's environment.
+    node_marker: String,
 }
 
 /// Removes a PID from the owned set once its waiter has collected it.
@@ -191,11 +191,11 @@ impl Supervisor {
     /// Returns the supervisor and the stream of its children's exits.
     pub fn new(
         tracker: TaskTracker,
-        node_id: String,
+        node_marker: String,
     ) -> (Self, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (exits, rx) = mpsc::unbounded_channel();
         let inner = Inner {
-            node_id,
+            node_marker,
             children: Mutex::new(HashMap::new()),
             exits,
             tracker,
@@ -290,7 +290,7 @@ impl Supervisor {
             .stdout(stdout)
             .stderr(stderr)
             .env(JOB_ENV_MARKER, spec.job_id.to_string())
-            .env(NODE_ENV_MARKER, &self.inner.node_id)
+            .env(NODE_ENV_MARKER, &self.inner.node_marker)
             .process_group(0)
             .kill_on_drop(false);
         let (child, owned_pid) = self

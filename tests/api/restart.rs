@@ -261,6 +261,7 @@ fn zombies_of(parent: i32) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_pid1_orphaned_grandchildren_are_reaped_and_exit_codes_kept() {
+    let _turn = crate::helpers::shared().await;
     let Some(wrapper) = pid_namespace_wrapper() else {
         return;
     };
@@ -312,6 +313,7 @@ async fn as_pid1_orphaned_grandchildren_are_reaped_and_exit_codes_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_pid1_the_detach_policy_is_refused() {
+    let _turn = crate::helpers::shared().await;
     let Some(wrapper) = pid_namespace_wrapper() else {
         return;
     };

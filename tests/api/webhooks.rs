@@ -277,6 +277,7 @@ async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_or_malformed_webhook_url_is_refused_at_start() {
+    let _turn = crate::helpers::shared().await;
     for (url, expected) in [
         ("https://hooks.example/x", "only http://"),
         ("not a url", "is not a URL"),

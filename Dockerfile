@@ -4,6 +4,7 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migrations migrations
+COPY testkit testkit
 COPY src src
 COPY examples examples
 RUN cargo build --release --locked --bin recorderd

@@ -20,16 +20,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
-use procfs::process::{ProcState, Process};
+use procfs::process::Process;
 use recorderd::entity::{JobStatus, RecordingStatus, recording, recording_job};
-use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use rustix::process::{Pid, kill_process_group};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{Database, DatabaseConnection, EntityTrait, TransactionTrait};
 use serde_json::{Value, json};
+use testkit::process::{Signal, is_alive_as};
+use testkit::profiles::RecorderProfile;
+use testkit::server::{ServeConfig, listening_address, serve_command};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::task::JoinSet;
@@ -228,9 +231,7 @@ impl Ctx {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut killed = 0;
         for &(pid, start) in list.iter() {
-            if let Some((state, start_time)) = proc_state(pid)
-                && start_time == start
-                && state != ProcState::Zombie
+            if is_alive_as(pid, start)
                 && let Some(group) = Pid::from_raw(pid)
             {
                 let _ = kill_process_group(group, Signal::KILL);
@@ -257,19 +258,19 @@ impl Server {
         let n = ctx.servers_started.fetch_add(1, Ordering::Relaxed);
         let log = ctx.dir.join(format!("server-{n}.log"));
         let mut file = File::create(&log).context("creating the server log")?;
+        let (data_dir, profiles) = (ctx.dir.join("data"), ctx.dir.join("profiles.toml"));
+        let mut command = serve_command(
+            &ctx.server_bin,
+            &[],
+            ServeConfig {
+                data_dir: &data_dir,
+                profiles: &profiles,
+                database_url: &ctx.database_url,
+            },
+        );
+        command.stderr(Stdio::piped());
         let spawned_at = Instant::now();
-        let mut child = Command::new(&ctx.server_bin)
-            .arg("serve")
-            .args(["--bind", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(ctx.dir.join("data"))
-            .arg("--config")
-            .arg(ctx.dir.join("profiles.toml"))
-            .args(["--database-url", &ctx.database_url])
-            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", ctx.server_bin.display()))?;
         let pid = child.id() as i32;
@@ -279,7 +280,7 @@ impl Server {
             .context("the server's standard error is not piped")?;
         // The log is drained continuously (a full pipe would block the
         // server) and the "listening on" line is reported the moment it is
-        // read.
+        // read: start-up is measured to the line, not to a poll of a file.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
@@ -291,16 +292,9 @@ impl Server {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                if !sent {
-                    let text = String::from_utf8_lossy(&line);
-                    if let Some(rest) = text.split("listening on http://").nth(1) {
-                        let address: String = rest
-                            .chars()
-                            .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ':'))
-                            .collect();
-                        let _ = tx.send((Instant::now(), address));
-                        sent = true;
-                    }
+                if !sent && let Some(address) = listening_address(&String::from_utf8_lossy(&line)) {
+                    let _ = tx.send((Instant::now(), address));
+                    sent = true;
                 }
                 let _ = file.write_all(&line);
             }
@@ -347,9 +341,7 @@ impl Server {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        if let Some(pid) = Pid::from_raw(self.pid) {
-            let _ = kill_process(pid, Signal::TERM);
-        }
+        testkit::process::signal(self.pid, Signal::TERM);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().context("waiting for the server")? {
@@ -381,12 +373,6 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// State and start time of `pid`.
-fn proc_state(pid: i32) -> Option<(ProcState, i64)> {
-    let stat = Process::new(pid).and_then(|p| p.stat()).ok()?;
-    Some((stat.state().ok()?, i64::try_from(stat.starttime).ok()?))
 }
 
 /// utime + stime of `pid`, in clock ticks: the process's line in
@@ -425,14 +411,6 @@ fn sorted(mut values: Vec<f64>) -> Vec<f64> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn unique_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{}_{nanos}", std::process::id())
 }
 
 async fn get_json(ctx: &Ctx, url: &str) -> Result<Value> {
@@ -564,9 +542,7 @@ async fn start_batch(
 }
 
 fn signal_recorder(s: &Started, signal: Signal) {
-    if let Some(pid) = Pid::from_raw(s.pid) {
-        let _ = kill_process(pid, signal);
-    }
+    testkit::process::signal(s.pid, signal);
 }
 
 /// Delay from each recorder's own "exiting now" timestamp to its job's
@@ -663,19 +639,12 @@ fn report_delays(
 fn profiles_toml(ctx: &Ctx) -> String {
     // The safety net: no recorder outlives a crashed harness by much.
     let lifetime = if ctx.args.quick { 60 } else { 120 } + ctx.n() / 10;
-    format!(
-        r#"default_profile = "bench"
-
-[profiles.bench]
-command = ["{rec}", "--output", "{{output}}", "--max-lifetime", "{lifetime}", "--timestamp-file", "{{output}}.exited"]
-stop_signal = "SIGINT"
-stop_grace_seconds = 2
-output_extension = "txt"
-allowed_schemes = ["bench"]
-post_processing = []
-"#,
-        rec = ctx.recorder_bin.display()
-    )
+    let bench = RecorderProfile::new("bench", &ctx.recorder_bin, "bench", lifetime as u64)
+        .args(["--timestamp-file", "{output}.exited"])
+        .set("stop_signal", "\"SIGINT\"")
+        .set("stop_grace_seconds", "2")
+        .set("post_processing", "[]");
+    format!("default_profile = \"bench\"\n{}", bench.to_toml())
 }
 
 /// Inserts `count` recordings with one job each, in one transaction:
@@ -743,38 +712,6 @@ fn dead_pids(count: usize) -> Vec<i32> {
         .filter(|pid| Process::new(*pid).is_err())
         .take(count)
         .collect()
-}
-
-async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String> {
-    let admin = Database::connect(admin_url)
-        .await
-        .context("connecting to PostgreSQL")?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .context("creating the benchmark database")?;
-    let _ = admin.close().await;
-    let scheme_end = admin_url.find("://").map(|i| i + 3).unwrap_or(0);
-    Ok(match admin_url[scheme_end..].find('/') {
-        Some(slash) => {
-            let slash = scheme_end + slash;
-            let query = admin_url[slash..]
-                .find('?')
-                .map(|q| &admin_url[slash + q..])
-                .unwrap_or("");
-            format!("{}/{name}{query}", &admin_url[..slash])
-        }
-        None => format!("{admin_url}/{name}"),
-    })
-}
-
-async fn drop_postgres_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = Database::connect(admin_url).await {
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await;
-        let _ = admin.close().await;
-    }
 }
 
 fn phase(text: &str) {
@@ -1041,9 +978,7 @@ async fn run(ctx: &Ctx, report: &mut Report) -> Result<()> {
     );
     let alive = batch
         .iter()
-        .filter(|s| {
-            proc_state(s.pid).is_some_and(|(st, t)| t == s.start_time && st != ProcState::Zombie)
-        })
+        .filter(|s| is_alive_as(s.pid, s.start_time))
         .count();
     report.add(
         "5 recovery",
@@ -1124,13 +1059,15 @@ async fn setup_and_run(args: Args) -> Result<()> {
             path.display()
         );
     }
-    let name = unique_name();
+    let name = testkit::unique_name();
     let dir = std::env::temp_dir().join(format!("recorderd-bench-{name}"));
     std::fs::create_dir_all(dir.join("history")).context("creating the bench directory")?;
     let (database_url, postgres) = match args.database_url.as_deref().filter(|u| !u.is_empty()) {
         Some(admin) => {
             let db_name = format!("recorderd_bench_{name}");
-            let url = create_postgres_database(admin, &db_name).await?;
+            let url = testkit::postgres::create_database(admin, &db_name)
+                .await
+                .context("creating the benchmark database")?;
             (url, Some((db_name, admin.to_owned())))
         }
         None => (
@@ -1181,7 +1118,7 @@ async fn setup_and_run(args: Args) -> Result<()> {
     print!("{}", report.table());
     eprintln!("bench: done in {:.1} s", began.elapsed().as_secs_f64());
     if let Some((db_name, admin)) = &ctx.postgres {
-        drop_postgres_database(admin, db_name).await;
+        testkit::postgres::drop_database(admin, db_name).await;
     }
     if result.is_ok() && !ctx.args.keep {
         let _ = std::fs::remove_dir_all(&ctx.dir);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::ServiceExt;
 use axum::extract::Request;
+use axum::ServiceExt;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -187,8 +187,34 @@ impl Application {
         self.address
     }
 
+    /// The HTTP service [`Self::run_until_stopped`] serves, for driving
+    /// in-process (`tower::ServiceExt::oneshot`) without a socket. Its
+    /// handlers share this application's services: requests take effect
+    /// as they would over HTTP. (The built application is already running
+    /// its background tasks, reaping of this process's orphans included.)
+    pub fn router(&self) -> http::Service {
+        let services = &self.services;
+        http::router(
+            AppState {
+                jobs: services.jobs.clone(),
+                recordings: services.recordings.clone(),
+                events: services.events.clone(),
+                metrics: services.metrics.clone(),
+                probe: services.probe.clone(),
+                shutdown: self.shutdown.clone(),
+            },
+            &http::HttpOptions {
+                max_body_bytes: self.settings.max_body_bytes,
+                api_token: self.settings.api_token.clone(),
+                open_metrics: self.settings.open_metrics,
+                cors_origins: self.settings.cors_origins.clone(),
+            },
+        )
+    }
+
     /// Serves until `stop` resolves, then shuts down in order.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let app = self.router();
         let Self {
             listener,
             address,
@@ -198,7 +224,7 @@ impl Application {
             tracker,
             shutdown,
         } = self;
-        let app = ServiceExt::<Request>::into_make_service(router(&settings, &services, &shutdown));
+        let app = ServiceExt::<Request>::into_make_service(app);
         let server =
             axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = tokio::spawn(async move { server.await });
@@ -228,26 +254,6 @@ impl Application {
         info!("shutdown complete");
         Ok(())
     }
-}
-
-/// The HTTP service: the API's router over the services.
-fn router(settings: &Settings, services: &Services, shutdown: &CancellationToken) -> http::Service {
-    http::router(
-        AppState {
-            jobs: services.jobs.clone(),
-            recordings: services.recordings.clone(),
-            events: services.events.clone(),
-            metrics: services.metrics.clone(),
-            probe: services.probe.clone(),
-            shutdown: shutdown.clone(),
-        },
-        &http::HttpOptions {
-            max_body_bytes: settings.max_body_bytes,
-            api_token: settings.api_token.clone(),
-            open_metrics: settings.open_metrics,
-            cors_origins: settings.cors_origins.clone(),
-        },
-    )
 }
 
 /// At shutdown, as the policy says: every recorder stopped and its end

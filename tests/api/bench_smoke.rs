@@ -3,27 +3,13 @@
 //! figures as JSON lines. The figures themselves are not judged here (a
 //! debug build on a busy machine says nothing about the budget).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
-fn bench_binary() -> PathBuf {
-    let path = crate::helpers::server_binary()
-        .parent()
-        .map(|dir| dir.join("examples").join("bench"))
-        .expect("the server binary has a parent directory");
-    assert!(
-        path.exists(),
-        "{} is missing: run the suite with `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
-
 fn run_bench(database_url: Option<&str>) {
     let _exclusive = crate::helpers::exclusive_blocking();
-    let mut command = Command::new(bench_binary());
+    let mut command = Command::new(crate::helpers::example("bench"));
     command
         .args(["--scale", "10", "--quick", "--clients", "4"])
         .arg("--server")

@@ -58,7 +58,8 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("run jobs watch");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Its stream is open before the first transition happens.
+    app.wait_for_event_streams(1).await;
 
     let started = json(
         &app,

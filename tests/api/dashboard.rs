@@ -40,10 +40,12 @@ fn browser_available() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_starts_follows_and_stops_a_job_in_a_real_browser() {
+    // Before the probe too: every process this suite starts runs under
+    // the turn lock.
+    let _exclusive = crate::helpers::exclusive().await;
     if !browser_available() {
         return;
     }
-    let _exclusive = crate::helpers::exclusive().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let screenshot = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")

@@ -102,7 +102,8 @@ async fn a_client_sees_every_transition_of_a_job_in_order(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut stream = EventStream::connect(&app, None).await;
     let (job_id, recording_id) = app.start_ok("test").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A recorder stopped before it handles signals would fail the job.
+    app.wait_for_recorder_output(recording_id).await;
     app.stop(job_id).await;
     let events = stream
         .until(|e| is_recording(e, "recording.ready", recording_id))

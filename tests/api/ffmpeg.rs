@@ -71,7 +71,18 @@ async fn record_live_stream(app: &TestApp, input: &[&str]) -> (i64, i64, Source)
     let (job_id, recording_id) = app
         .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_until(
+        &format!("the recorder listening on UDP port {port}"),
+        Duration::from_secs(15),
+        || {
+            if udp_port_bound(port) {
+                Ok(())
+            } else {
+                Err("nothing bound to it".to_owned())
+            }
+        },
+    )
+    .await;
     let source_log = std::fs::File::create(app.dir.join("source.log")).expect("source log");
     let source = Source(
         Command::new("ffmpeg")
@@ -86,6 +97,15 @@ async fn record_live_stream(app: &TestApp, input: &[&str]) -> (i64, i64, Source)
             .expect("start the stream source"),
     );
     (job_id, recording_id, source)
+}
+
+/// Whether a socket of this machine is bound to UDP `port`.
+fn udp_port_bound(port: u16) -> bool {
+    let v4 = procfs::net::udp().unwrap_or_default();
+    let v6 = procfs::net::udp6().unwrap_or_default();
+    v4.iter()
+        .chain(&v6)
+        .any(|socket| socket.local_address.port() == port)
 }
 
 /// A 440 Hz tone, for as long as it is recorded.

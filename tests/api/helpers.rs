@@ -1,17 +1,25 @@
 //! A real recorderd server per test: the binary of this build, run
 //! as its own process on port 0 with a fresh data directory and a fresh
 //! database (a SQLite file, or a uniquely named PostgreSQL database), driven
-//! over HTTP.
+//! over HTTP. What the benchmark harness does alike (names, databases,
+//! profiles, `/proc`, starting the binary) comes from `testkit`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use procfs::process::{ProcState, Process};
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{Database, DatabaseConnection};
 use serde_json::{Value, json};
+use testkit::process::Signal;
+use testkit::server::{ServeConfig, example_beside, serve_command, wait_until_listening};
+
+mod profiles;
+mod turn;
+
+pub use profiles::profiles_toml;
+pub use testkit::process::{is_alive as process_exists, start_time};
+pub use turn::{exclusive, exclusive_blocking, shared};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone)]
@@ -45,6 +53,18 @@ impl Backend {
             }
         }
     }
+
+    /// A fresh database for a test named `name`, whose files are in `dir`.
+    pub async fn fresh_database(&self, dir: &Path, name: &str) -> String {
+        match self {
+            Self::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
+            Self::Postgres(admin) => {
+                testkit::postgres::create_database(admin, &format!("recorderd_test_{name}"))
+                    .await
+                    .expect("create the test database")
+            }
+        }
+    }
 }
 
 /// Runs an async test body once on SQLite and once on PostgreSQL.
@@ -66,68 +86,14 @@ macro_rules! on_both_databases {
     )*};
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// Tests that load the CPU heavily (real ffmpeg, speech recognition, the
-/// browser, the benchmark smoke run) or measure latency take this lock
-/// alone; every other test holds it shared for its server's lifetime (see
-/// [`TestApp::spawn_with`]). On a 2-core machine a transcription or a
-/// PostgreSQL fsync storm next door would measure the machine, not
-/// recorderd.
-static TURN: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-thread_local! {
-    /// Set while this test thread holds [`TURN`] alone.
-    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs the rest of the test with no other test's server running.
-pub struct Exclusive {
-    _guard: tokio::sync::RwLockWriteGuard<'static, ()>,
-}
-
-impl Drop for Exclusive {
-    fn drop(&mut self) {
-        ALONE.with(|alone| alone.set(false));
-    }
-}
-
-pub async fn exclusive() -> Exclusive {
-    let guard = TURN.write().await;
-    ALONE.with(|alone| alone.set(true));
-    Exclusive { _guard: guard }
-}
-
-/// [`exclusive`] for tests that are not async.
-pub fn exclusive_blocking() -> Exclusive {
-    let guard = TURN.blocking_write();
-    ALONE.with(|alone| alone.set(true));
-    Exclusive { _guard: guard }
-}
-
-fn unique_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
-
 pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_recorderd"))
 }
 
-/// The test recorder built from `examples/test_recorder.rs`.
-pub fn test_recorder() -> PathBuf {
-    let path = server_binary()
-        .parent()
-        .map(|dir| dir.join("examples").join("test_recorder"))
-        .expect("the server binary has a parent directory");
+/// An example of this build, e.g. the test recorder or the bench harness.
+pub fn example(name: &str) -> PathBuf {
+    let path =
+        example_beside(&server_binary(), name).expect("the server binary has a parent directory");
     assert!(
         path.exists(),
         "{} is missing: run the suite with `cargo test`, which builds the examples",
@@ -136,120 +102,9 @@ pub fn test_recorder() -> PathBuf {
     path
 }
 
-/// Profiles every test server offers. `test` records until stopped; the
-/// others misbehave in one way each. Post-processing appends the recording
-/// id to `processed.log`, so tests can count processing runs.
-fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
-    let rec = test_recorder().display().to_string();
-    let processed = dir.join("processed.log").display().to_string();
-    let post = if post_processing_ok {
-        format!(
-            r#"post_processing = [["sh", "-c", "echo \"$1\" >> '{processed}'", "sh", "{{recording_id}}"]]"#
-        )
-    } else {
-        r#"post_processing = [["sh", "-c", "echo broken >&2; exit 4"]]"#.to_owned()
-    };
-    let profile = |name: &str, extra: &str, grace: f64| {
-        format!(
-            r#"
-[profiles.{name}]
-command = ["{rec}", "--output", "{{output}}", "--max-lifetime", "120"{extra}]
-stop_grace_seconds = {grace}
-output_extension = "txt"
-allowed_schemes = ["test"]
-{post}
-"#
-        )
-    };
-    let mut text = String::from("default_profile = \"test\"\n");
-    text += &profile("test", "", 2.0);
-    text += &profile("short", r#", "--exit-after", "0.5""#, 2.0);
-    text += &profile("timed", r#", "--exit-after", "{duration}""#, 2.0);
-    text += &profile(
-        "crash",
-        r#", "--exit-after", "0.3", "--exit-code", "3""#,
-        2.0,
-    );
-    text += &profile(
-        "signalled",
-        r#", "--exit-after", "0.3", "--self-signal", "10""#,
-        2.0,
-    );
-    text += &profile(
-        "stubborn",
-        r#", "--ignore-sigint", "--ignore-sigterm""#,
-        0.5,
-    );
-    text += &profile(
-        "self_ending",
-        r#", "--exit-after", "6", "--timestamp-file", "{output}.exited""#,
-        2.0,
-    );
-    text += &profile(
-        "forking",
-        r#", "--exit-after", "0.3", "--spawn-grandchild", "1""#,
-        2.0,
-    );
-    text += &profile("stalling", r#", "--stall-after", "0.5""#, 0.5).replace(
-        "output_extension",
-        "stall_timeout_seconds = 1\noutput_extension",
-    );
-    text += &profile(
-        "crashy",
-        r#", "--exit-after", "0.4", "--exit-code", "3""#,
-        2.0,
-    )
-    .replace(
-        "output_extension",
-        "restart_attempts = 2\nrestart_backoff_seconds = 0.2\noutput_extension",
-    );
-    text += &profile("empty", r#", "--no-output", "--exit-after", "0.3""#, 2.0);
-    // Steps with retries, stdout kept as the transcript, and a timeout.
-    text += &format!(
-        r#"
-[profiles.pipeline]
-command = ["{rec}", "--output", "{{output}}", "--exit-after", "0.5", "--max-lifetime", "120"]
-output_extension = "txt"
-allowed_schemes = ["test"]
-
-[[profiles.pipeline.steps]]
-name = "flaky"
-command = ["sh", "-c", "test -e \"$0/tried\" || {{ touch \"$0/tried\"; echo first attempt fails >&2; exit 7; }}", "{{workdir}}"]
-retries = 2
-retry_backoff_seconds = 0.2
-
-[[profiles.pipeline.steps]]
-name = "words"
-command = ["sh", "-c", "wc -l < \"$0\" | tr -d ' '; echo lines recorded", "{{input}}"]
-stdout = "transcript"
-
-[profiles.slow_step]
-command = ["{rec}", "--output", "{{output}}", "--exit-after", "0.3", "--max-lifetime", "120"]
-output_extension = "txt"
-allowed_schemes = ["test"]
-
-[[profiles.slow_step.steps]]
-name = "sleepy"
-command = ["sleep", "30"]
-timeout_seconds = 0.5
-
-[profiles.long_step]
-command = ["{rec}", "--output", "{{output}}", "--exit-after", "0.3", "--max-lifetime", "120"]
-output_extension = "txt"
-allowed_schemes = ["test"]
-
-[[profiles.long_step.steps]]
-name = "long"
-command = ["sh", "-c", "sleep 3; echo \"$1\" >> '{processed}'", "sh", "{{recording_id}}"]
-"#
-    );
-    text += r#"
-[profiles.missing]
-command = ["/nonexistent/recorder-binary", "{output}"]
-output_extension = "txt"
-allowed_schemes = ["test"]
-"#;
-    text
+/// The test recorder built from `examples/test_recorder.rs`.
+pub fn test_recorder() -> PathBuf {
+    example("test_recorder")
 }
 
 /// Knobs for a test server.
@@ -284,10 +139,17 @@ pub struct TestApp {
     pub database_url: String,
     pub server_log: PathBuf,
     server: Option<Child>,
-    backend: Backend,
     options: AppOptions,
-    /// Shared hold on [`TURN`], unless this test runs alone.
-    _turn: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
+    /// This test's hold on the turn lock (see [`turn`]), kept while the
+    /// server may run.
+    _turn: turn::Turn,
+}
+
+/// A fresh directory for one test's files.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("recorderd-test-{name}"));
+    std::fs::create_dir_all(&dir).expect("create test directory");
+    dir
 }
 
 impl TestApp {
@@ -296,20 +158,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: AppOptions) -> Self {
-        let turn = if ALONE.with(|alone| alone.get()) {
-            None
-        } else {
-            Some(TURN.read().await)
-        };
-        let name = unique_name();
-        let dir = std::env::temp_dir().join(format!("recorderd-test-{name}"));
-        std::fs::create_dir_all(&dir).expect("create test directory");
-        let database_url = match (&options.database_url, &backend) {
-            (Some(url), _) => url.clone(),
-            (None, backend) => match backend {
-                Backend::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
-                Backend::Postgres(admin) => create_postgres_database(admin, &name).await,
-            },
+        let turn = turn::shared().await;
+        let name = testkit::unique_name();
+        let dir = test_dir(&name);
+        let database_url = match &options.database_url {
+            Some(url) => url.clone(),
+            None => backend.fresh_database(&dir, &name).await,
         };
         std::fs::write(
             dir.join("profiles.toml"),
@@ -326,7 +180,6 @@ impl TestApp {
             dir,
             database_url,
             server: None,
-            backend,
             options,
             _turn: turn,
         };
@@ -346,50 +199,26 @@ impl TestApp {
             .unwrap_or(0);
         self.server_log = self.dir.join(format!("server-{n}.log"));
         let log = std::fs::File::create(&self.server_log).expect("create server log");
-        let mut command = match self.options.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(server_binary());
-                c
-            }
-            None => Command::new(server_binary()),
-        };
+        let (data_dir, profiles) = (self.dir.join("data"), self.dir.join("profiles.toml"));
+        let mut command = serve_command(
+            &server_binary(),
+            &self.options.wrapper,
+            ServeConfig {
+                data_dir: &data_dir,
+                profiles: &profiles,
+                database_url: &self.database_url,
+            },
+        );
         command
-            .arg("serve")
-            .args(["--bind", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .arg("--config")
-            .arg(self.dir.join("profiles.toml"))
-            .args(["--database-url", &self.database_url])
             .args(["--reconcile-interval", "0"])
             .args(&self.options.extra_args)
-            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(log);
-        let child = command.spawn().expect("start recorderd");
-        self.server = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&self.server_log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                let address: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                self.address = format!("http://{address}");
-                return;
-            }
-            if let Some(status) = self
-                .server
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("recorderd exited with {status} before listening:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "recorderd did not start in 30 s:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let server = self
+            .server
+            .insert(command.spawn().expect("start recorderd"));
+        match wait_until_listening(server, &self.server_log, Duration::from_secs(30)).await {
+            Ok(address) => self.address = format!("http://{address}"),
+            Err(e) => panic!("recorderd did not start: {e}\n{}", self.server_log_text()),
         }
     }
 
@@ -565,6 +394,95 @@ impl TestApp {
         .await
     }
 
+    /// Polls `probe` until it yields a value; fails after `timeout`,
+    /// saying what was awaited, the last state `probe` reported, and the
+    /// server's log.
+    pub async fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match probe() {
+                Ok(value) => return value,
+                Err(last) => assert!(
+                    Instant::now() < deadline,
+                    "{what}: not within {timeout:?}; last seen: {last}\nserver log:\n{}",
+                    self.server_log_text()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the recorder of `recording_id` has written to its
+    /// output. The test recorder installs its signal handlers before it
+    /// opens its output, so from then on a stop is one it handles (a
+    /// signal arriving earlier would kill it outright).
+    pub async fn wait_for_recorder_output(&self, recording_id: i64) {
+        let recording = self.recording(recording_id).await;
+        let output = PathBuf::from(recording["output_path"].as_str().unwrap_or_default());
+        self.wait_until(
+            &format!("recording {recording_id} being written"),
+            Duration::from_secs(15),
+            || match std::fs::metadata(&output) {
+                Ok(meta) if meta.len() > 0 => Ok(()),
+                Ok(_) => Err(format!("{} is empty", output.display())),
+                Err(e) => Err(format!("{}: {e}", output.display())),
+            },
+        )
+        .await;
+    }
+
+    /// Waits until every process in `pids` has ended.
+    pub async fn wait_for_processes_to_end(&self, pids: &[i32]) {
+        self.wait_until("processes ending", Duration::from_secs(15), || {
+            let alive: Vec<&i32> = pids.iter().filter(|pid| process_exists(**pid)).collect();
+            if alive.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still running: {alive:?}"))
+            }
+        })
+        .await;
+    }
+
+    /// Waits until `count` event streams (`GET …/jobs/events`) have been
+    /// answered. A request is counted in `/metrics` once its handler has
+    /// answered, and the stream's handler subscribes before it answers: an
+    /// event committed from then on reaches each of them.
+    pub async fn wait_for_event_streams(&self, count: u64) {
+        let series = "recorderd_http_request_seconds_count{method=\"GET\",route=\"/api/recordings/jobs/events\",status=\"200\"}";
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let metrics = self
+                .client
+                .get(self.url("/metrics"))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            let opened = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series))
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if opened >= count as f64 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{opened} of {count} event streams opened in 15 s\nserver log:\n{}",
+                self.server_log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// How many times post-processing ran for each recording.
     pub fn processing_runs(&self, recording_id: i64) -> usize {
         std::fs::read_to_string(self.dir.join("processed.log"))
@@ -602,7 +520,6 @@ impl Drop for TestApp {
         } else {
             eprintln!("test files kept in {}", self.dir.display());
         }
-        let _ = &self.backend;
     }
 }
 
@@ -618,38 +535,10 @@ pub fn is_terminal(status: &Value) -> bool {
     matches!(status.as_str(), Some("completed" | "failed"))
 }
 
-/// Sends `signal` to one process.
+/// Sends `signal` (a number, as `kill -N` takes it) to one process.
 pub fn send_signal(pid: i32, signal: i32) {
-    if let (Some(pid), Some(signal)) = (
-        rustix::process::Pid::from_raw(pid),
-        rustix::process::Signal::from_named_raw(signal),
-    ) {
-        let _ = rustix::process::kill_process(pid, signal);
-    }
-}
-
-async fn create_postgres_database(admin_url: &str, name: &str) -> String {
-    let db_name = format!("recorderd_test_{name}");
-    let admin = Database::connect(admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{db_name}\""))
-        .await
-        .expect("create test database");
-    let _ = admin.close().await;
-    match admin_url.rfind('/') {
-        Some(slash)
-            if admin_url[..slash].contains("://")
-                && slash > admin_url.find("://").unwrap_or(0) + 2 =>
-        {
-            let query = admin_url[slash..]
-                .find('?')
-                .map(|q| &admin_url[slash + q..])
-                .unwrap_or("");
-            format!("{}/{db_name}{query}", &admin_url[..slash])
-        }
-        _ => format!("{admin_url}/{db_name}"),
+    if let Some(signal) = Signal::from_named_raw(signal) {
+        testkit::process::signal(pid, signal);
     }
 }
 
@@ -693,17 +582,4 @@ pub async fn run_to_exit(
         let _ = pipe.read_to_string(&mut stderr);
     }
     (status, stderr)
-}
-
-/// `starttime` of `pid` (field 22 of `/proc/<pid>/stat`).
-pub fn start_time(pid: i32) -> Option<i64> {
-    let stat = Process::new(pid).and_then(|p| p.stat()).ok()?;
-    i64::try_from(stat.starttime).ok()
-}
-
-/// Whether `pid` is a process that has not ended (a zombie has).
-pub fn process_exists(pid: i32) -> bool {
-    Process::new(pid)
-        .and_then(|p| p.stat())
-        .is_ok_and(|stat| !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead)))
 }

@@ -80,7 +80,8 @@ async fn signal_nobody_asked_for_fails_the_job(backend: Backend) {
 async fn stop_with_sigint_completes_the_job_and_finalizes_the_output(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (job_id, recording_id) = app.start_ok("test").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped while recording, so there is an output to finalize.
+    app.wait_for_recorder_output(recording_id).await;
     let (status, body) = app.stop(job_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The answer does not wait for the recorder: it says `stopping` (or, if
@@ -117,8 +118,10 @@ async fn stop_with_sigint_completes_the_job_and_finalizes_the_output(backend: Ba
 
 async fn stop_escalates_to_sigkill_when_sigint_and_sigterm_are_ignored(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (job_id, _) = app.start_ok("stubborn").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (job_id, recording_id) = app.start_ok("stubborn").await;
+    // Ignoring SIGINT and SIGTERM once it writes: a signal before then
+    // would end it at once.
+    app.wait_for_recorder_output(recording_id).await;
     let asked = Instant::now();
     let (status, body) = app.stop(job_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -1,6 +1,7 @@
 //! The integration suite: every test starts the real server binary on a real
 //! port and drives it over HTTP, with real recorder processes and signals,
-//! on SQLite and on PostgreSQL.
+//! on SQLite and on PostgreSQL; input validation alone (`validation`) drives
+//! the real router in-process, row by row.
 
 mod helpers;
 
@@ -19,4 +20,5 @@ mod pipeline;
 mod reconcile;
 mod restart;
 mod shutdown;
+mod validation;
 mod webhooks;

@@ -164,7 +164,7 @@ async fn a_silent_nodes_jobs_are_ended_by_another_and_its_recorders_when_it_retu
         .expect("process id") as i32;
 
     // While node-a beats, node-b leaves its job alone, even past the
-    // timeout.
+    // timeout: this wait, longer than the 2 s node timeout, is the point.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(b.cleanup().await["updated_count"], 0);
 
@@ -259,7 +259,8 @@ async fn a_paused_node_declared_lost_stops_its_recorder_and_processes_the_file(b
         .await;
     assert_eq!(recording["status"], "ready", "{recording}");
     assert_eq!(a.processing_runs(recording_id), 1);
-    // Heartbeating again, node-a is not lost a second time.
+    // Heartbeating again, node-a is not lost a second time: this wait,
+    // longer than the 2 s node timeout, is the point.
     let (on_a, _) = a.start_ok("test").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     b.cleanup().await;

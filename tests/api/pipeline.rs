@@ -208,7 +208,9 @@ async fn an_interrupted_step_runs_again_after_a_crash(backend: Backend) {
     let recording = app.wait_for_recording_settled(recording_id).await;
     assert_eq!(recording["status"], "ready", "{recording}");
     assert_eq!(step(&recording, "long")["attempt"], 2, "{recording}");
-    // The killed attempt never reached its end; the rerun did, once.
+    // The killed attempt never reached its end; the rerun did, once. The
+    // wait gives a late line from the killed attempt time to show: that
+    // none comes is the point.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.processing_runs(recording_id), 1);
 }

@@ -215,6 +215,8 @@ async fn exactly_one_transition_and_one_processing_run_under_racing_calls(backen
             .await;
         jobs.push((job, recording));
     }
+    // The timing is the point: the calls below land from 0.7 s to 1.24 s
+    // after the starts, around the moment the first ten recorders end.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..50 {
@@ -222,6 +224,7 @@ async fn exactly_one_transition_and_one_processing_run_under_racing_calls(backen
         let base = app.address.clone();
         let (job_id, _) = jobs[i % jobs.len()];
         calls.spawn(async move {
+            // Spread over 0.54 s, so exits, stops and reconciliations race.
             tokio::time::sleep(Duration::from_millis((i as u64 % 10) * 60)).await;
             let response = match i % 3 {
                 0 => {
@@ -262,7 +265,8 @@ async fn exactly_one_transition_and_one_processing_run_under_racing_calls(backen
         assert_eq!(recording["status"], "ready", "{recording}");
         seen.insert(*recording_id);
     }
-    // Let any duplicate run that might have been launched finish too.
+    // Let any duplicate run that might have been launched finish too:
+    // that none shows within this wait is the point.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for recording_id in seen {
         assert_eq!(

@@ -35,8 +35,9 @@ async fn recorders_survive_a_killed_supervisor_and_are_adopted_by_the_next(backe
     let mut to_stop = Vec::new();
     for _ in 0..10 {
         self_ending.push(app.start_ok("self_ending").await);
-        // Their exits, 6 s on, come 150 ms apart: each is measured on its
-        // own rather than queued behind nine simultaneous commits.
+        // Their exits, 6 s on, come 150 ms apart (the spacing is the
+        // point): each is measured on its own rather than queued behind
+        // nine simultaneous commits.
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     for i in 0..10 {
@@ -123,6 +124,7 @@ async fn recorders_survive_a_killed_supervisor_and_are_adopted_by_the_next(backe
         let recording = app.wait_for_recording_settled(*recording_id).await;
         assert_eq!(recording["status"], "ready", "{recording}");
     }
+    // Time for a second processing run to show: that none does is the point.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (_, recording_id) in self_ending.iter().chain(&to_stop) {
         assert_eq!(
@@ -138,11 +140,19 @@ async fn recorders_that_died_while_the_supervisor_was_down_are_ended_before_the_
 ) {
     let mut app = TestApp::spawn(backend).await;
     let mut jobs = Vec::new();
+    let mut pids = Vec::new();
     for _ in 0..5 {
-        jobs.push(app.start_ok("short").await);
+        let (job, recording) = app.start_ok("short").await;
+        jobs.push((job, recording));
+        pids.push(
+            app.job(job).await["process_id"]
+                .as_i64()
+                .unwrap_or_default() as i32,
+        );
     }
     crash(&mut app).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // They end on their own (after 0.5 s) while no supervisor runs.
+    app.wait_for_processes_to_end(&pids).await;
     app.start_server().await;
     // The first requests: no active, no cleanup before them.
     for (job_id, _) in &jobs {
@@ -154,6 +164,7 @@ async fn recorders_that_died_while_the_supervisor_was_down_are_ended_before_the_
         let recording = app.wait_for_recording_settled(*recording_id).await;
         assert_eq!(recording["status"], "ready", "{recording}");
     }
+    // Time for a second processing run to show: that none does is the point.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (_, recording_id) in &jobs {
         assert_eq!(app.processing_runs(*recording_id), 1);
@@ -261,6 +272,7 @@ fn zombies_of(parent: i32) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_pid1_orphaned_grandchildren_are_reaped_and_exit_codes_kept() {
+    let _turn = crate::helpers::shared().await;
     let Some(wrapper) = pid_namespace_wrapper() else {
         return;
     };
@@ -283,21 +295,25 @@ async fn as_pid1_orphaned_grandchildren_are_reaped_and_exit_codes_kept() {
             "the recorder's exit code was kept: {job}"
         );
     }
-    // The grandchildren end about 1 s later; as PID 1, the server reaps them.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    loop {
-        let zombies = zombies_of(server);
-        if zombies.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "zombies left under PID 1: {zombies:?}\n{}",
-            app.server_log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The grandchildren end about 1 s later; as PID 1, the server reaps
+    // them, each with a line of its log.
+    app.wait_until(
+        "the five grandchildren reaped by PID 1",
+        Duration::from_secs(10),
+        || {
+            let reaped = app
+                .server_log_text()
+                .matches("reaped an orphaned process")
+                .count();
+            let zombies = zombies_of(server);
+            if reaped >= jobs.len() && zombies.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{reaped} reaped, zombies left: {zombies:?}"))
+            }
+        },
+    )
+    .await;
     assert!(app.server_log_text().contains("reaped an orphaned process"));
     // SIGTERM to PID 1 itself: a clean shutdown.
     crate::helpers::send_signal(server, 15);
@@ -312,6 +328,7 @@ async fn as_pid1_orphaned_grandchildren_are_reaped_and_exit_codes_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_pid1_the_detach_policy_is_refused() {
+    let _turn = crate::helpers::shared().await;
     let Some(wrapper) = pid_namespace_wrapper() else {
         return;
     };

@@ -1,7 +1,5 @@
 //! Graceful shutdown and the `migrate` subcommand.
 
-use std::time::Duration;
-
 use crate::helpers::{Backend, TestApp, process_exists, server_binary};
 use crate::on_both_databases;
 
@@ -13,8 +11,11 @@ on_both_databases!(
 async fn sigterm_stops_every_recorder_and_commits_its_end(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
     let mut jobs = Vec::new();
+    let mut recordings = Vec::new();
     for _ in 0..5 {
-        jobs.push(app.start_ok("test").await.0);
+        let (job, recording) = app.start_ok("test").await;
+        jobs.push(job);
+        recordings.push(recording);
     }
     let mut pids = Vec::new();
     for job in &jobs {
@@ -24,7 +25,10 @@ async fn sigterm_stops_every_recorder_and_commits_its_end(backend: Backend) {
                 .unwrap_or_default() as i32,
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each recorder is recording (and handles a stop) when SIGTERM comes.
+    for recording in recordings {
+        app.wait_for_recorder_output(recording).await;
+    }
     let status = app.signal_server(15).await;
     assert!(
         status.success(),

@@ -167,7 +167,7 @@ async fn every_transition_is_posted_in_order_signed_and_retried(backend: Backend
     let url = receiver.serve().await;
     let app = TestApp::spawn_with(backend, options(&url)).await;
     let (job_id, recording_id) = app.start_ok("test").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_recorder_output(recording_id).await;
     app.stop(job_id).await;
     receiver
         .wait_for(&app, |r| r.kind == "recording.ready")
@@ -233,7 +233,7 @@ async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Bac
     let url = receiver.serve().await;
     let mut app = TestApp::spawn_with(backend, options(&url)).await;
     let (job_id, recording_id) = app.start_ok("test").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_recorder_output(recording_id).await;
     app.stop(job_id).await;
     app.wait_for_recording_settled(recording_id).await;
     // At least one refused attempt, so the crash comes mid-retry.
@@ -277,6 +277,7 @@ async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_or_malformed_webhook_url_is_refused_at_start() {
+    let _turn = crate::helpers::shared().await;
     for (url, expected) in [
         ("https://hooks.example/x", "only http://"),
         ("not a url", "is not a URL"),

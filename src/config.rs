@@ -42,9 +42,33 @@ pub struct Settings {
     pub init: bool,
     pub profiles: Profiles,
     pub webhooks: crate::webhooks::WebhookSettings,
+    pub event_retention: crate::events::Retention,
     /// This node's name (see [`ServeArgs::node_id`]).
     pub node_id: String,
     pub node_timeout: Duration,
+}
+
+/// `--event-retention` and its cap. An explicit cap below the retention
+/// is a mistake; the default cap rises with a retention above it.
+fn event_retention(
+    args: &ServeArgs,
+    webhooks: &crate::webhooks::WebhookSettings,
+) -> anyhow::Result<crate::events::Retention> {
+    use crate::events::Retention;
+    // Both are at most 1e9 (the parsers' range), so they fit an id.
+    let keep = i32::try_from(args.event_retention)?;
+    let max = match args.event_retention_max {
+        Some(max) if max < args.event_retention => {
+            bail!("--event-retention-max ({max}) must be at least --event-retention ({keep})")
+        }
+        Some(max) => i32::try_from(max)?,
+        None => Retention::DEFAULT_MAX.max(keep),
+    };
+    Ok(Retention {
+        keep,
+        max,
+        webhook_urls: webhooks.urls.clone(),
+    })
 }
 
 impl Settings {
@@ -78,6 +102,7 @@ impl Settings {
             max_attempts: args.webhook_max_attempts,
         };
         webhooks.validate()?;
+        let event_retention = event_retention(args, &webhooks)?;
         let node_id = match args.node_id.as_deref().map(str::trim) {
             Some(id) if !id.is_empty() => id.to_owned(),
             _ => default_node_id(),
@@ -101,6 +126,7 @@ impl Settings {
             init,
             profiles,
             webhooks,
+            event_retention,
             node_id,
             node_timeout: Duration::from_secs(args.node_timeout_secs),
         })

@@ -72,6 +72,7 @@ impl Services {
         let events = EventLog::start(
             db.clone(),
             settings.node_id.clone(),
+            settings.event_retention.clone(),
             metrics.clone(),
             tracker,
             closed.clone(),

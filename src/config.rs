@@ -47,6 +47,7 @@ pub struct Settings {
     pub init: bool,
     pub profiles: Profiles,
     pub webhooks: crate::webhooks::WebhookSettings,
+    pub event_retention: crate::events::Retention,
     /// This node's name (see [`ServeArgs::node_id`]).
     pub node_id: String,
     /// Marks this node's recorders in their environment: its id and a
@@ -64,6 +65,29 @@ fn recorder_marker(node_id: &str, database_url: &str) -> String {
     let digest = Sha256::digest(crate::redact::url(database_url).as_bytes());
     let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("{node_id}@{short}")
+}
+
+/// `--event-retention` and its cap. An explicit cap below the retention
+/// is a mistake; the default cap rises with a retention above it.
+fn event_retention(
+    args: &ServeArgs,
+    webhooks: &crate::webhooks::WebhookSettings,
+) -> anyhow::Result<crate::events::Retention> {
+    use crate::events::Retention;
+    // Both are at most 1e9 (the parsers' range), so they fit an id.
+    let keep = i32::try_from(args.event_retention)?;
+    let max = match args.event_retention_max {
+        Some(max) if max < args.event_retention => {
+            bail!("--event-retention-max ({max}) must be at least --event-retention ({keep})")
+        }
+        Some(max) => i32::try_from(max)?,
+        None => Retention::DEFAULT_MAX.max(keep),
+    };
+    Ok(Retention {
+        keep,
+        max,
+        webhook_urls: webhooks.urls.clone(),
+    })
 }
 
 impl Settings {
@@ -97,6 +121,7 @@ impl Settings {
             max_attempts: args.webhook_max_attempts,
         };
         webhooks.validate()?;
+        let event_retention = event_retention(args, &webhooks)?;
         let node_id = match args.node_id.as_deref().map(str::trim) {
             Some(id) if !id.is_empty() => id.to_owned(),
             _ => default_node_id(),
@@ -130,6 +155,7 @@ impl Settings {
             profiles,
             webhooks,
             recorder_marker: recorder_marker(&node_id, &database_url),
+            event_retention,
             node_id,
             node_timeout: Duration::from_secs(args.node_timeout_secs),
         })

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::Request;
 use axum::ServiceExt;
+use axum::extract::Request;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -72,11 +72,13 @@ impl Services {
         let events = EventLog::start(
             db.clone(),
             settings.node_id.clone(),
+            settings.event_retention.clone(),
             metrics.clone(),
             tracker,
             closed.clone(),
         );
-        let (supervisor, reports) = Supervisor::new(tracker.clone(), settings.recorder_marker.clone());
+        let (supervisor, reports) =
+            Supervisor::new(tracker.clone(), settings.recorder_marker.clone());
         let processing = Processing::new(
             db.clone(),
             supervisor.clone(),

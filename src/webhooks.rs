@@ -10,6 +10,11 @@
 //! retried with doubling backoff; after `max_attempts` the event is given
 //! up on, logged and counted, so one bad event cannot stall the stream.
 //!
+//! Events pruned from the log before a URL got them (a receiver down for
+//! longer than `--event-retention-max` events) are not skipped in silence:
+//! that URL is sent one `events.gap` event in their place, naming the first
+//! and last missing ids and how many, signed and in order like the others.
+//!
 //! With a secret, each body is signed: `X-Recorderd-Signature:
 //! t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. The timestamp
 //! is signed too, so a receiver can refuse replays of old deliveries.
@@ -30,7 +35,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::backoff;
 use crate::entity::webhook_cursor;
-use crate::events::{Event, EventLog};
+use crate::events::{Event, EventLog, PruneMark};
 use crate::metrics::{DeliveryOutcome, Metrics};
 
 /// Events read from the log at once.
@@ -146,6 +151,9 @@ enum Outcome {
     GivenUp,
     /// Shutdown came first: the event stays for the next start.
     Deferred,
+    /// The log was pruned since the event was read, maybe past it: read
+    /// again from the cursor (a gap may now stand there).
+    Pruned,
 }
 
 impl Delivery {
@@ -161,6 +169,7 @@ impl Delivery {
                 // log: the drain covers them.
                 let _ = tokio::time::timeout_at(deadline, self.events.flushed().cancelled()).await;
             }
+            let mark = self.events.prune_mark();
             let page = match self.events.since(cursor, PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -189,13 +198,9 @@ impl Delivery {
                 if drain_deadline.is_some() && !draining {
                     return;
                 }
-                match self.deliver(&event, drain_deadline).await {
-                    Outcome::Delivered | Outcome::GivenUp => {
-                        cursor = event.id;
-                        if let Err(e) = self.save_cursor(cursor).await {
-                            warn!(error = %e, event_id = cursor, "cannot save the webhook cursor; the event may be sent again");
-                        }
-                    }
+                match self.deliver(&event, mark, drain_deadline).await {
+                    Outcome::Delivered | Outcome::GivenUp => cursor = event.id,
+                    Outcome::Pruned => break,
                     Outcome::Deferred => return,
                 }
             }
@@ -238,12 +243,26 @@ impl Delivery {
         Ok(())
     }
 
-    /// POSTs one event until it is accepted, given up on, or shutdown
-    /// intervenes. While draining (until `drain_deadline`), one attempt
-    /// only, cut short at the deadline.
+    /// Records that delivery of `event` is over (delivered or given up
+    /// on), while the caller still holds the log unpruned.
+    async fn passed(&self, event: &Event) {
+        if let Some(gap) = event.gap() {
+            self.metrics.webhook_events_missed(gap.count);
+        }
+        if let Err(e) = self.save_cursor(event.id).await {
+            warn!(error = %e, event_id = event.id, "cannot save the webhook cursor; the event may be sent again");
+        }
+    }
+
+    /// POSTs one event (read after `mark`) until it is accepted, given up
+    /// on, or shutdown intervenes. While draining (until
+    /// `drain_deadline`), one attempt only, cut short at the deadline.
+    /// Each attempt holds the log unpruned until the cursor is saved, so
+    /// a gap never names what was delivered.
     async fn deliver(
         &self,
         event: &Event,
+        mark: PruneMark,
         drain_deadline: Option<tokio::time::Instant>,
     ) -> Outcome {
         let body = body(event);
@@ -257,9 +276,13 @@ impl Delivery {
                     .min(REQUEST_TIMEOUT),
                 None => REQUEST_TIMEOUT,
             };
+            let Some(held) = self.events.hold(event.id, mark).await else {
+                return Outcome::Pruned;
+            };
             let failure = match self.post(event, &body, attempt, timeout).await {
                 Ok(()) => {
                     self.metrics.webhook_delivery(DeliveryOutcome::Delivered);
+                    self.passed(event).await;
                     return Outcome::Delivered;
                 }
                 Err(failure) => failure,
@@ -270,8 +293,10 @@ impl Delivery {
                 }
                 self.metrics.webhook_delivery(DeliveryOutcome::GivenUp);
                 warn!(event_id = event.id, kind = event.kind.as_str(), attempts, error = %failure, "webhook delivery given up");
+                self.passed(event).await;
                 return Outcome::GivenUp;
             }
+            drop(held);
             self.metrics.webhook_delivery(DeliveryOutcome::Retried);
             let delay = delays.next().unwrap_or(MAX_BACKOFF);
             warn!(event_id = event.id, attempt, retry_in = ?delay, error = %failure, "webhook delivery failed; retrying");

@@ -241,7 +241,8 @@ pub struct ServeArgs {
     /// POST every event (the event stream's, as JSON) to this URL; repeat
     /// the option, or separate URLs with commas in the variable. http://
     /// only. Delivery is in order, at least once, and resumes after a
-    /// restart.
+    /// restart; events pruned before a URL got them (see
+    /// `--event-retention-max`) are named by one `events.gap` event.
     #[arg(
         long = "webhook-url",
         env = "RECORDERD_WEBHOOK_URLS",
@@ -255,6 +256,17 @@ pub struct ServeArgs {
     /// most 60 s apart) before it is given up on.
     #[arg(long, env = "RECORDERD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10)]
     pub webhook_max_attempts: u32,
+    /// Events the log keeps for clients resuming the event stream; webhook
+    /// receivers that are behind hold more back (up to
+    /// `--event-retention-max`).
+    #[arg(long, env = "RECORDERD_EVENT_RETENTION", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+    pub event_retention: u32,
+    /// Events the log keeps at most, even for a webhook receiver that has
+    /// not got them yet: past it, the receiver is sent an `events.gap`
+    /// naming what it missed. Default 1,000,000, and never below
+    /// `--event-retention`.
+    #[arg(long, env = "RECORDERD_EVENT_RETENTION_MAX", value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+    pub event_retention_max: Option<u32>,
     /// This node's name among the recorderd nodes sharing one database:
     /// a node supervises, reconciles and stops only its own recorders.
     /// Must be unique and stay the same across restarts (the host name,

@@ -3,7 +3,9 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
-/// What happened: a job or a recording reached a state.
+/// What happened: a job or a recording reached a state; or, for
+/// `events.gap`, events were pruned before a reader got them (see
+/// `events::retention`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 pub enum EventKind {
@@ -36,6 +38,11 @@ pub enum EventKind {
     #[sea_orm(string_value = "recording.failed")]
     #[serde(rename = "recording.failed")]
     RecordingFailed,
+    /// Never published: pruning writes it in place of the events it
+    /// removes before some reader got them.
+    #[sea_orm(string_value = "events.gap")]
+    #[serde(rename = "events.gap")]
+    EventsGap,
 }
 
 impl EventKind {
@@ -51,6 +58,7 @@ impl EventKind {
             Self::RecordingProcessing => "recording.processing",
             Self::RecordingReady => "recording.ready",
             Self::RecordingFailed => "recording.failed",
+            Self::EventsGap => "events.gap",
         }
     }
 

@@ -2,7 +2,9 @@
 //! Events, so clients need not poll. Each event has the log's id; a client
 //! that reconnects with `Last-Event-ID` (or `?last_event_id=`) first gets
 //! what it missed, from the stored log, then live events, each exactly
-//! once. Comments keep idle connections alive through proxies.
+//! once; what was pruned from the log meanwhile is named by one
+//! `events.gap` event first. Comments keep idle connections alive through
+//! proxies.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -39,7 +41,7 @@ pub struct EventsQuery {
     operation_id = "job_events",
     tag = "events",
     summary = "Job and recording transitions, live (Server-Sent Events)",
-    description = "One event per transition: `event:` is `job.started`, `job.stopping`, `job.completed`, `job.failed`, `recording.processing`, `recording.ready` or `recording.failed`; `data:` is the job or recording as JSON (the `Job` or `Recording` schema) after the transition; `id:` increases. A client that reconnects with `Last-Event-ID` first gets, from the stored log, every event after that id, then live events, each exactly once. Without it the stream starts with what happens next. Comment lines keep the connection alive every 15 s. Browsers' `EventSource` cannot send headers: pass the API token as `?access_token=`. Also served with a trailing slash.",
+    description = "One event per transition: `event:` is `job.started`, `job.stopping`, `job.completed`, `job.failed`, `recording.processing`, `recording.ready` or `recording.failed`; `data:` is the job or recording as JSON (the `Job` or `Recording` schema) after the transition; `id:` increases. A client that reconnects with `Last-Event-ID` first gets, from the stored log, every event after that id, then live events, each exactly once. When some of the events it missed were pruned from the log (it keeps the newest `--event-retention`), an `events.gap` event comes first, its `data` `{\"first_id\": …, \"last_id\": …, \"count\": …}` naming them (its `id` is `last_id`; resumed from inside a pruned stretch, `count` is at most what was missed). Without it the stream starts with what happens next. Comment lines keep the connection alive every 15 s. Browsers' `EventSource` cannot send headers: pass the API token as `?access_token=`. Also served with a trailing slash.",
     params(
         EventsQuery,
         ("Last-Event-ID" = Option<i32>, Header, description = "Resume after this event"),

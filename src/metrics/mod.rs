@@ -168,6 +168,7 @@ pub struct Metrics {
     step_seconds: HistogramFamily<StepLabels>,
     step_failures: Family<StepFailureLabels, Counter>,
     webhook_deliveries: Family<DeliveryLabels, Counter>,
+    webhook_events_missed: Counter,
     http_requests: HistogramFamily<RequestLabels>,
 }
 
@@ -219,6 +220,12 @@ impl Default for Metrics {
             "Webhook delivery attempts, by outcome (delivered, retried, given_up)",
             webhook_deliveries.clone(),
         );
+        let webhook_events_missed = Counter::default();
+        registry.register(
+            "recorderd_webhook_events_missed",
+            "Events pruned from the log before a webhook receiver got them, as its events.gap deliveries reported",
+            webhook_events_missed.clone(),
+        );
         let http_requests: HistogramFamily<RequestLabels> =
             Family::new_with_constructor(|| Histogram::new(HTTP_BUCKETS));
         registry.register(
@@ -236,6 +243,7 @@ impl Default for Metrics {
             step_seconds,
             step_failures,
             webhook_deliveries,
+            webhook_events_missed,
             http_requests,
         }
     }
@@ -329,6 +337,13 @@ impl Metrics {
             .inc();
     }
 
+    /// A webhook receiver was told, by an `events.gap` delivered or given
+    /// up on, that it missed `count` events.
+    pub fn webhook_events_missed(&self, count: i64) {
+        self.webhook_events_missed
+            .inc_by(u64::try_from(count).unwrap_or(0));
+    }
+
     /// A request to `route` (its pattern, or `unmatched`) was answered
     /// with `status` after `elapsed`.
     pub fn http_request(
@@ -378,6 +393,7 @@ mod tests {
         m.spawn_failed();
         m.exit_committed(Duration::from_millis(3), Some("SIGKILL"));
         m.webhook_delivery(DeliveryOutcome::GivenUp);
+        m.webhook_events_missed(42);
         m.step_finished("transcode", StepOutcome::Failed, Duration::from_secs(700));
         let text = render(&m);
         for line in [
@@ -388,6 +404,7 @@ mod tests {
             "recorderd_spawn_failures_total 1",
             "recorderd_stops_total{final_signal=\"SIGKILL\"} 1",
             "recorderd_webhook_deliveries_total{outcome=\"given_up\"} 1",
+            "recorderd_webhook_events_missed_total 42",
             "recorderd_processing_step_failures_total{step=\"transcode\"} 1",
             "# TYPE recorderd_processing_step_seconds histogram",
             "recorderd_processing_step_seconds_bucket{step=\"transcode\",outcome=\"failed\",le=\"600\"} 0",

@@ -10,6 +10,7 @@ mod bench_smoke;
 mod cli;
 mod dashboard;
 mod errors;
+mod event_retention;
 mod events;
 mod ffmpeg;
 mod lifecycle;

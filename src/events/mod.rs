@@ -13,6 +13,13 @@
 //! node's ids become visible in order, which a reader mixing nodes could
 //! not rely on (a later id of one node can commit before an earlier id of
 //! another).
+//!
+//! What the table keeps, and how a reader learns of events pruned before
+//! it read them, is [`retention`]'s.
+
+mod retention;
+
+pub use retention::{Gap, Held, PruneMark, Retention};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +40,6 @@ use crate::backoff;
 use crate::entity::{EventKind, event};
 use crate::metrics::Metrics;
 
-/// Events kept in the table; older ones are pruned.
-pub const RETAINED: i32 = 10_000;
 /// Events kept in memory for slow live subscribers before they must catch
 /// up from the table.
 const BROADCAST_CAPACITY: usize = 1024;
@@ -58,13 +63,16 @@ pub struct EventLog {
     metrics: Arc<Metrics>,
     publish: mpsc::UnboundedSender<(EventKind, String)>,
     live: broadcast::Sender<Event>,
+    pruning: Arc<retention::Pruning>,
 }
 
 impl EventLog {
-    /// Starts the writer task.
+    /// Starts the writer task, and the task that prunes what `retention`
+    /// no longer keeps.
     pub fn start(
         db: DatabaseConnection,
         node: String,
+        retention: Retention,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
         closed: CancellationToken,
@@ -78,8 +86,10 @@ impl EventLog {
             metrics,
             publish,
             live,
+            pruning: Arc::new(retention::Pruning::new(retention)),
         };
-        tracker.spawn(log.clone().write(queue, closed));
+        tracker.spawn(log.clone().write(queue, closed.clone()));
+        tracker.spawn(log.clone().prune_when_asked(closed));
         log
     }
 
@@ -127,22 +137,19 @@ impl EventLog {
         &self.node
     }
 
-    /// Stored events after `after`, oldest first, at most `limit`.
+    /// Stored events after `after`, oldest first, at most `limit` rows.
+    /// Events pruned before this reader got them come first, as one
+    /// [`EventKind::EventsGap`] event naming what of them `after` had not
+    /// seen.
     pub async fn since(&self, after: i32, limit: u64) -> Result<Vec<Event>, DbErr> {
-        Ok(event::Entity::find()
+        let rows = event::Entity::find()
             .filter(event::Column::Id.gt(after))
             .filter(self.mine())
             .order_by_asc(event::Column::Id)
             .limit(limit)
             .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|e| Event {
-                id: e.id,
-                kind: e.kind,
-                data: e.payload,
-            })
-            .collect())
+            .await?;
+        Ok(retention::read(rows, after))
     }
 
     /// The writer: stores what was published, in order, in batches, then
@@ -152,6 +159,7 @@ impl EventLog {
         mut queue: mpsc::UnboundedReceiver<(EventKind, String)>,
         closed: CancellationToken,
     ) {
+        let prune_every = self.pruning.interval();
         let mut written: u32 = 0;
         loop {
             let first = tokio::select! {
@@ -185,11 +193,11 @@ impl EventLog {
                 let _ = self.live.send(event);
             }
             written += batch.len() as u32;
-            if written >= 500 {
+            if written >= prune_every {
                 written = 0;
-                if let Err(e) = self.prune().await {
-                    warn!(error = %e, "cannot prune the event log");
-                }
+                // In its own task: pruning may wait for a webhook delivery
+                // in flight, which must not hold up the log.
+                self.pruning.wanted.notify_one();
             }
         }
         self.flushed.cancel();
@@ -222,19 +230,5 @@ impl EventLog {
         }
         txn.commit().await?;
         Ok(stored)
-    }
-
-    async fn prune(&self) -> Result<(), DbErr> {
-        let newest = event::Entity::find()
-            .order_by_desc(event::Column::Id)
-            .one(&self.db)
-            .await?
-            .map(|e| e.id)
-            .unwrap_or(0);
-        event::Entity::delete_many()
-            .filter(event::Column::Id.lte(newest - RETAINED))
-            .exec(&self.db)
-            .await?;
-        Ok(())
     }
 }

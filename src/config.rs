@@ -36,6 +36,8 @@ pub struct Settings {
     /// Free space the recordings' disk must keep for a start (0: no check).
     pub min_free_bytes: u64,
     pub reconcile_interval: Option<Duration>,
+    /// How often stuck processing is looked for.
+    pub processing_sweep: Duration,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub shutdown_policy: ShutdownPolicy,
@@ -142,6 +144,7 @@ impl Settings {
             database_url: database_url.clone(),
             database_wait: args.database.database_wait(),
             min_free_bytes: args.min_free_bytes,
+            processing_sweep: Duration::from_secs(args.processing_sweep_secs),
             reconcile_interval: (args.reconcile_interval_secs > 0)
                 .then(|| Duration::from_secs(args.reconcile_interval_secs)),
             max_body_bytes: args.max_body_bytes,

@@ -12,6 +12,12 @@ pub enum Point {
     ExitAfterSpawn,
     /// The task committing exits panics.
     PanicInExitCommit,
+    /// A start waits a second after spawning the recorder, before storing
+    /// its identity: long enough for its client to go away.
+    PauseAfterSpawn,
+    /// A reprocess waits a second between resetting the recording and
+    /// launching its pipeline.
+    PauseInReprocess,
 }
 
 impl Point {
@@ -19,9 +25,14 @@ impl Point {
         match self {
             Self::ExitAfterSpawn => "exit_after_spawn",
             Self::PanicInExitCommit => "panic_in_exit_commit",
+            Self::PauseAfterSpawn => "pause_after_spawn",
+            Self::PauseInReprocess => "pause_in_reprocess",
         }
     }
 }
+
+/// How long a pause point waits.
+pub const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether a test armed `point` for this process.
 pub fn armed(point: Point) -> bool {

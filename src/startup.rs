@@ -352,6 +352,7 @@ fn spawn_background(
     tracker.spawn(sweep_processing(
         services.processing.clone(),
         settings.node_id.clone(),
+        settings.processing_sweep,
         shutdown.clone(),
     ));
     if let Some(every) = settings.reconcile_interval {
@@ -363,15 +364,16 @@ fn spawn_background(
     }
 }
 
-/// How often recordings stuck in `processing` with no task on them are
-/// looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
 /// Relaunches this node's recordings left in `processing` with no task
 /// working on them (a pipeline that gave up during a database outage, say):
 /// a recording never stays `processing` forever.
-async fn sweep_processing(processing: Processing, node_id: String, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(SWEEP_EVERY);
+async fn sweep_processing(
+    processing: Processing,
+    node_id: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {

@@ -195,6 +195,15 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub reconcile_interval_secs: u64,
+    /// Seconds between looks for this node's recordings stuck in
+    /// `processing` with no task on them (they are relaunched).
+    #[arg(
+        long = "processing-sweep-interval",
+        env = "RECORDERD_PROCESSING_SWEEP_INTERVAL",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86400)
+    )]
+    pub processing_sweep_secs: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RECORDERD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

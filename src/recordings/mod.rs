@@ -119,6 +119,9 @@ impl Recordings {
             return Err(self.busy(id, "reprocessed").await);
         }
         info!(recording_id = id, "reprocessing");
+        if crate::faults::armed(crate::faults::Point::PauseInReprocess) {
+            tokio::time::sleep(crate::faults::PAUSE).await;
+        }
         let now = self.get(id).await?;
         self.inner
             .events

@@ -118,6 +118,13 @@ pub struct AppOptions {
     pub profiles: Option<String>,
     /// Share another app's database (another node of one deployment).
     pub database_url: Option<String>,
+    /// Start the server as the README says: `recorderd serve` in the test
+    /// directory, with the default relative `./data`, the built-in
+    /// profiles and (on SQLite) the default database; only the port comes
+    /// from `RECORDERD_BIND` (so tests can run side by side).
+    pub readme_defaults: bool,
+    /// Environment variables for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for AppOptions {
@@ -128,6 +135,8 @@ impl Default for AppOptions {
             wrapper: Vec::new(),
             profiles: None,
             database_url: None,
+            readme_defaults: false,
+            env: Vec::new(),
         }
     }
 }
@@ -161,9 +170,13 @@ impl TestApp {
         let turn = turn::shared().await;
         let name = testkit::unique_name();
         let dir = test_dir(&name);
-        let database_url = match &options.database_url {
-            Some(url) => url.clone(),
-            None => backend.fresh_database(&dir, &name).await,
+        let database_url = match (&options.database_url, &backend) {
+            (Some(url), _) => url.clone(),
+            // The default: `recorderd.db` in `./data`.
+            (None, Backend::Sqlite) if options.readme_defaults => {
+                format!("sqlite://{}/data/recorderd.db", dir.display())
+            }
+            (None, _) => backend.fresh_database(&dir, &name).await,
         };
         std::fs::write(
             dir.join("profiles.toml"),
@@ -199,19 +212,25 @@ impl TestApp {
             .unwrap_or(0);
         self.server_log = self.dir.join(format!("server-{n}.log"));
         let log = std::fs::File::create(&self.server_log).expect("create server log");
-        let (data_dir, profiles) = (self.dir.join("data"), self.dir.join("profiles.toml"));
-        let mut command = serve_command(
-            &server_binary(),
-            &self.options.wrapper,
-            ServeConfig {
-                data_dir: &data_dir,
-                profiles: &profiles,
-                database_url: &self.database_url,
-            },
-        );
+        let mut command = if self.options.readme_defaults {
+            self.readme_command()
+        } else {
+            let (data_dir, profiles) = (self.dir.join("data"), self.dir.join("profiles.toml"));
+            let mut command = serve_command(
+                &server_binary(),
+                &self.options.wrapper,
+                ServeConfig {
+                    data_dir: &data_dir,
+                    profiles: &profiles,
+                    database_url: &self.database_url,
+                },
+            );
+            command.args(["--reconcile-interval", "0"]);
+            command
+        };
         command
-            .args(["--reconcile-interval", "0"])
             .args(&self.options.extra_args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stderr(log);
         let server = self
             .server
@@ -220,6 +239,27 @@ impl TestApp {
             Ok(address) => self.address = format!("http://{address}"),
             Err(e) => panic!("recorderd did not start: {e}\n{}", self.server_log_text()),
         }
+    }
+
+    /// `recorderd serve`, run in the test directory as the README says.
+    fn readme_command(&self) -> Command {
+        let mut command = Command::new(server_binary());
+        command
+            .arg("serve")
+            .current_dir(&self.dir)
+            .env("RECORDERD_BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if !self.database_url.starts_with("sqlite:") {
+            command.env("RECORDERD_DATABASE_URL", &self.database_url);
+        }
+        command
+    }
+
+    /// Sets the server's environment for its next start.
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.options.env = env;
     }
 
     /// PID of the server process as this test sees it.

@@ -12,6 +12,7 @@ mod dashboard;
 mod errors;
 mod event_retention;
 mod events;
+mod faults;
 mod ffmpeg;
 mod lifecycle;
 mod metrics;

@@ -52,6 +52,22 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
             .set("restart_attempts", "2")
             .set("restart_backoff_seconds", "0.2"),
         profile("empty", &["--no-output", "--exit-after", "0.3"]),
+        // Records until stopped; started again 1 s after it ends unasked.
+        profile("phoenix", &[])
+            .set("restart_attempts", "3")
+            .set("restart_backoff_seconds", "1"),
+        // The same with a long wait before the next run.
+        profile("slow_phoenix", &[])
+            .set("restart_attempts", "3")
+            .set("restart_backoff_seconds", "5"),
+        // Its source ends after a second, every run.
+        profile("early", &["--exit-after", "1"])
+            .set("restart_attempts", "1")
+            .set("restart_backoff_seconds", "0.2"),
+        // Ends (failing) the moment it starts.
+        profile("instant", &["--exit-after", "0.001", "--exit-code", "3"]),
+        // Fills its disk: 64 KiB lines, ten a second.
+        profile("filling", &["--chunk-bytes", "65536"]),
     ] {
         text += &profile.to_toml();
     }

@@ -13,7 +13,7 @@ use crate::on_both_databases;
 
 on_both_databases!(default_profile_records_a_live_stream_and_finalizes_it_on_stop);
 
-fn ffmpeg_available() -> bool {
+pub(crate) fn ffmpeg_available() -> bool {
     let found = ["ffmpeg", "ffprobe"].iter().all(|tool| {
         Command::new(tool)
             .arg("-version")
@@ -34,7 +34,7 @@ fn ffmpeg_available() -> bool {
 }
 
 /// The largest `time=HH:MM:SS.xx` in ffmpeg's progress output.
-fn recorded_seconds(log: &str) -> f64 {
+pub(crate) fn recorded_seconds(log: &str) -> f64 {
     log.split("time=")
         .skip(1)
         .filter_map(|rest| {
@@ -109,7 +109,7 @@ fn udp_port_bound(port: u16) -> bool {
 }
 
 /// A 440 Hz tone, for as long as it is recorded.
-const TONE: &[&str] = &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"];
+pub(crate) const TONE: &[&str] = &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"];
 
 async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend: Backend) {
     let _exclusive = crate::helpers::exclusive().await;

@@ -28,6 +28,7 @@ on_both_databases!(
     a_panic_in_the_exit_handling_exits_the_process_and_the_next_start_adopts,
     an_instant_exit_is_announced_after_its_start,
     a_recording_stuck_in_processing_is_relaunched,
+    an_adopted_recorder_on_its_second_run_is_watched_on_its_own_file,
 );
 
 /// The events stored for a job, oldest first, by kind.
@@ -500,4 +501,28 @@ async fn a_recording_stuck_in_processing_is_relaunched(backend: Backend) {
         "{}",
         app.server_log_text()
     );
+}
+
+async fn an_adopted_recorder_on_its_second_run_is_watched_on_its_own_file(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let (job_id, recording_id) = app.start_ok("watched_phoenix").await;
+    app.wait_for_recorder_output(recording_id).await;
+    send_signal(pid_of(&app.job(job_id).await), 9);
+    let second = app
+        .wait_for_job(job_id, Duration::from_secs(10), |j| {
+            j["attempt"] == 2 && j["process_id"].is_i64()
+        })
+        .await;
+    app.signal_server(9).await;
+    app.start_server().await;
+    // Adopted: its stall check must watch `recording-N.part2.txt`, which
+    // grows, not the first run's file, which never will again. Three
+    // stall timeouts later it still records.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let job = app.job(job_id).await;
+    assert_eq!(job["status"], "running", "called stalled: {job}");
+    assert_eq!(job["process_id"], second["process_id"], "{job}");
+    app.stop(job_id).await;
+    let ended = app.wait_for_job_end(job_id).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
 }

@@ -60,6 +60,12 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
         profile("slow_phoenix", &[])
             .set("restart_attempts", "3")
             .set("restart_backoff_seconds", "5"),
+        // Restarted quickly, and stopped as stalled if its current run's
+        // output stops growing for a second.
+        profile("watched_phoenix", &[])
+            .set("restart_attempts", "3")
+            .set("restart_backoff_seconds", "0.2")
+            .set("stall_timeout_seconds", "1"),
         // Its source ends after a second, every run.
         profile("early", &["--exit-after", "1"])
             .set("restart_attempts", "1")

@@ -364,14 +364,12 @@ fn spawn_background(
     }
 }
 
-/// Relaunches this node's recordings left in `processing` with no task
-/// working on them (a pipeline that gave up during a database outage, say):
-/// a recording never stays `processing` forever.
-async fn sweep_processing(
-    processing: Processing,
-    node_id: String,
+/// Runs `round` every `every` (the first time after one interval) until
+/// shutdown: the timers of the safety nets below.
+async fn every<F: Future<Output = ()>>(
     every: Duration,
     shutdown: CancellationToken,
+    mut round: impl FnMut() -> F,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -381,12 +379,27 @@ async fn sweep_processing(
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
         }
+        round().await;
+    }
+}
+
+/// Relaunches this node's recordings left in `processing` with no task
+/// working on them (a pipeline that gave up during a database outage, say):
+/// a recording never stays `processing` forever.
+async fn sweep_processing(
+    processing: Processing,
+    node_id: String,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    every(interval, shutdown, || async {
         match processing.resume_unfinished(&node_id).await {
             Ok(0) => {}
             Ok(relaunched) => info!(relaunched, "relaunched recordings stuck in processing"),
             Err(e) => warn!(error = %e, "cannot look for recordings stuck in processing"),
         }
-    }
+    })
+    .await
 }
 
 /// Each recorder costs a pidfd (its exit watcher) and each client a socket:
@@ -424,17 +437,11 @@ async fn wait_until_empty(supervisor: &crate::supervisor::Supervisor, deadline: 
 
 /// The seed's periodic cleanup task, kept as a safety net for jobs no task
 /// of this process owns.
-async fn reconcile_periodically(jobs: JobService, every: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+async fn reconcile_periodically(jobs: JobService, interval: Duration, shutdown: CancellationToken) {
+    every(interval, shutdown, || async {
         if let Err(e) = jobs.reconcile().await {
             warn!(error = %e, "periodic reconciliation failed");
         }
-    }
+    })
+    .await
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod metrics;
 mod nodes;
 mod openapi;
+mod outage;
 mod pipeline;
 mod reconcile;
 mod restart;

@@ -1,0 +1,674 @@
+//! Database outages: PostgreSQL stopped while recorders run, a SQLite
+//! database locked by another process, start-up before the database
+//! answers. Recorders record on; requests answer 503 `database_unavailable`
+//! within a bounded time instead of hanging; every exit that happened
+//! meanwhile is committed once the database returns, with the time the
+//! recorder really ended, and its recording is processed once.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sea_orm::sqlx::{Connection, raw_sql};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use testkit::server::{ServeConfig, serve_command};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::helpers::{
+    AppOptions, Backend, TestApp, exclusive, is_terminal, process_exists, profiles_toml,
+    run_to_exit, server_binary, shared, test_dir,
+};
+
+/// Longest a request may take to answer while the database is away: the
+/// pool's wait for a connection (3 s) or SQLite's wait for a lock (5 s),
+/// and slack for a loaded machine.
+const ANSWER_BOUND: Duration = Duration::from_secs(6);
+/// Largest gap allowed between a job's `completed_at` and the time its
+/// recorder wrote as it exited.
+const END_TIME_TOLERANCE_MS: f64 = 50.0;
+
+/// One recorder started for a test, and where to watch it.
+struct Recorder {
+    job: i64,
+    recording: i64,
+    pid: i32,
+    output: PathBuf,
+}
+
+impl Recorder {
+    fn size(&self) -> u64 {
+        std::fs::metadata(&self.output).map_or(0, |m| m.len())
+    }
+
+    /// When the recorder says it exited (`--timestamp-file`), in
+    /// nanoseconds since the epoch; `None` while it runs.
+    fn exited_ns(&self) -> Option<i128> {
+        let stamp = format!("{}.exited", self.output.display());
+        std::fs::read_to_string(stamp).ok()?.trim().parse().ok()
+    }
+}
+
+/// Starts `count` jobs of `profile` and waits until each writes.
+async fn start_recorders(app: &TestApp, profile: &str, count: usize) -> Vec<Recorder> {
+    let mut recorders = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (job, recording) = app.start_ok(profile).await;
+        let pid = app.job(job).await["process_id"]
+            .as_i64()
+            .unwrap_or_default() as i32;
+        let output = app.recording(recording).await["output_path"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        recorders.push(Recorder {
+            job,
+            recording,
+            pid,
+            output,
+        });
+    }
+    for recorder in &recorders {
+        app.wait_for_recorder_output(recorder.recording).await;
+    }
+    recorders
+}
+
+/// An answer, and how long it took to come.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Value,
+    took: Duration,
+}
+
+/// A client that gives up on a request after 30 s: a request that hangs
+/// fails the test rather than the test hanging.
+fn impatient_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let began = Instant::now();
+    let response = request
+        .send()
+        .await
+        .expect("an answer within 30 s (the request hung or the server is gone)");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await.expect("the response body");
+    let took = began.elapsed();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        retry_after,
+        body,
+        took,
+    }
+}
+
+/// Asks what a client asks while the database is away: readiness, a start
+/// and a stop (of `running_job`).
+async fn ask_meanwhile(
+    app: &TestApp,
+    client: &reqwest::Client,
+    running_job: i64,
+) -> Vec<(&'static str, Answer)> {
+    let start = json!({ "source": "test://stream", "profile": "test" });
+    let stop = json!({ "job_id": running_job });
+    vec![
+        ("GET /readyz", send(client.get(app.url("/readyz"))).await),
+        (
+            "POST start",
+            send(
+                client
+                    .post(app.url("/api/recordings/jobs/start/"))
+                    .json(&start),
+            )
+            .await,
+        ),
+        (
+            "POST stop",
+            send(
+                client
+                    .post(app.url("/api/recordings/jobs/stop/"))
+                    .json(&stop),
+            )
+            .await,
+        ),
+    ]
+}
+
+/// A write refused for now: 503 `database_unavailable`, with when to retry.
+fn assert_unavailable(what: &str, answer: &Answer) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{what}: {}",
+        answer.body
+    );
+    assert_eq!(
+        answer.body["error"]["code"], "database_unavailable",
+        "{what}: {}",
+        answer.body
+    );
+    assert_eq!(answer.retry_after.as_deref(), Some("5"), "{what}");
+}
+
+fn assert_bounded(what: &str, answer: &Answer) {
+    eprintln!(
+        "{what}: {} in {:.2} s",
+        answer.status.as_u16(),
+        answer.took.as_secs_f64()
+    );
+    assert!(
+        answer.took <= ANSWER_BOUND,
+        "{what} took {:?}, more than {ANSWER_BOUND:?}",
+        answer.took
+    );
+}
+
+/// Polls the job until it has ended, through 503s while the database is
+/// away.
+async fn ended_job(app: &TestApp, client: &reqwest::Client, job: i64, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = send(client.get(app.url(&format!("/api/recordings/jobs/{job}/")))).await;
+        if answer.status == StatusCode::OK && is_terminal(&answer.body["status"]) {
+            return answer.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} did not end within {within:?}; last answer: {} {}\nserver log:\n{}",
+            answer.status,
+            answer.body,
+            app.server_log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// How far the job's `completed_at` is from its recorder's own exit time.
+fn end_time_error_ms(job: &Value, recorder: &Recorder) -> f64 {
+    let exited = recorder.exited_ns().expect("the recorder's exit time");
+    let completed =
+        OffsetDateTime::parse(job["completed_at"].as_str().unwrap_or_default(), &Rfc3339)
+            .unwrap_or_else(|e| panic!("completed_at is not RFC 3339 ({e}): {job}"))
+            .unix_timestamp_nanos();
+    (completed - exited) as f64 / 1e6
+}
+
+/// Waits until every recorder in `recorders` has exited by itself, and
+/// returns when the last one did (nanoseconds since the epoch).
+async fn all_exited(app: &TestApp, recorders: &[Recorder], within: Duration) -> i128 {
+    app.wait_until("recorders ending by themselves", within, || {
+        let stamps: Vec<Option<i128>> = recorders.iter().map(Recorder::exited_ns).collect();
+        match stamps.iter().copied().collect::<Option<Vec<i128>>>() {
+            Some(stamps) => Ok(stamps.into_iter().max().unwrap_or_default()),
+            None => Err(format!("exit times so far: {stamps:?}")),
+        }
+    })
+    .await
+}
+
+fn now_ns() -> i128 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos()
+}
+
+/// The jobs of `ended` are committed with their true end times and their
+/// recordings processed once; those of `lasting` still run and record.
+async fn assert_nothing_lost(
+    app: &TestApp,
+    client: &reqwest::Client,
+    ended: &[Recorder],
+    lasting: &[Recorder],
+    back: Instant,
+) {
+    let mut errors = Vec::new();
+    for recorder in ended {
+        let job = ended_job(app, client, recorder.job, Duration::from_secs(30)).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        errors.push(end_time_error_ms(&job, recorder));
+    }
+    eprintln!(
+        "all {} exits committed {:.2} s after the database returned",
+        ended.len(),
+        back.elapsed().as_secs_f64()
+    );
+    eprintln!("completed_at − recorder's own exit time (ms): {errors:.1?}");
+    for (recorder, error) in ended.iter().zip(&errors) {
+        assert!(
+            error.abs() <= END_TIME_TOLERANCE_MS,
+            "job {} ended {error:.1} ms away from its recorder's exit",
+            recorder.job
+        );
+    }
+    for recorder in ended {
+        let recording = app.wait_for_recording_settled(recorder.recording).await;
+        assert_eq!(recording["status"], "ready", "{recording}");
+    }
+    let sizes: Vec<u64> = lasting.iter().map(Recorder::size).collect();
+    for recorder in lasting {
+        let job = app.job(recorder.job).await;
+        assert_eq!(job["status"], "running", "{job}");
+        assert_eq!(job["process_id"], recorder.pid, "{job}");
+        assert!(
+            process_exists(recorder.pid),
+            "recorder {} died",
+            recorder.pid
+        );
+    }
+    // Time for the lasting ones to write, and for a second processing run
+    // of the ended ones to show: that none does is the point.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (recorder, size) in lasting.iter().zip(sizes) {
+        assert!(
+            recorder.size() > size,
+            "recorder {} stopped writing",
+            recorder.pid
+        );
+    }
+    for recorder in ended {
+        assert_eq!(
+            app.processing_runs(recorder.recording),
+            1,
+            "recording {}",
+            recorder.recording
+        );
+    }
+}
+
+/// The lasting jobs still stop as asked, once each, after the outage.
+async fn stop_and_check(app: &TestApp, lasting: &[Recorder]) {
+    for recorder in lasting {
+        let (status, body) = app.stop(recorder.job).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for recorder in lasting {
+        let job = app.wait_for_job_end(recorder.job).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        let recording = app.wait_for_recording_settled(recorder.recording).await;
+        assert_eq!(recording["status"], "ready", "{recording}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for recorder in lasting {
+        assert_eq!(app.processing_runs(recorder.recording), 1);
+    }
+}
+
+/// The PostgreSQL cluster behind the suite's server, stopped (from the
+/// moment its shutdown began: it refuses new connections from then on).
+/// Every other
+/// user of that server sees the outage too: it is started again by
+/// [`StoppedCluster::start`] or, whatever happened to the test, on drop.
+struct StoppedCluster {
+    version: String,
+    name: String,
+    host: String,
+    port: u16,
+    stopped_at: Instant,
+    running: bool,
+}
+
+impl StoppedCluster {
+    async fn stop(admin_url: &str) -> Self {
+        let url = reqwest::Url::parse(admin_url).expect("the PostgreSQL URL");
+        let port = url.port().unwrap_or(5432);
+        let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+        let list = tokio::process::Command::new("pg_lsclusters")
+            .arg("--no-header")
+            .output()
+            .await
+            .expect("pg_lsclusters (postgresql-common) lists the clusters");
+        let list = String::from_utf8_lossy(&list.stdout);
+        let (version, name) = list
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| fields.get(2) == Some(&port.to_string().as_str()))
+            .map(|fields| (fields[0].to_owned(), fields[1].to_owned()))
+            .unwrap_or_else(|| panic!("no local cluster on port {port}: {list}"));
+        // Written out beforehand, so that the shutdown's own checkpoint
+        // (which other tests' databases can make long) is short.
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("connect to the PostgreSQL server");
+        admin
+            .execute_unprepared("CHECKPOINT")
+            .await
+            .expect("CHECKPOINT");
+        let _ = admin.close().await;
+        let stopping = Instant::now();
+        let status = tokio::process::Command::new("pg_ctlcluster")
+            .args([&version, &name, "stop"])
+            .status()
+            .await
+            .expect("pg_ctlcluster");
+        assert!(
+            status.success(),
+            "pg_ctlcluster {version} {name} stop failed"
+        );
+        eprintln!(
+            "PostgreSQL stopped in {:.2} s",
+            stopping.elapsed().as_secs_f64()
+        );
+        Self {
+            version,
+            name,
+            host,
+            port,
+            stopped_at: stopping,
+            running: false,
+        }
+    }
+
+    /// Starts the cluster again; returns when it accepts connections.
+    async fn start(&mut self) -> Instant {
+        let cluster = (self.version.clone(), self.name.clone());
+        let ready = tokio::task::spawn_blocking({
+            let (host, port) = (self.host.clone(), self.port);
+            move || start_cluster(&cluster.0, &cluster.1, &host, port)
+        })
+        .await
+        .expect("starting the cluster");
+        self.running = true;
+        assert!(ready, "PostgreSQL did not come back within 60 s");
+        Instant::now()
+    }
+}
+
+/// `pg_ctlcluster … start`, then waits (60 s at most) until `pg_isready`
+/// says it accepts connections.
+fn start_cluster(version: &str, name: &str, host: &str, port: u16) -> bool {
+    let _ = std::process::Command::new("pg_ctlcluster")
+        .args([version, name, "start"])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ready = std::process::Command::new("pg_isready")
+            .args(["-q", "-h", host, "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+impl Drop for StoppedCluster {
+    fn drop(&mut self) {
+        if !self.running {
+            eprintln!("starting PostgreSQL again after a failed test");
+            start_cluster(&self.version, &self.name, &self.host, self.port);
+        }
+    }
+}
+
+/// PostgreSQL stopped for 30 s while ten recorders run and five of them
+/// end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_loses_no_exit_and_answers_503_meanwhile() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres(admin) = backend.clone() else {
+        unreachable!("Backend::postgres is PostgreSQL");
+    };
+    // Alone: the outage stops the server every other test uses.
+    let _alone = exclusive().await;
+    let app = TestApp::spawn(backend).await;
+    let client = impatient_client();
+    // These end by themselves 15 s after their start: inside the outage.
+    let ending = start_recorders(&app, "self_ending_late", 5).await;
+    let lasting = start_recorders(&app, "test", 5).await;
+    let sizes: Vec<u64> = lasting.iter().map(Recorder::size).collect();
+
+    let outage_began_ns = now_ns();
+    let mut cluster = StoppedCluster::stop(&admin).await;
+    for (what, answer) in ask_meanwhile(&app, &client, lasting[0].job).await {
+        assert_bounded(what, &answer);
+        if what == "GET /readyz" {
+            assert_eq!(
+                answer.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                answer.body
+            );
+        } else {
+            assert_unavailable(what, &answer);
+        }
+    }
+    let last_exit_ns = all_exited(&app, &ending, Duration::from_secs(25)).await;
+    for (recorder, size) in lasting.iter().zip(sizes) {
+        assert!(
+            process_exists(recorder.pid),
+            "recorder {} died",
+            recorder.pid
+        );
+        assert!(
+            recorder.size() > size,
+            "recorder {} stopped writing",
+            recorder.pid
+        );
+    }
+    let outage = Duration::from_secs(30);
+    tokio::time::sleep(outage.saturating_sub(cluster.stopped_at.elapsed())).await;
+    assert!(
+        ending.iter().all(|r| r.exited_ns() > Some(outage_began_ns)) && last_exit_ns < now_ns(),
+        "the recorders did not all end during the outage"
+    );
+    let back = cluster.start().await;
+    eprintln!(
+        "PostgreSQL was away for {:.1} s",
+        (back - cluster.stopped_at).as_secs_f64()
+    );
+    assert!(process_exists(app.server_pid()), "recorderd died");
+
+    let ready_in = ready_after(&app, &client, back).await;
+    eprintln!(
+        "/readyz answered 200 {:.2} s after the database returned",
+        ready_in.as_secs_f64()
+    );
+    assert_nothing_lost(&app, &client, &ending, &lasting, back).await;
+    stop_and_check(&app, &lasting).await;
+}
+
+/// How long after `back` `/readyz` answers 200.
+async fn ready_after(app: &TestApp, client: &reqwest::Client, back: Instant) -> Duration {
+    let deadline = back + Duration::from_secs(30);
+    loop {
+        let answer = send(client.get(app.url("/readyz"))).await;
+        if answer.status == StatusCode::OK {
+            return back.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Another process's connection holding SQLite's write lock on `url`
+/// (`BEGIN EXCLUSIVE`), as a long migration or a backup would.
+async fn lock_sqlite(url: &str) -> SqliteConnection {
+    let options = SqliteConnectOptions::from_str(url)
+        .expect("a SQLite URL")
+        .busy_timeout(Duration::from_secs(10));
+    let mut connection = SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the test database");
+    raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut connection)
+        .await
+        .expect("take the database's write lock");
+    connection
+}
+
+/// SQLite locked by another process for 15 s while ten recorders run and
+/// five of them end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_loses_no_exit_and_answers_503_to_writes() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let client = impatient_client();
+    // These end by themselves 6 s after their start: inside the lock.
+    let ending = start_recorders(&app, "self_ending", 5).await;
+    let lasting = start_recorders(&app, "test", 5).await;
+
+    let mut lock = lock_sqlite(&app.database_url).await;
+    let locked_at = Instant::now();
+    let locked_ns = now_ns();
+    for (what, answer) in ask_meanwhile(&app, &client, lasting[0].job).await {
+        assert_bounded(what, &answer);
+        // Readers are not blocked by a writer (WAL): the database answers.
+        if what != "GET /readyz" {
+            assert_unavailable(what, &answer);
+        }
+    }
+    all_exited(&app, &ending, Duration::from_secs(15)).await;
+    let lock_for = Duration::from_secs(15);
+    tokio::time::sleep(lock_for.saturating_sub(locked_at.elapsed())).await;
+    assert!(
+        ending.iter().all(|r| r.exited_ns() > Some(locked_ns)),
+        "the recorders did not all end while the database was locked"
+    );
+    raw_sql("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("release the lock");
+    let back = Instant::now();
+    let _ = lock.close().await;
+    assert!(process_exists(app.server_pid()), "recorderd died");
+
+    assert_nothing_lost(&app, &client, &ending, &lasting, back).await;
+    stop_and_check(&app, &lasting).await;
+}
+
+/// A port on which nothing listens (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// The log line the server writes each time it waits for the database.
+const WAITING: &str = "the database does not answer yet; waiting for it";
+
+/// Start-up with no database at the URL: tries for `--database-wait`, then
+/// exits non-zero, saying why, without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_waits_for_an_unreachable_database_then_gives_up_saying_why() {
+    let _turn = shared().await;
+    let dir = test_dir(&testkit::unique_name());
+    let profiles = dir.join("profiles.toml");
+    std::fs::write(&profiles, profiles_toml(&dir, true)).expect("write profiles");
+    let url = format!(
+        "postgres://recorderd:s3cret@127.0.0.1:{}/recorderd",
+        free_port()
+    );
+    let mut command = serve_command(
+        &server_binary(),
+        &[],
+        ServeConfig {
+            data_dir: &dir.join("data"),
+            profiles: &profiles,
+            database_url: &url,
+        },
+    );
+    command.args(["--database-wait", "3"]);
+    let began = Instant::now();
+    let (status, log) = run_to_exit(command, Duration::from_secs(30)).await;
+    let took = began.elapsed();
+    eprintln!("gave up after {:.2} s", took.as_secs_f64());
+    assert!(!status.success(), "{status}: {log}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "gave up after {took:?}: {log}"
+    );
+    // The last wait is at most 5 s, and each attempt is refused at once.
+    assert!(took < Duration::from_secs(10), "waited {took:?}: {log}");
+    assert!(log.matches(WAITING).count() >= 2, "{log}");
+    assert!(log.contains("connecting to database"), "{log}");
+    assert!(!log.contains("s3cret"), "the password was logged: {log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Forwards connections on `port` to `target` from `after` on: a database
+/// that comes up while the server waits for it.
+async fn open_later(port: u16, target: String, after: Duration) {
+    tokio::time::sleep(after).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the database's port");
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// Start-up while the database does not answer yet: the server waits, says
+/// so, and starts once the database answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_waits_for_a_database_that_comes_up_late() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres(admin) = &backend else {
+        unreachable!("Backend::postgres is PostgreSQL");
+    };
+    let name = format!("recorderd_test_{}", testkit::unique_name());
+    let real = testkit::postgres::create_database(admin, &name)
+        .await
+        .expect("create the test database");
+    let mut late = reqwest::Url::parse(&real).expect("the database URL");
+    let target = format!(
+        "{}:{}",
+        late.host_str().unwrap_or("127.0.0.1"),
+        late.port().unwrap_or(5432)
+    );
+    let port = free_port();
+    late.set_port(Some(port)).expect("a URL with a port");
+    let after = Duration::from_secs(2);
+    let opener = tokio::spawn(open_later(port, target, after));
+    let began = Instant::now();
+    let app = TestApp::spawn_with(
+        backend.clone(),
+        AppOptions {
+            database_url: Some(late.to_string()),
+            extra_args: vec!["--database-wait".into(), "30".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    eprintln!(
+        "listening {:.2} s after its start; the database came up after {after:?}",
+        began.elapsed().as_secs_f64()
+    );
+    assert!(began.elapsed() >= after);
+    let log = app.server_log_text();
+    assert!(log.contains(WAITING), "{log}");
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (job, _) = app.start_ok("short").await;
+    let job = app.wait_for_job_end(job).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    drop(app);
+    opener.abort();
+}

@@ -20,13 +20,17 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::helpers::{
     AppOptions, Backend, TestApp, exclusive, is_terminal, process_exists, profiles_toml,
-    run_to_exit, server_binary, shared, test_dir,
+    run_to_exit, send_signal, server_binary, shared, test_dir,
 };
 
-/// Longest a request may take to answer while the database is away: the
-/// pool's wait for a connection (3 s) or SQLite's wait for a lock (5 s),
-/// and slack for a loaded machine.
+/// Longest a request may take to answer while PostgreSQL is away: the
+/// pool's wait for a connection (3 s), and slack for a loaded machine.
 const ANSWER_BOUND: Duration = Duration::from_secs(6);
+/// The same while another process holds SQLite's write lock: a write waits
+/// for the lock (5 s) on recorderd's one SQLite connection, which the
+/// request may first have waited for (up to 3 s) while another write
+/// held it.
+const LOCKED_ANSWER_BOUND: Duration = Duration::from_secs(10);
 /// Largest gap allowed between a job's `completed_at` and the time its
 /// recorder wrote as it exited.
 const END_TIME_TOLERANCE_MS: f64 = 50.0;
@@ -75,6 +79,22 @@ async fn start_recorders(app: &TestApp, profile: &str, count: usize) -> Vec<Reco
         app.wait_for_recorder_output(recorder.recording).await;
     }
     recorders
+}
+
+/// Starts a job whose duration limit (5 s) falls inside the outage.
+async fn start_limited(app: &TestApp) -> i64 {
+    let body = json!({ "source": "test://stream", "profile": "test", "duration_seconds": 5 });
+    let (job, recording) = app.start_ok_with(body).await;
+    app.wait_for_recorder_output(recording).await;
+    job
+}
+
+/// A duration limit reached while the database was away stops the job
+/// once it is back, rather than never.
+async fn assert_stopped_at_limit(app: &TestApp, client: &reqwest::Client, job: i64) {
+    let job = ended_job(app, client, job, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["stop_reason"], "duration", "{job}");
 }
 
 /// An answer, and how long it took to come.
@@ -165,37 +185,97 @@ fn assert_unavailable(what: &str, answer: &Answer) {
     assert_eq!(answer.retry_after.as_deref(), Some("5"), "{what}");
 }
 
-fn assert_bounded(what: &str, answer: &Answer) {
+fn assert_bounded(what: &str, answer: &Answer, bound: Duration) {
     eprintln!(
         "{what}: {} in {:.2} s",
         answer.status.as_u16(),
         answer.took.as_secs_f64()
     );
     assert!(
-        answer.took <= ANSWER_BOUND,
-        "{what} took {:?}, more than {ANSWER_BOUND:?}",
+        answer.took <= bound,
+        "{what} took {:?}, more than {bound:?}",
         answer.took
     );
 }
 
-/// Polls the job until it has ended, through 503s while the database is
+/// Polls the job until `done` holds, through 503s while the database is
 /// away.
-async fn ended_job(app: &TestApp, client: &reqwest::Client, job: i64, within: Duration) -> Value {
+async fn job_when(
+    app: &TestApp,
+    client: &reqwest::Client,
+    job: i64,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let answer = send(client.get(app.url(&format!("/api/recordings/jobs/{job}/")))).await;
-        if answer.status == StatusCode::OK && is_terminal(&answer.body["status"]) {
+        if answer.status == StatusCode::OK && done(&answer.body) {
             return answer.body;
         }
         assert!(
             Instant::now() < deadline,
-            "job {job} did not end within {within:?}; last answer: {} {}\nserver log:\n{}",
+            "job {job} not as expected within {within:?}; last answer: {} {}\nserver log:\n{}",
             answer.status,
             answer.body,
             app.server_log_text()
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+async fn ended_job(app: &TestApp, client: &reqwest::Client, job: i64, within: Duration) -> Value {
+    job_when(app, client, job, within, |j| is_terminal(&j["status"])).await
+}
+
+/// Kills a recorder whose profile restarts it; returns when.
+fn crash(recorder: &Recorder) -> i128 {
+    send_signal(recorder.pid, 9);
+    now_ns()
+}
+
+/// A recorder killed while the database was away is started again once it
+/// is back, as its profile says: a second run writes its own segment, and
+/// the first run's end is recorded at its real time.
+async fn assert_restarted(
+    app: &TestApp,
+    client: &reqwest::Client,
+    recorder: &Recorder,
+    crashed_ns: i128,
+) {
+    let job = job_when(app, client, recorder.job, Duration::from_secs(30), |j| {
+        j["attempt"] == 2 && j["process_id"].is_i64()
+    })
+    .await;
+    assert_eq!(job["status"], "running", "{job}");
+    let pid = job["process_id"].as_i64().unwrap_or_default() as i32;
+    assert!(
+        process_exists(pid),
+        "the second run {pid} is not alive: {job}"
+    );
+    let ended_at = OffsetDateTime::parse(
+        job["attempts"][0]["ended_at"].as_str().unwrap_or_default(),
+        &Rfc3339,
+    )
+    .unwrap_or_else(|e| panic!("the first run's end is not RFC 3339 ({e}): {job}"));
+    let error_ms = (ended_at.unix_timestamp_nanos() - crashed_ns) as f64 / 1e6;
+    eprintln!("crashed recorder restarted; its first run's end is {error_ms:.1} ms from the kill");
+    assert!(
+        error_ms.abs() <= END_TIME_TOLERANCE_MS,
+        "the first run ended {error_ms:.1} ms away from the kill: {job}"
+    );
+    let segment = recorder
+        .output
+        .with_file_name(format!("recording-{}.part2.txt", recorder.recording));
+    let second = Recorder {
+        job: recorder.job,
+        recording: recorder.recording,
+        pid,
+        output: segment,
+    };
+    let size = second.size();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(second.size() > size, "the second run does not write: {job}");
 }
 
 /// How far the job's `completed_at` is from its recorder's own exit time.
@@ -432,12 +512,15 @@ async fn a_postgres_outage_loses_no_exit_and_answers_503_meanwhile() {
     // These end by themselves 15 s after their start: inside the outage.
     let ending = start_recorders(&app, "self_ending_late", 5).await;
     let lasting = start_recorders(&app, "test", 5).await;
+    let restarted = start_recorders(&app, "phoenix", 1).await;
+    let limited = start_limited(&app).await;
     let sizes: Vec<u64> = lasting.iter().map(Recorder::size).collect();
 
     let outage_began_ns = now_ns();
     let mut cluster = StoppedCluster::stop(&admin).await;
+    let crashed_ns = crash(&restarted[0]);
     for (what, answer) in ask_meanwhile(&app, &client, lasting[0].job).await {
-        assert_bounded(what, &answer);
+        assert_bounded(what, &answer, ANSWER_BOUND);
         if what == "GET /readyz" {
             assert_eq!(
                 answer.status,
@@ -481,6 +564,8 @@ async fn a_postgres_outage_loses_no_exit_and_answers_503_meanwhile() {
         ready_in.as_secs_f64()
     );
     assert_nothing_lost(&app, &client, &ending, &lasting, back).await;
+    assert_restarted(&app, &client, &restarted[0], crashed_ns).await;
+    assert_stopped_at_limit(&app, &client, limited).await;
     stop_and_check(&app, &lasting).await;
 }
 
@@ -526,13 +611,18 @@ async fn a_locked_sqlite_database_loses_no_exit_and_answers_503_to_writes() {
     // These end by themselves 6 s after their start: inside the lock.
     let ending = start_recorders(&app, "self_ending", 5).await;
     let lasting = start_recorders(&app, "test", 5).await;
+    let restarted = start_recorders(&app, "phoenix", 1).await;
+    let limited = start_limited(&app).await;
 
     let mut lock = lock_sqlite(&app.database_url).await;
     let locked_at = Instant::now();
     let locked_ns = now_ns();
+    let crashed_ns = crash(&restarted[0]);
     for (what, answer) in ask_meanwhile(&app, &client, lasting[0].job).await {
-        assert_bounded(what, &answer);
-        // Readers are not blocked by a writer (WAL): the database answers.
+        assert_bounded(what, &answer, LOCKED_ANSWER_BOUND);
+        // Readiness reads, which the lock does not block (WAL): it answers
+        // 200, or 503 when a write waiting for the lock held the one
+        // connection throughout the probe's 2 s.
         if what != "GET /readyz" {
             assert_unavailable(what, &answer);
         }
@@ -553,6 +643,8 @@ async fn a_locked_sqlite_database_loses_no_exit_and_answers_503_to_writes() {
     assert!(process_exists(app.server_pid()), "recorderd died");
 
     assert_nothing_lost(&app, &client, &ending, &lasting, back).await;
+    assert_restarted(&app, &client, &restarted[0], crashed_ns).await;
+    assert_stopped_at_limit(&app, &client, limited).await;
     stop_and_check(&app, &lasting).await;
 }
 

@@ -725,6 +725,9 @@ async fn start_up_waits_for_a_database_that_comes_up_late() {
     let Backend::Postgres(admin) = &backend else {
         unreachable!("Backend::postgres is PostgreSQL");
     };
+    // Before creating the database: not while another test stops the
+    // server.
+    let _turn = shared().await;
     let name = format!("recorderd_test_{}", testkit::unique_name());
     let real = testkit::postgres::create_database(admin, &name)
         .await

@@ -5,6 +5,9 @@
 //! meanwhile is committed once the database returns, with the time the
 //! recorder really ended, and its recording is processed once.
 
+mod cluster;
+mod start_up;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -12,16 +15,12 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sea_orm::sqlx::{Connection, raw_sql};
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
-use testkit::server::{ServeConfig, serve_command};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::helpers::{
-    AppOptions, Backend, TestApp, exclusive, is_terminal, process_exists, profiles_toml,
-    run_to_exit, send_signal, server_binary, shared, test_dir,
-};
+use crate::helpers::{Backend, TestApp, exclusive, is_terminal, process_exists, send_signal};
+use cluster::StoppedCluster;
 
 /// Longest a request may take to answer while PostgreSQL is away: the
 /// pool's wait for a connection (3 s), and slack for a loaded machine.
@@ -386,115 +385,6 @@ async fn stop_and_check(app: &TestApp, lasting: &[Recorder]) {
     }
 }
 
-/// The PostgreSQL cluster behind the suite's server, stopped (from the
-/// moment its shutdown began: it refuses new connections from then on).
-/// Every other
-/// user of that server sees the outage too: it is started again by
-/// [`StoppedCluster::start`] or, whatever happened to the test, on drop.
-struct StoppedCluster {
-    version: String,
-    name: String,
-    host: String,
-    port: u16,
-    stopped_at: Instant,
-    running: bool,
-}
-
-impl StoppedCluster {
-    async fn stop(admin_url: &str) -> Self {
-        let url = reqwest::Url::parse(admin_url).expect("the PostgreSQL URL");
-        let port = url.port().unwrap_or(5432);
-        let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
-        let list = tokio::process::Command::new("pg_lsclusters")
-            .arg("--no-header")
-            .output()
-            .await
-            .expect("pg_lsclusters (postgresql-common) lists the clusters");
-        let list = String::from_utf8_lossy(&list.stdout);
-        let (version, name) = list
-            .lines()
-            .map(|line| line.split_whitespace().collect::<Vec<_>>())
-            .find(|fields| fields.get(2) == Some(&port.to_string().as_str()))
-            .map(|fields| (fields[0].to_owned(), fields[1].to_owned()))
-            .unwrap_or_else(|| panic!("no local cluster on port {port}: {list}"));
-        // Written out beforehand, so that the shutdown's own checkpoint
-        // (which other tests' databases can make long) is short.
-        let admin = Database::connect(admin_url)
-            .await
-            .expect("connect to the PostgreSQL server");
-        admin
-            .execute_unprepared("CHECKPOINT")
-            .await
-            .expect("CHECKPOINT");
-        let _ = admin.close().await;
-        let stopping = Instant::now();
-        let status = tokio::process::Command::new("pg_ctlcluster")
-            .args([&version, &name, "stop"])
-            .status()
-            .await
-            .expect("pg_ctlcluster");
-        assert!(
-            status.success(),
-            "pg_ctlcluster {version} {name} stop failed"
-        );
-        eprintln!(
-            "PostgreSQL stopped in {:.2} s",
-            stopping.elapsed().as_secs_f64()
-        );
-        Self {
-            version,
-            name,
-            host,
-            port,
-            stopped_at: stopping,
-            running: false,
-        }
-    }
-
-    /// Starts the cluster again; returns when it accepts connections.
-    async fn start(&mut self) -> Instant {
-        let cluster = (self.version.clone(), self.name.clone());
-        let ready = tokio::task::spawn_blocking({
-            let (host, port) = (self.host.clone(), self.port);
-            move || start_cluster(&cluster.0, &cluster.1, &host, port)
-        })
-        .await
-        .expect("starting the cluster");
-        self.running = true;
-        assert!(ready, "PostgreSQL did not come back within 60 s");
-        Instant::now()
-    }
-}
-
-/// `pg_ctlcluster … start`, then waits (60 s at most) until `pg_isready`
-/// says it accepts connections.
-fn start_cluster(version: &str, name: &str, host: &str, port: u16) -> bool {
-    let _ = std::process::Command::new("pg_ctlcluster")
-        .args([version, name, "start"])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let ready = std::process::Command::new("pg_isready")
-            .args(["-q", "-h", host, "-p", &port.to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ready {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-impl Drop for StoppedCluster {
-    fn drop(&mut self) {
-        if !self.running {
-            eprintln!("starting PostgreSQL again after a failed test");
-            start_cluster(&self.version, &self.name, &self.host, self.port);
-        }
-    }
-}
-
 /// PostgreSQL stopped for 30 s while ten recorders run and five of them
 /// end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -646,124 +536,4 @@ async fn a_locked_sqlite_database_loses_no_exit_and_answers_503_to_writes() {
     assert_restarted(&app, &client, &restarted[0], crashed_ns).await;
     assert_stopped_at_limit(&app, &client, limited).await;
     stop_and_check(&app, &lasting).await;
-}
-
-/// A port on which nothing listens (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
-/// The log line the server writes each time it waits for the database.
-const WAITING: &str = "the database does not answer yet; waiting for it";
-
-/// Start-up with no database at the URL: tries for `--database-wait`, then
-/// exits non-zero, saying why, without the password.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_up_waits_for_an_unreachable_database_then_gives_up_saying_why() {
-    let _turn = shared().await;
-    let dir = test_dir(&testkit::unique_name());
-    let profiles = dir.join("profiles.toml");
-    std::fs::write(&profiles, profiles_toml(&dir, true)).expect("write profiles");
-    let url = format!(
-        "postgres://recorderd:s3cret@127.0.0.1:{}/recorderd",
-        free_port()
-    );
-    let mut command = serve_command(
-        &server_binary(),
-        &[],
-        ServeConfig {
-            data_dir: &dir.join("data"),
-            profiles: &profiles,
-            database_url: &url,
-        },
-    );
-    command.args(["--database-wait", "3"]);
-    let began = Instant::now();
-    let (status, log) = run_to_exit(command, Duration::from_secs(30)).await;
-    let took = began.elapsed();
-    eprintln!("gave up after {:.2} s", took.as_secs_f64());
-    assert!(!status.success(), "{status}: {log}");
-    assert!(
-        took >= Duration::from_secs(3),
-        "gave up after {took:?}: {log}"
-    );
-    // The last wait is at most 5 s, and each attempt is refused at once.
-    assert!(took < Duration::from_secs(10), "waited {took:?}: {log}");
-    assert!(log.matches(WAITING).count() >= 2, "{log}");
-    assert!(log.contains("connecting to database"), "{log}");
-    assert!(!log.contains("s3cret"), "the password was logged: {log}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Forwards connections on `port` to `target` from `after` on: a database
-/// that comes up while the server waits for it.
-async fn open_later(port: u16, target: String, after: Duration) {
-    tokio::time::sleep(after).await;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind the database's port");
-    while let Ok((mut inbound, _)) = listener.accept().await {
-        let target = target.clone();
-        tokio::spawn(async move {
-            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-            }
-        });
-    }
-}
-
-/// Start-up while the database does not answer yet: the server waits, says
-/// so, and starts once the database answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_up_waits_for_a_database_that_comes_up_late() {
-    let Some(backend) = Backend::postgres() else {
-        return;
-    };
-    let Backend::Postgres(admin) = &backend else {
-        unreachable!("Backend::postgres is PostgreSQL");
-    };
-    // Before creating the database: not while another test stops the
-    // server.
-    let _turn = shared().await;
-    let name = format!("recorderd_test_{}", testkit::unique_name());
-    let real = testkit::postgres::create_database(admin, &name)
-        .await
-        .expect("create the test database");
-    let mut late = reqwest::Url::parse(&real).expect("the database URL");
-    let target = format!(
-        "{}:{}",
-        late.host_str().unwrap_or("127.0.0.1"),
-        late.port().unwrap_or(5432)
-    );
-    let port = free_port();
-    late.set_port(Some(port)).expect("a URL with a port");
-    let after = Duration::from_secs(2);
-    let opener = tokio::spawn(open_later(port, target, after));
-    let began = Instant::now();
-    let app = TestApp::spawn_with(
-        backend.clone(),
-        AppOptions {
-            database_url: Some(late.to_string()),
-            extra_args: vec!["--database-wait".into(), "30".into()],
-            ..Default::default()
-        },
-    )
-    .await;
-    eprintln!(
-        "listening {:.2} s after its start; the database came up after {after:?}",
-        began.elapsed().as_secs_f64()
-    );
-    assert!(began.elapsed() >= after);
-    let log = app.server_log_text();
-    assert!(log.contains(WAITING), "{log}");
-    let (status, body) = app.get("/readyz").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (job, _) = app.start_ok("short").await;
-    let job = app.wait_for_job_end(job).await;
-    assert_eq!(job["status"], "completed", "{job}");
-    drop(app);
-    opener.abort();
 }

@@ -7,6 +7,7 @@
 //! so that while the database is away a request answers 503 instead of
 //! hanging ([`is_unavailable`] tells those failures apart).
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,34 +23,81 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait of the readiness probe for the database's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one connection at start-up.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to any sea-orm URL (`sqlite://…`, `postgres://…`), trying again
 /// with backoff for up to `wait` while the database does not answer (a
 /// server started before its database, a database restarting), and saying
 /// why in the log.
 pub async fn connect(url: &str, wait: Duration) -> anyhow::Result<DatabaseConnection> {
+    let context = || format!("connecting to database {}", crate::redact::url(url));
+    reach(url, wait).await.with_context(context)?;
+    Database::connect(options(url)).await.with_context(context)
+}
+
+/// Waits until one connection to `url` can be made, for up to `wait`.
+/// Each attempt is a single connection outside any pool: a pool tries a
+/// refused connection again until its own timeout and then reports only
+/// that it timed out, where the log must say why the database does not
+/// answer (refused, unknown host, starting up). A failure that waiting
+/// cannot mend (a wrong password, no such database) ends the wait at once.
+async fn reach(url: &str, wait: Duration) -> Result<(), sea_orm::sqlx::Error> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut delays =
         crate::backoff::doubling(Duration::from_millis(250), Duration::from_secs(5)).build();
     loop {
-        match Database::connect(options(url)).await {
-            Ok(db) => return Ok(db),
-            Err(e) if is_unavailable(&e) && tokio::time::Instant::now() < deadline => {
-                let delay = delays.next().unwrap_or(Duration::from_secs(5));
-                warn!(
-                    database = %crate::redact::url(url),
-                    error = %e,
-                    retry_in = ?delay,
-                    "the database does not answer yet; waiting for it"
-                );
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("connecting to database {}", crate::redact::url(url))
-                });
-            }
+        let error = match try_connection(url).await {
+            Ok(()) => return Ok(()),
+            Err(e) if sqlx_unavailable(&e) => e,
+            Err(e) => return Err(e),
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(error);
         }
+        // The last wait ends at the deadline, for one last attempt there.
+        let delay = delays.next().unwrap_or(Duration::from_secs(5)).min(left);
+        warn!(
+            database = %crate::redact::url(url),
+            error = %error,
+            retry_in = ?delay,
+            gives_up_in = ?left,
+            "the database does not answer yet; waiting for it"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Opens and closes one connection to `url`, within [`ATTEMPT_TIMEOUT`].
+/// A URL of another kind is left for sea-orm to judge.
+async fn try_connection(url: &str) -> Result<(), sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::postgres::PgConnectOptions;
+    use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _, Error};
+    let attempt = async {
+        if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url)?
+                .connect()
+                .await?
+                .close()
+                .await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            PgConnectOptions::from_str(url)?
+                .connect()
+                .await?
+                .close()
+                .await
+        } else {
+            Ok(())
+        }
+    };
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+        Ok(done) => done,
+        Err(_) => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+        ))),
     }
 }
 
@@ -74,13 +122,19 @@ fn options(url: &str) -> ConnectOptions {
 /// (unreachable, restarting, locked, read-only, full), rather than that the
 /// statement was wrong: the request may succeed later.
 pub fn is_unavailable(error: &DbErr) -> bool {
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_unavailable(e)
+        }
+        _ => false,
+    }
+}
+
+/// [`is_unavailable`] for the driver's own error.
+fn sqlx_unavailable(error: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error;
-    let sqlx = match error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
-        _ => return false,
-    };
-    match sqlx.as_ref() {
+    match error {
         Error::Io(_)
         | Error::Tls(_)
         | Error::Protocol(_)

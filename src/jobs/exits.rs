@@ -59,7 +59,8 @@ impl JobService {
                     self.inner.tracker.spawn(
                         async move {
                             warn!(?silent_for, "stalled recorder: stopping it");
-                            match this.stop_for(job_id, StopReason::Stalled).await {
+                            let stop = || this.stop_for(job_id, StopReason::Stalled);
+                            match this.through_outage("stop a stalled recorder", stop).await {
                                 Ok(_) | Err(JobError::JobAlreadyEnded { .. }) => {}
                                 Err(e) => error!(error = %e, "could not stop a stalled recorder"),
                             }

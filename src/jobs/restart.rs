@@ -30,45 +30,42 @@ pub(super) enum Restart {
     No,
 }
 
+/// A next run claimed, not started yet.
+struct Claimed {
+    /// The job as claimed: its next attempt, no process, `restart_at` set.
+    job: Job,
+    recording: Recording,
+    profile: Profile,
+    /// Where the next run writes.
+    segment: PathBuf,
+    backoff: Duration,
+}
+
 impl JobService {
     /// Starts the job's recorder again when its profile allows it, after
     /// the profile's backoff, unless a stop comes first.
     pub(super) async fn restart(&self, exit: &ExitEvent) -> Result<Restart, JobError> {
-        let job = self.job(exit.job_id).await?;
-        if job.status != JobStatus::Running || reached_its_limit(&job, exit.ended_at) {
-            return Ok(Restart::No);
-        }
-        let (recording, profile) = self.recording_and_profile(&job).await?;
-        if !super::start::restarts_left(&profile, &job) {
-            return Ok(Restart::No);
-        }
-        if let Err(e) = self.check_free_space().await {
-            warn!(error = %e, "not restarting the recorder");
-            return Ok(Restart::No);
-        }
-        let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
-        let backoff = profile.restart_backoff(restarts_done + 1);
-        // Registered before the claim: a stop that sees the claimed job
-        // always finds the wait to cut short.
         let wake = CancellationToken::new();
-        self.inner.restarts.register(job.id, wake.clone());
-        let claimed = self.claim_next_run(&job, &recording, exit, backoff).await;
-        let (claimed, segment) = match claimed {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => {
-                self.inner.restarts.remove(job.id);
-                return Ok(Restart::No);
-            }
-            Err(e) => {
-                self.inner.restarts.remove(job.id);
-                return Err(e);
-            }
+        // While the database is away the claim is tried again: a recorder
+        // that crashes during an outage starts again once it is back, as
+        // its profile says, instead of its job ending because the restart
+        // could not be written.
+        let claimed = self
+            .through_outage("restart the recorder", || self.claim_restart(exit, &wake))
+            .await?;
+        let Some(claimed) = claimed else {
+            return Ok(Restart::No);
         };
-        self.inner
-            .events
-            .publish(EventKind::JobRestarting, &claimed);
+        let Claimed {
+            job,
+            recording,
+            profile,
+            segment,
+            backoff,
+        } = claimed;
+        self.inner.events.publish(EventKind::JobRestarting, &job);
         warn!(
-            attempt = job.attempt,
+            attempt = job.attempt - 1,
             outcome = ?exit.outcome,
             ?backoff,
             "recorder ended unasked; restarting it"
@@ -79,8 +76,52 @@ impl JobService {
             () = self.inner.shutdown.cancelled() => {}
         }
         self.inner.restarts.remove(job.id);
-        self.run_next(claimed.id, &recording, &profile, segment, exit.ended_at)
+        self.run_next(job.id, &recording, &profile, segment, exit.ended_at)
             .await
+    }
+
+    /// Decides whether the job's recorder is started again and, if so,
+    /// claims its next run (a compare-and-set on the attempt, so trying
+    /// again never claims twice). `None` when it is not.
+    async fn claim_restart(
+        &self,
+        exit: &ExitEvent,
+        wake: &CancellationToken,
+    ) -> Result<Option<Claimed>, JobError> {
+        let job = self.job(exit.job_id).await?;
+        if job.status != JobStatus::Running || reached_its_limit(&job, exit.ended_at) {
+            return Ok(None);
+        }
+        let (recording, profile) = self.recording_and_profile(&job).await?;
+        if !super::start::restarts_left(&profile, &job) {
+            return Ok(None);
+        }
+        if let Err(e) = self.check_free_space().await {
+            warn!(error = %e, "not restarting the recorder");
+            return Ok(None);
+        }
+        let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
+        let backoff = profile.restart_backoff(restarts_done + 1);
+        // Registered before the claim: a stop that sees the claimed job
+        // always finds the wait to cut short.
+        self.inner.restarts.register(job.id, wake.clone());
+        match self.claim_next_run(&job, &recording, exit, backoff).await {
+            Ok(Some((job, segment))) => Ok(Some(Claimed {
+                job,
+                recording,
+                profile,
+                segment,
+                backoff,
+            })),
+            Ok(None) => {
+                self.inner.restarts.remove(job.id);
+                Ok(None)
+            }
+            Err(e) => {
+                self.inner.restarts.remove(job.id);
+                Err(e)
+            }
+        }
     }
 
     /// After the wait: the next run, or the job's end at the last run's
@@ -156,6 +197,10 @@ impl JobService {
             ExitOutcome::Signalled(signal) => (None, Some(signal)),
             ExitOutcome::Vanished(_) => (None, None),
         };
+        let restart_at = OffsetDateTime::now_utc() + backoff;
+        // From the run's end, not from now: a claim made late (after a
+        // database outage) counts the time nothing recorded.
+        let waited = Duration::try_from(restart_at - exit.ended_at).unwrap_or(backoff);
         let mut history = job.attempts.clone().unwrap_or_default();
         history.0.push(PastRun {
             attempt: job.attempt,
@@ -163,11 +208,10 @@ impl JobService {
             exit_code,
             exit_signal,
             ended_at: Some(exit.ended_at),
-            restarted_after_ms: backoff.as_millis() as u64,
+            restarted_after_ms: waited.as_millis() as u64,
         });
         let mut segments = recording.segments.clone().unwrap_or_default();
         segments.0.push(segment.display().to_string());
-        let restart_at = OffsetDateTime::now_utc() + backoff;
         let claimed =
             store::jobs::claim_restart(&self.inner.db, job, history, segments, restart_at).await?;
         Ok(claimed.map(|job| (job, segment)))

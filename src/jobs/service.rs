@@ -5,12 +5,17 @@
 //! state), `reconcile` (orphans and adoption after a restart) and `peers`
 //! (what other nodes ask of this one).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
 
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{RwLock, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use super::JobError;
 use super::pending::{Announcements, Restarts};
@@ -177,6 +182,41 @@ impl JobService {
         find_profile(&self.inner.settings.profiles, Some(name))
             .map(|(_, profile)| profile)
             .unwrap_or_else(|_| Profile::ffmpeg())
+    }
+
+    /// Runs `attempt` again, with backoff, for as long as it fails because
+    /// the database is unavailable and no shutdown has begun: what the
+    /// service does on its own initiative (restarting a recorder, stopping
+    /// one at its limit) happens once the database is back rather than
+    /// never. Each attempt must be safe to repeat: the writes behind these
+    /// are compare-and-set, so a write whose answer was lost is not made
+    /// twice.
+    pub(super) async fn through_outage<T, F, Fut>(
+        &self,
+        what: &'static str,
+        mut attempt: F,
+    ) -> Result<T, JobError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, JobError>>,
+    {
+        let mut delays =
+            crate::backoff::doubling(Duration::from_millis(50), Duration::from_secs(5)).build();
+        loop {
+            match attempt().await {
+                Err(JobError::Database(e))
+                    if crate::db::is_unavailable(&e) && !self.inner.shutdown.is_cancelled() =>
+                {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    warn!(error = %e, ?delay, "cannot {what} while the database is unavailable; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.inner.shutdown.cancelled() => {}
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Whether this node supervises the job (jobs from before nodes were

@@ -89,7 +89,10 @@ impl JobService {
                     () = tokio::time::sleep(after) => {}
                     () = shutdown.cancelled() => return,
                 }
-                match this.stop_for(job_id, StopReason::Duration).await {
+                // A limit reached while the database is away still stops
+                // the recorder, once the stop can be recorded.
+                let stop = || this.stop_for(job_id, StopReason::Duration);
+                match this.through_outage("stop the job at its limit", stop).await {
                     Ok(_) => info!("duration limit reached; job stopping"),
                     // Ended already, or deleted with its recording since.
                     Err(JobError::JobAlreadyEnded { .. } | JobError::JobNotFound { .. }) => {}

@@ -20,6 +20,7 @@ mod live_faults;
 mod metrics;
 mod nodes;
 mod openapi;
+mod outage;
 mod pipeline;
 mod reconcile;
 mod restart;

@@ -41,6 +41,12 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
             "self_ending",
             &["--exit-after", "6", "--timestamp-file", "{output}.exited"],
         ),
+        // The same, ending later: inside a database outage begun after it
+        // started.
+        profile(
+            "self_ending_late",
+            &["--exit-after", "15", "--timestamp-file", "{output}.exited"],
+        ),
         profile(
             "forking",
             &["--exit-after", "0.3", "--spawn-grandchild", "1"],

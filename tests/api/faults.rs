@@ -205,16 +205,30 @@ async fn a_source_that_ends_early_is_restarted_then_said_to_have_ended_early(bac
     assert_eq!(data["stop_reason"], "source_ended", "{data}");
 }
 
-/// Sends a request and closes the connection at once, without reading.
-fn send_and_hang_up(app: &TestApp, method: &str, path: &str, body: &str) {
+/// Sends a request and leaves without reading the answer, as soon as
+/// `begun` says the server is working on it: the connection closes while
+/// the operation is half-way (a fault point holds it there for a second).
+async fn send_and_hang_up_once(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: &str,
+    what: &str,
+    begun: impl AsyncFn() -> bool,
+) {
     let address = app.address.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+         content-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !begun().await {
+        assert!(Instant::now() < deadline, "the server never began {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(stream);
 }
 
@@ -228,12 +242,17 @@ async fn a_client_gone_mid_start_leaves_a_complete_job(backend: Backend) {
     )
     .await;
     let body = json!({ "source": "test://stream", "profile": "test", "duration_seconds": 3 });
-    send_and_hang_up(
+    // Gone once the job exists, while its start waits to store the
+    // recorder's identity.
+    send_and_hang_up_once(
         &app,
         "POST",
         "/api/recordings/jobs/start/",
         &body.to_string(),
-    );
+        "the start",
+        async || app.get("/api/recordings/jobs/1/").await.0 == StatusCode::OK,
+    )
+    .await;
     // The start goes on without its client: identity, event, limit.
     let deadline = Instant::now() + Duration::from_secs(10);
     let job = loop {
@@ -271,12 +290,17 @@ async fn a_client_gone_mid_reprocess_leaves_the_recording_processed(backend: Bac
         "pause_in_reprocess".into(),
     )]);
     app.start_server().await;
-    send_and_hang_up(
+    // Gone once the recording is reset to `processing`, before its
+    // pipeline is launched.
+    send_and_hang_up_once(
         &app,
         "POST",
         &format!("/api/recordings/{recording_id}/reprocess/"),
         "",
-    );
+        "the reprocess",
+        async || app.recording(recording_id).await["status"] == "processing",
+    )
+    .await;
     // Without its client the reprocess still reaches its pipeline: the
     // recording is processed again and ends ready, not left `processing`.
     app.wait_until(
@@ -414,7 +438,14 @@ async fn a_panic_in_the_exit_handling_exits_the_process_and_the_next_start_adopt
     app.wait_for_recorder_output(kept_recording).await;
     app.wait_for_recorder_output(stopped_recording).await;
     let kept_pid = pid_of(&app.job(kept).await);
-    app.stop(stopped).await;
+    // The stop's answer may never come: the process exits as the stopped
+    // recorder's end reaches the committer.
+    let _ = app
+        .client
+        .post(app.url("/api/recordings/jobs/stop/"))
+        .json(&json!({ "job_id": stopped }))
+        .send()
+        .await;
     // Its exit reaches the committer, which panics: the process says so
     // and exits, rather than living on without exit handling.
     let status = app.wait_for_server_exit().await;

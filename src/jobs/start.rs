@@ -14,7 +14,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
 use crate::entity::{EventKind, JobStatus, PastRun};
-use crate::profile::Profile;
+use crate::profile::{Profile, protocol_whitelist};
 use crate::recordings::output::segment_path;
 use crate::redact;
 use crate::store::{self, Job, Recording};
@@ -51,12 +51,14 @@ impl JobService {
         }
         let settings = &self.inner.settings;
         let start = request.validate(&settings.profiles)?;
+        self.check_reach(&start).await?;
         let gate = self.inner.start_gate.read().await;
         // Checked again under the gate: shutdown takes the gate exclusively
         // after cancelling, so no recorder starts once stop_all has run.
         if self.inner.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
+        let place = self.take_place().await?;
         let (recording, job) = store::jobs::insert_recording_and_job(
             &self.inner.db,
             store::jobs::NewRecording {
@@ -71,6 +73,7 @@ impl JobService {
             },
         )
         .await?;
+        drop(place);
         let span = info_span!("job", job_id = job.id, recording_id = recording.id);
         let run = Run {
             job: &job,
@@ -220,6 +223,7 @@ impl JobService {
                 ("duration", &job.duration_seconds.unwrap_or(0).to_string()),
                 ("job_id", &job.id.to_string()),
                 ("recording_id", &recording.id.to_string()),
+                ("protocols", &protocol_whitelist(&profile.allowed_schemes)),
             ],
         );
         let identity = self
@@ -233,6 +237,7 @@ impl JobService {
                     output: output.clone(),
                     timeout,
                 }),
+                env: profile.env.clone(),
             })
             .map_err(RunError::Spawn)?;
         match store::jobs::set_process_identity(&self.inner.db, job.id, identity).await {

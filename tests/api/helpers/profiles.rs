@@ -52,6 +52,17 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
             .set("restart_attempts", "2")
             .set("restart_backoff_seconds", "0.2"),
         profile("empty", &["--no-output", "--exit-after", "0.3"]),
+        // Where sources may reach: the defaults, a shared deployment's
+        // rules, and an allow-list.
+        profile("web", &[]).set("allowed_schemes", toml_array(["http", "test"])),
+        profile("shared", &[])
+            .set("allowed_schemes", toml_array(["http", "test"]))
+            .set("deny_private", "true")
+            .set(
+                "deny_hosts",
+                toml_array(["10.9.0.0/16", "*.blocked.example"]),
+            ),
+        profile("cameras", &[]).set("allow_hosts", toml_array(["127.0.0.1", "camera.lan"])),
     ] {
         text += &profile.to_toml();
     }

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::error;
 
@@ -33,7 +33,14 @@ pub enum ApiError {
     NoRoute { method: String, path: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error(
+        "this server already serves {limit} event streams (--max-event-streams); try again later"
+    )]
+    TooManyStreams { limit: usize },
 }
+
+/// Seconds a client refused for capacity is told to wait (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u64 = 10;
 
 /// Every error code the API answers with: clients branch on these, never on
 /// the message.
@@ -62,6 +69,13 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Unauthorized,
     OnOtherNode,
+    /// The token is valid but its role does not allow the call.
+    Forbidden,
+    /// The `Host` is not a name this server answers to (`--public-names`).
+    HostNotAllowed,
+    /// A limit of this node is reached (`--max-jobs`, `--max-event-streams`);
+    /// `Retry-After` says when to try again.
+    AtCapacity,
 }
 
 /// The body of every error response.
@@ -93,6 +107,11 @@ pub struct ErrorDetail {
     /// `on_other_node`: the node that holds the files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// `invalid_source`: the rule that refused what the source would
+    /// reach (`listener_option`, `builtin_deny`, `deny_private`,
+    /// `deny_hosts`, `allow_hosts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
 }
 
 impl ErrorBody {
@@ -107,6 +126,7 @@ impl ErrorBody {
                 job_id: None,
                 program: None,
                 node: None,
+                rule: None,
             },
         }
     }
@@ -135,6 +155,9 @@ impl ApiError {
             Self::MethodNotAllowed => {
                 plain(StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed, msg)
             }
+            Self::TooManyStreams { .. } => {
+                plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg)
+            }
         }
     }
 }
@@ -158,6 +181,12 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
     match error {
         J::UnknownProfile { .. } => plain(StatusCode::BAD_REQUEST, C::UnknownProfile, msg),
         J::InvalidSource { .. } => plain(StatusCode::BAD_REQUEST, C::InvalidSource, msg),
+        J::SourceRefused { rule, .. } => {
+            let mut body = ErrorBody::new(C::InvalidSource, msg);
+            body.error.rule = Some(rule.as_str());
+            (StatusCode::BAD_REQUEST, body)
+        }
+        J::AtCapacity { .. } => plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg),
         J::InvalidField { field, .. } => {
             let mut body = ErrorBody::new(C::InvalidField, msg);
             body.error.field = Some(field);
@@ -227,6 +256,15 @@ fn json_parts(rejection: &JsonRejection) -> (StatusCode, ErrorBody) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.parts();
+        // A limit reached is the service working as configured, not a fault.
+        if body.error.code == ErrorCode::AtCapacity {
+            return (
+                status,
+                [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
+                Json(body),
+            )
+                .into_response();
+        }
         if status.is_server_error() {
             error!(error = %self, ?self, "request failed");
         }

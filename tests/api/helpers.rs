@@ -118,6 +118,10 @@ pub struct AppOptions {
     pub profiles: Option<String>,
     /// Share another app's database (another node of one deployment).
     pub database_url: Option<String>,
+    /// Set in the server's environment.
+    pub env: Vec<(String, String)>,
+    /// Sent as `Authorization: Bearer` with every request of `client`.
+    pub token: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -128,6 +132,8 @@ impl Default for AppOptions {
             wrapper: Vec::new(),
             profiles: None,
             database_url: None,
+            env: Vec::new(),
+            token: None,
         }
     }
 }
@@ -175,7 +181,10 @@ impl TestApp {
         .expect("write profiles");
         let mut app = Self {
             address: String::new(),
-            client: reqwest::Client::new(),
+            client: match &options.token {
+                Some(token) => client_with_token(token),
+                None => http_client(),
+            },
             server_log: dir.join("server-0.log"),
             dir,
             database_url,
@@ -212,6 +221,7 @@ impl TestApp {
         command
             .args(["--reconcile-interval", "0"])
             .args(&self.options.extra_args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stderr(log);
         let server = self
             .server
@@ -529,6 +539,28 @@ async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"));
     (status, body)
+}
+
+/// A client for the tests. reqwest's TLS (built for the server's HTTPS
+/// webhooks) needs its crypto provider installed before any client exists,
+/// even a plain-HTTP one.
+pub fn http_client() -> reqwest::Client {
+    recorderd::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    recorderd::tls::install_crypto_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token fit for a header");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
 }
 
 pub fn is_terminal(status: &Value) -> bool {

@@ -19,6 +19,8 @@ mod openapi;
 mod pipeline;
 mod reconcile;
 mod restart;
+mod security;
 mod shutdown;
+mod sources;
 mod validation;
 mod webhooks;

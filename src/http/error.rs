@@ -36,7 +36,14 @@ pub enum ApiError {
     /// The task running the operation died (it panicked): a bug, logged.
     #[error("the operation failed: {0}")]
     TaskFailed(String),
+    #[error(
+        "this server already serves {limit} event streams (--max-event-streams); try again later"
+    )]
+    TooManyStreams { limit: usize },
 }
+
+/// Seconds a client refused for capacity is told to wait (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u64 = 10;
 
 /// Every error code the API answers with: clients branch on these, never on
 /// the message.
@@ -67,6 +74,13 @@ pub enum ErrorCode {
     OnOtherNode,
     DatabaseUnavailable,
     InsufficientStorage,
+    /// The token is valid but its role does not allow the call.
+    Forbidden,
+    /// The `Host` is not a name this server answers to (`--public-names`).
+    HostNotAllowed,
+    /// A limit of this node is reached (`--max-jobs`, `--max-event-streams`);
+    /// `Retry-After` says when to try again.
+    AtCapacity,
 }
 
 /// The body of every error response.
@@ -98,6 +112,11 @@ pub struct ErrorDetail {
     /// `on_other_node`: the node that holds the files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// `invalid_source`: the rule that refused what the source would
+    /// reach (`listener_option`, `builtin_deny`, `deny_private`,
+    /// `deny_hosts`, `allow_hosts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
 }
 
 impl ErrorBody {
@@ -112,6 +131,7 @@ impl ErrorBody {
                 job_id: None,
                 program: None,
                 node: None,
+                rule: None,
             },
         }
     }
@@ -141,6 +161,9 @@ impl ApiError {
                 plain(StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed, msg)
             }
             Self::TaskFailed(_) => internal(),
+            Self::TooManyStreams { .. } => {
+                plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg)
+            }
         }
     }
 }
@@ -178,6 +201,12 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
     match error {
         J::UnknownProfile { .. } => plain(StatusCode::BAD_REQUEST, C::UnknownProfile, msg),
         J::InvalidSource { .. } => plain(StatusCode::BAD_REQUEST, C::InvalidSource, msg),
+        J::SourceRefused { rule, .. } => {
+            let mut body = ErrorBody::new(C::InvalidSource, msg);
+            body.error.rule = Some(rule.as_str());
+            (StatusCode::BAD_REQUEST, body)
+        }
+        J::AtCapacity { .. } => plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg),
         J::InvalidField { field, .. } => {
             let mut body = ErrorBody::new(C::InvalidField, msg);
             body.error.field = Some(field);
@@ -253,6 +282,15 @@ fn json_parts(rejection: &JsonRejection) -> (StatusCode, ErrorBody) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.parts();
+        // A limit reached is the service working as configured, not a fault.
+        if body.error.code == ErrorCode::AtCapacity {
+            return (
+                status,
+                [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
+                Json(body),
+            )
+                .into_response();
+        }
         if status.is_server_error() {
             error!(error = %self, ?self, "request failed");
         }

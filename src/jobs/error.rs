@@ -5,6 +5,7 @@
 use sea_orm::DbErr;
 
 use crate::entity::JobStatus;
+use crate::profile::ReachRule;
 use crate::supervisor::SpawnError;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,13 @@ pub enum JobError {
     UnknownProfile { name: String, available: String },
     #[error("invalid source: {reason}")]
     InvalidSource { reason: String },
+    /// What the source would reach is refused by one of the profile's rules.
+    #[error("source refused by rule `{rule}`: {reason}", rule = rule.as_str())]
+    SourceRefused { rule: ReachRule, reason: String },
+    #[error(
+        "this node already runs its maximum of {limit} recorders (--max-jobs); stop one, or try again later"
+    )]
+    AtCapacity { limit: usize },
     #[error("invalid `{field}`: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("job {id} not found")]

@@ -2,6 +2,7 @@
 //! a job (start, restart, stop, exit, reconciliation, adoption). The
 //! supervisor reports, the job service decides; storage is `store`'s.
 
+mod admission;
 mod error;
 mod exits;
 mod finish;

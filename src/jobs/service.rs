@@ -65,6 +65,9 @@ pub(super) struct Inner {
     /// owns: otherwise a job inserted but not yet spawned would look like an
     /// orphan whose process is gone.
     pub(super) start_gate: RwLock<()>,
+    /// Held by a start from counting the node's live jobs until its own
+    /// is stored (`--max-jobs`).
+    pub(super) admission: tokio::sync::Mutex<()>,
     /// Cancelled by [`JobService::close`] once no recorder is left, which
     /// ends the task consuming exit events.
     pub(super) closed: CancellationToken,
@@ -97,6 +100,7 @@ impl JobService {
                 tracker: deps.tracker,
                 shutdown: deps.shutdown,
                 start_gate: RwLock::new(()),
+                admission: tokio::sync::Mutex::new(()),
                 closed: deps.closed,
                 events: deps.events,
                 metrics: deps.metrics,

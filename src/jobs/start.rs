@@ -14,7 +14,7 @@ use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
 use crate::entity::EventKind;
 use crate::faults;
-use crate::profile::Profile;
+use crate::profile::{Profile, protocol_whitelist};
 use crate::recordings::output;
 use crate::redact;
 use crate::store::{self, Job, Recording};
@@ -50,12 +50,14 @@ impl JobService {
         let settings = &self.inner.settings;
         let start = request.validate(&settings.profiles)?;
         self.check_free_space().await?;
+        self.check_reach(&start).await?;
         let gate = self.inner.start_gate.read().await;
         // Checked again under the gate: shutdown takes the gate exclusively
         // after cancelling, so no recorder starts once stop_all has run.
         if self.inner.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
+        let place = self.take_place().await?;
         let (recording, job) = store::jobs::insert_recording_and_job(
             &self.inner.db,
             store::jobs::NewRecording {
@@ -70,6 +72,7 @@ impl JobService {
             },
         )
         .await?;
+        drop(place);
         let span = info_span!("job", job_id = job.id, recording_id = recording.id);
         // The job's end (an instant exit) waits until its start is announced.
         let announcing = self.inner.announcements.begin(job.id);
@@ -153,6 +156,7 @@ impl JobService {
                 ("duration", &job.duration_seconds.unwrap_or(0).to_string()),
                 ("job_id", &job.id.to_string()),
                 ("recording_id", &recording.id.to_string()),
+                ("protocols", &protocol_whitelist(&profile.allowed_schemes)),
             ],
         );
         let identity = self
@@ -167,6 +171,7 @@ impl JobService {
                     timeout,
                 }),
                 restartable: restarts_left(profile, job),
+                env: profile.env.clone(),
             })
             .map_err(RunError::Spawn)?;
         if faults::armed(faults::Point::ExitAfterSpawn) {

@@ -191,11 +191,16 @@ impl Recordings {
         }
     }
 
-    /// The end of a job's recorder log.
+    /// The end of a job's recorder log, with its source's secrets hidden:
+    /// recorders print the URL they open (ffmpeg's `Input #0, … from
+    /// '…'`), and the log is read by every reader.
     pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, RecordingError> {
         let job = store::jobs::find_job(&self.inner.db, job_id)
             .await?
             .ok_or(RecordingError::JobNotFound { id: job_id })?;
+        let source = store::recordings::find_recording(&self.inner.db, job.recording_id)
+            .await?
+            .map(|recording| recording.source);
         let path = PathBuf::from(&job.log_path);
         self.files_here(format!("job {job_id}"), job.node, &path)
             .await?;
@@ -204,7 +209,12 @@ impl Recordings {
             .await
             .map_err(|e| unreadable(std::io::Error::other(e)))?;
         match read {
-            Ok(tail) => Ok(tail),
+            Ok(mut tail) => {
+                if let Some(source) = source {
+                    tail.content = crate::redact::scrub(&tail.content, &source);
+                }
+                Ok(tail)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogTail::empty()),
             Err(source) => Err(unreadable(source)),
         }

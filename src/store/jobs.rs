@@ -486,3 +486,18 @@ pub async fn count_by_status(db: &DatabaseConnection) -> Result<Vec<(JobStatus, 
         .all(db)
         .await
 }
+
+/// How many jobs of `node` are live (running or stopping): the recorders
+/// it runs, for `--max-jobs`. Jobs from before nodes were recorded count
+/// as its own, as everywhere else.
+pub async fn count_live_on_node(db: &DatabaseConnection, node: &str) -> Result<u64, DbErr> {
+    recording_job::Entity::find()
+        .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
+        .filter(
+            sea_orm::Condition::any()
+                .add(recording_job::Column::Node.eq(node))
+                .add(recording_job::Column::Node.is_null()),
+        )
+        .count(db)
+        .await
+}

@@ -360,6 +360,10 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
             // covers it.
             .args(["--exclude-path", "/api/recordings/jobs/events"])
             .args(["--max-examples", "100"])
+            // What every state-changing request must carry (and what a
+            // GET ignores): without it every POST and DELETE would get
+            // 415 and fuzz nothing further.
+            .args(["--header", "Content-Type: application/json"])
             .args(["--request-timeout", "10"])
             .args(["--report", "junit"])
             .arg("--report-dir")

@@ -80,6 +80,17 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
         profile("instant", &["--exit-after", "0.001", "--exit-code", "3"]),
         // Fills its disk: 64 KiB lines, ten a second.
         profile("filling", &["--chunk-bytes", "65536"]),
+        // Where sources may reach: the defaults, a shared deployment's
+        // rules, and an allow-list.
+        profile("web", &[]).set("allowed_schemes", toml_array(["http", "test"])),
+        profile("shared", &[])
+            .set("allowed_schemes", toml_array(["http", "test"]))
+            .set("deny_private", "true")
+            .set(
+                "deny_hosts",
+                toml_array(["10.9.0.0/16", "*.blocked.example"]),
+            ),
+        profile("cameras", &[]).set("allow_hosts", toml_array(["127.0.0.1", "camera.lan"])),
     ] {
         text += &profile.to_toml();
     }

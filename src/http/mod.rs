@@ -248,7 +248,9 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    match tokio::spawn(operation).await {
+    // In the request's span, so that what the operation logs still names
+    // the token that asked for it.
+    match tokio::spawn(tracing::Instrument::in_current_span(operation)).await {
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ApiError::TaskFailed(e.to_string())),
     }

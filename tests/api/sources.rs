@@ -142,6 +142,7 @@ async fn a_recorder_and_its_steps_get_none_of_the_servers_secrets(backend: Backe
             "LANG",
             "TZ",
             "RECORDERD_JOB_ID",
+            "RECORDERD_NODE",
             "RECORDER_GREETING"
         ]
         .contains(n)

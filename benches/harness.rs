@@ -1,7 +1,7 @@
 //! `cargo bench`: builds the release server, the test recorder and the
-//! benchmark harness (`examples/bench.rs`), then runs the harness against
+//! benchmark harness (`examples/bench/`), then runs the harness against
 //! the release server with the arguments given after `--`, e.g.
-//! `cargo bench -- --scale 100 --quick`. See BENCHMARKS.md.
+//! `cargo bench --bench harness -- --scale 100 --quick`. See BENCHMARKS.md.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use std::path::Path;
 use sea_orm::sea_query::{CaseStatement, Expr, Func, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
 };
 use time::OffsetDateTime;
 
@@ -127,11 +127,16 @@ pub async fn find_job(db: &impl ConnectionTrait, id: i32) -> Result<Option<Job>,
 
 /// Jobs in `running` or `stopping`, newest first.
 pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
+    live_jobs_query().all(db).await
+}
+
+/// The query of [`live_jobs`] (`active`, reconciliation), which an index
+/// keeps from reading ended jobs (checked against the query plan in the
+/// integration tests, as are the other `*_query` functions here).
+pub fn live_jobs_query() -> Select<recording_job::Entity> {
     recording_job::Entity::find()
         .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
         .order_by_desc(recording_job::Column::Id)
-        .all(db)
-        .await
 }
 
 /// Of `ids`, those of jobs that exist and are live.
@@ -156,14 +161,19 @@ pub async fn stopping_job_ids_of_node(
     db: &DatabaseConnection,
     node: &str,
 ) -> Result<Vec<i32>, DbErr> {
+    stopping_of_node_query(node)
+        .into_tuple::<i32>()
+        .all(db)
+        .await
+}
+
+/// The query of [`stopping_job_ids_of_node`].
+pub fn stopping_of_node_query(node: &str) -> Select<recording_job::Entity> {
     recording_job::Entity::find()
         .select_only()
         .column(recording_job::Column::Id)
         .filter(recording_job::Column::Node.eq(node))
         .filter(recording_job::Column::Status.eq(JobStatus::Stopping))
-        .into_tuple::<i32>()
-        .all(db)
-        .await
 }
 
 /// A node's jobs ended since `since` by another node because this one was
@@ -173,13 +183,16 @@ pub async fn jobs_lost_by_node(
     node: &str,
     since: OffsetDateTime,
 ) -> Result<Vec<Job>, DbErr> {
+    lost_by_node_query(node, since).all(db).await
+}
+
+/// The query of [`jobs_lost_by_node`].
+pub fn lost_by_node_query(node: &str, since: OffsetDateTime) -> Select<recording_job::Entity> {
     recording_job::Entity::find()
         .filter(recording_job::Column::Node.eq(node))
         .filter(recording_job::Column::Status.is_in([JobStatus::Completed, JobStatus::Failed]))
         .filter(recording_job::Column::EndCause.eq(EndCause::NodeLost))
         .filter(recording_job::Column::CompletedAt.gt(since))
-        .all(db)
-        .await
 }
 
 /// One page of jobs, newest first, and the total matching.
@@ -190,6 +203,17 @@ pub async fn list_jobs(
     page: u64,
     page_size: u64,
 ) -> Result<(Vec<Job>, u64), DbErr> {
+    let paginator = list_jobs_query(status, recording_id).paginate(db, page_size);
+    let total = paginator.num_items().await?;
+    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
+    Ok((items, total))
+}
+
+/// The query of [`list_jobs`], before its page's limit and offset.
+pub fn list_jobs_query(
+    status: Option<JobStatus>,
+    recording_id: Option<i32>,
+) -> Select<recording_job::Entity> {
     let mut query = recording_job::Entity::find().order_by_desc(recording_job::Column::Id);
     if let Some(status) = status {
         query = query.filter(recording_job::Column::Status.eq(status));
@@ -197,10 +221,7 @@ pub async fn list_jobs(
     if let Some(recording_id) = recording_id {
         query = query.filter(recording_job::Column::RecordingId.eq(recording_id));
     }
-    let paginator = query.paginate(db, page_size);
-    let total = paginator.num_items().await?;
-    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
-    Ok((items, total))
+    query
 }
 
 /// `running` → `stopping`, saying why. False when the job was not running.
@@ -491,6 +512,11 @@ pub async fn count_by_status(db: &DatabaseConnection) -> Result<Vec<(JobStatus, 
 /// it runs, for `--max-jobs`. Jobs from before nodes were recorded count
 /// as its own, as everywhere else.
 pub async fn count_live_on_node(db: &DatabaseConnection, node: &str) -> Result<u64, DbErr> {
+    live_on_node_query(node).count(db).await
+}
+
+/// The query of [`count_live_on_node`].
+pub fn live_on_node_query(node: &str) -> Select<recording_job::Entity> {
     recording_job::Entity::find()
         .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
         .filter(
@@ -498,6 +524,4 @@ pub async fn count_live_on_node(db: &DatabaseConnection, node: &str) -> Result<u
                 .add(recording_job::Column::Node.eq(node))
                 .add(recording_job::Column::Node.is_null()),
         )
-        .count(db)
-        .await
 }

@@ -15,6 +15,7 @@ mod event_retention;
 mod events;
 mod faults;
 mod ffmpeg;
+mod indexes;
 mod lifecycle;
 mod live_faults;
 mod metrics;

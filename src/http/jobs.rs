@@ -13,6 +13,10 @@ use super::error::ErrorBody;
 use super::{ApiError, ApiJson, AppState, Result, page_bounds};
 use crate::entity::JobStatus;
 use crate::jobs::StartRequest;
+
+/// Fields of a request body that the server does not know: their names,
+/// their values skipped unread.
+type IgnoredFields = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
 use crate::store::{Job, Recording};
 
 /// Answer to a start: the new job and its recording.
@@ -48,7 +52,7 @@ pub struct StartResponse {
         (status = 401, description = "`unauthorized`: an API token is configured and was not given", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: a field is missing, unknown or of the wrong type", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a field is missing or of the wrong type (unknown fields are ignored)", body = ErrorBody),
         (status = 500, description = "`spawn_failed` (the job is recorded as failed) or `internal_error`", body = ErrorBody),
         (status = 503, description = "`shutting_down`", body = ErrorBody),
     )
@@ -57,6 +61,7 @@ pub async fn start(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<StartResponse>)> {
+    log_ignored("start", &request.ignored);
     let started = state.jobs.start(request).await?;
     Ok((
         StatusCode::CREATED,
@@ -69,12 +74,23 @@ pub async fn start(
     ))
 }
 
-/// Body of a stop.
+/// Body of a stop. Unknown fields are ignored, as for a start.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StopRequest {
     #[serde(deserialize_with = "crate::jobs::whole_number")]
     job_id: i32,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    ignored: IgnoredFields,
+}
+
+/// Says, for whoever debugs a client, which fields of its body were not
+/// read.
+fn log_ignored(operation: &str, ignored: &IgnoredFields) {
+    if !ignored.is_empty() {
+        let fields: Vec<&str> = ignored.keys().map(String::as_str).collect();
+        tracing::debug!(operation, ?fields, "unknown fields ignored");
+    }
 }
 
 /// Answer to a stop: the job, `stopping` or already ended.
@@ -110,6 +126,7 @@ pub async fn stop(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StopRequest>,
 ) -> Result<Json<StopResponse>> {
+    log_ignored("stop", &request.ignored);
     let job = state.jobs.stop(request.job_id).await?;
     Ok(Json(StopResponse {
         success: true,

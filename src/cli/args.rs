@@ -253,6 +253,12 @@ pub struct ServeArgs {
     /// of the nodes must agree far better than this.
     #[arg(long = "node-timeout", env = "RECORDERD_NODE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
     pub node_timeout_secs: u64,
+    /// whisper.cpp model (`ggml-*.bin`) for the built-in `transcribe` step:
+    /// with `whisper-cli` on the PATH and this file present, whisper.cpp
+    /// transcribes; otherwise pocketsphinx. Default:
+    /// `<data-dir>/models/ggml-base.en.bin`.
+    #[arg(long, env = "RECORDERD_WHISPER_MODEL")]
+    pub whisper_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -278,5 +284,17 @@ impl DatabaseArgs {
                 self.data_dir.join("recorderd.db").display()
             ),
         }
+    }
+}
+
+impl ServeArgs {
+    /// The whisper.cpp model the built-in `transcribe` step looks for.
+    pub fn resolved_whisper_model(&self) -> PathBuf {
+        self.whisper_model.clone().unwrap_or_else(|| {
+            self.database
+                .data_dir
+                .join("models")
+                .join("ggml-base.en.bin")
+        })
     }
 }

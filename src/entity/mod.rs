@@ -6,6 +6,7 @@ pub mod node;
 pub mod processing_step;
 pub mod recording;
 pub mod recording_job;
+pub mod transcript_segment;
 pub mod webhook_cursor;
 
 pub use event::EventKind;

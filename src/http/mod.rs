@@ -9,6 +9,7 @@ mod jobs;
 mod openapi;
 mod ops;
 mod recordings;
+mod transcripts;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -69,6 +70,8 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(recordings::show, recordings::delete),
         routes!(recordings::reprocess),
         routes!(recordings::media),
+        routes!(transcripts::transcript),
+        routes!(transcripts::captions),
         routes!(ops::dashboard),
         routes!(ops::healthz),
         routes!(ops::readyz),

@@ -16,6 +16,7 @@ pub mod analyze;
 mod command;
 pub mod join;
 mod pipeline;
+pub mod transcribe;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -133,6 +134,11 @@ impl Processing {
     /// Whether the recording's pipeline is running in this process.
     pub fn is_running(&self, recording_id: i32) -> bool {
         self.in_flight().contains(&recording_id)
+    }
+
+    /// The profiles whose pipelines this runs.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
     }
 
     /// The recording's scratch directory (`{workdir}`).

@@ -16,7 +16,10 @@ use serde::{Deserialize, Deserializer};
 
 use crate::template::{RECORDER_PLACEHOLDERS, check_placeholders};
 use steps::default_pipeline;
-pub use steps::{BuiltinStep, StepConfig, StepOutput, program_exists};
+pub use steps::{
+    BuiltinStep, POCKETSPHINX_PROGRAM, Recognizer, StepConfig, StepOutput, TRANSCRIBE_AUDIO,
+    WHISPER_PROGRAM, program_exists,
+};
 
 /// The profiles a client can choose from, and the one used when it names none.
 #[derive(Debug, Clone)]
@@ -68,6 +71,15 @@ impl Profiles {
             profiles.default = default;
         }
         Ok(profiles)
+    }
+
+    /// Gives every built-in `transcribe` step that names no model of its
+    /// own this whisper.cpp model.
+    pub fn use_whisper_model(&mut self, model: &Path) {
+        let steps = self.by_name.values_mut().flat_map(|p| p.steps.iter_mut());
+        for step in steps.filter(|s| s.builtin == Some(BuiltinStep::Transcribe)) {
+            step.model.get_or_insert_with(|| model.to_owned());
+        }
     }
 
     pub fn get(&self, name: Option<&str>) -> Option<(&str, &Profile)> {
@@ -123,6 +135,10 @@ pub struct Profile {
     /// a minute).
     #[serde(default = "default_restart_backoff")]
     pub restart_backoff_seconds: f64,
+    /// Steps of the built-in pipeline left out on this machine, each with
+    /// the program it lacks (said at start-up).
+    #[serde(skip)]
+    pub skipped_steps: Vec<(String, String)>,
 }
 
 fn default_grace() -> f64 {
@@ -144,6 +160,7 @@ impl Profile {
     /// loses about a second, and the file grows steadily (which is what stall
     /// detection watches).
     pub fn ffmpeg() -> Self {
+        let pipeline = default_pipeline();
         Self {
             command: [
                 "ffmpeg",
@@ -176,11 +193,12 @@ impl Profile {
             .map(str::to_owned)
             .to_vec(),
             post_processing: Vec::new(),
-            steps: default_pipeline(),
+            steps: pipeline.steps,
             stall_timeout_seconds: Some(30.0),
             clean_exit_codes: vec![0, 255],
             restart_attempts: 3,
             restart_backoff_seconds: 2.0,
+            skipped_steps: pipeline.skipped,
         }
     }
 

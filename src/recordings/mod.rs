@@ -6,7 +6,10 @@
 
 mod error;
 pub mod files;
+pub mod listing;
 pub mod output;
+pub mod search;
+pub mod transcript;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +25,7 @@ pub use files::LogTail;
 use crate::entity::{EndCause, EventKind, RecordingStatus};
 use crate::events::EventLog;
 use crate::processing::Processing;
-use crate::store::{self, Job, Recording, Step};
+use crate::store::{self, Job, Recording, Segment, Step};
 
 /// A recording with everything known about it.
 #[derive(Debug, Clone)]
@@ -77,16 +80,6 @@ impl Recordings {
             .ok_or(RecordingError::NotFound { id })
     }
 
-    /// One page of recordings, newest first, and how many match in all.
-    pub async fn list(
-        &self,
-        status: Option<RecordingStatus>,
-        page: u64,
-        page_size: u64,
-    ) -> Result<(Vec<Recording>, u64), RecordingError> {
-        Ok(store::recordings::list_recordings(&self.inner.db, status, page, page_size).await?)
-    }
-
     /// The recording with its jobs and its pipeline's steps.
     pub async fn detail(&self, id: i32) -> Result<RecordingDetail, RecordingError> {
         let recording = self.get(id).await?;
@@ -98,6 +91,18 @@ impl Recordings {
             jobs,
             steps,
         })
+    }
+
+    /// The recording and its transcript's segments, in order.
+    pub async fn transcript(&self, id: i32) -> Result<(Recording, Vec<Segment>), RecordingError> {
+        let recording = self.get(id).await?;
+        let segments = store::transcripts::of_recording(&self.inner.db, id).await?;
+        Ok((recording, segments))
+    }
+
+    /// The profiles this server offers, for clients to choose from.
+    pub fn profiles(&self) -> &crate::profile::Profiles {
+        self.inner.processing.profiles()
     }
 
     /// Runs the recording's whole pipeline again.

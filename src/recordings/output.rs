@@ -56,6 +56,23 @@ pub fn state_of(files: &[PathBuf]) -> OutputState {
     first.unwrap_or(OutputState::Missing)
 }
 
+/// How many bytes each recording's files hold (blocking); `None` for a
+/// recording none of whose files is here.
+pub fn sizes_of(files: Vec<Vec<PathBuf>>) -> Vec<Option<u64>> {
+    files
+        .iter()
+        .map(|files| {
+            let sizes: Vec<u64> = files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .collect();
+            (!sizes.is_empty()).then(|| sizes.iter().sum())
+        })
+        .collect()
+}
+
 /// [`state_of`] for many recordings, off the async runtime.
 pub async fn states_of(files: Vec<Vec<PathBuf>>) -> std::io::Result<Vec<OutputState>> {
     tokio::task::spawn_blocking(move || files.iter().map(|f| state_of(f)).collect())

@@ -312,6 +312,53 @@ async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
         silence * 100.0,
         (1.0 - best_wer).max(0.0) * 100.0
     );
+    spoken_words_are_timed_and_found(&app, recording_id, duration).await;
+}
+
+/// The transcript of a real recording has times within it, and a search
+/// for a word said and heard finds the recording, at a passage that holds
+/// the word.
+async fn spoken_words_are_timed_and_found(app: &TestApp, recording_id: i64, duration: f64) {
+    let (_, transcript) = app
+        .get(&format!("/api/recordings/{recording_id}/transcript"))
+        .await;
+    let segments = transcript["segments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!segments.is_empty(), "{transcript}");
+    let mut previous = -1.0;
+    for segment in &segments {
+        let start = segment["start_seconds"].as_f64().unwrap_or(-1.0);
+        let end = segment["end_seconds"].as_f64().unwrap_or(-1.0);
+        assert!(
+            previous <= start && start < end && end <= duration + 0.5,
+            "segments in order, within the {duration:.2} s recorded: {transcript}"
+        );
+        previous = start;
+    }
+    let heard = transcript["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    let word = SENTENCE
+        .split_whitespace()
+        .filter(|w| w.len() > 3)
+        .find(|w| heard.split_whitespace().any(|h| h == *w))
+        .unwrap_or_else(|| panic!("no word of {SENTENCE:?} was heard: {heard:?}"));
+    let (status, page) = app.get(&format!("/api/recordings/?q={word}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["recordings"][0]["id"], recording_id, "{word}: {page}");
+    let passage = &page["recordings"][0]["matches"][0];
+    let at = passage["start_seconds"].as_f64().unwrap_or(-1.0);
+    assert!(
+        passage["text"]
+            .as_str()
+            .is_some_and(|t| t.to_lowercase().contains(word))
+            && (0.0..duration).contains(&at),
+        "{word}: {page}"
+    );
+    eprintln!("search: {word:?} found at {at:.2} s in {passage}");
 }
 
 on_both_databases!(a_crashed_ffmpeg_is_restarted_and_its_files_joined);

@@ -118,6 +118,8 @@ pub struct AppOptions {
     pub profiles: Option<String>,
     /// Share another app's database (another node of one deployment).
     pub database_url: Option<String>,
+    /// Environment variables the server gets beside the test's own.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for AppOptions {
@@ -128,6 +130,7 @@ impl Default for AppOptions {
             wrapper: Vec::new(),
             profiles: None,
             database_url: None,
+            env: Vec::new(),
         }
     }
 }
@@ -212,6 +215,7 @@ impl TestApp {
         command
             .args(["--reconcile-interval", "0"])
             .args(&self.options.extra_args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stderr(log);
         let server = self
             .server

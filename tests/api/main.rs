@@ -19,6 +19,7 @@ mod openapi;
 mod pipeline;
 mod reconcile;
 mod restart;
+mod search;
 mod shutdown;
 mod validation;
 mod webhooks;

@@ -46,6 +46,8 @@ pub struct StartResponse {
                 ("recording" = (operation_id = "show_recording", parameters(("id" = "$response.body#/recording/id")), description = "This job's recording")),
                 ("media" = (operation_id = "recording_media", parameters(("id" = "$response.body#/recording/id")), description = "What it recorded")),
                 ("reprocess" = (operation_id = "reprocess_recording", parameters(("id" = "$response.body#/recording/id")), description = "Process the recording again")),
+                ("transcript" = (operation_id = "recording_transcript", parameters(("id" = "$response.body#/recording/id")), description = "What was said in it")),
+                ("playable" = (operation_id = "recording_playable", parameters(("id" = "$response.body#/recording/id")), description = "It, as browsers play it")),
             )
         ),
         (status = 400, description = "`malformed_json`, `invalid_source`, `invalid_field`, `unknown_profile` or `invalid_body`", body = ErrorBody),
@@ -282,33 +284,44 @@ pub async fn show(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// The last this many bytes (16 KiB by default).
+    /// At most this many bytes (16 KiB by default): the last ones, or
+    /// with `offset` the first ones from there.
     #[param(minimum = 1, maximum = 1048576)]
     bytes: Option<u64>,
+    /// Read from this byte on instead of the end: pass the last answer's
+    /// `next_offset` to follow the log as it grows.
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
+    offset: Option<u64>,
 }
 
-/// The end of a recorder's output.
+/// A stretch of a recorder's output.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogTailResponse {
     pub job_id: i32,
     /// The whole log's size in bytes.
     pub size: u64,
-    /// Whether `content` is only the end of the log.
+    /// Whether `content` is only part of the log.
     pub truncated: bool,
-    /// Lossily decoded as UTF-8.
+    /// Lossily decoded as UTF-8 (a read never ends inside a character).
     pub content: String,
+    /// Where in the log `content` starts, in bytes.
+    pub offset: u64,
+    /// Where it ends: the `offset` of the read that follows.
+    pub next_offset: u64,
 }
 
 /// Largest log tail returned at once.
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
+/// Largest offset into a log: what every JSON client reads exactly.
+const MAX_LOG_OFFSET: u64 = (1 << 53) - 1;
 
 #[utoipa::path(
     get,
     path = "/api/recordings/jobs/{id}/log",
     operation_id = "job_log",
     tag = "jobs",
-    summary = "The end of a job's recorder output",
-    description = "The recorder's standard output and error, as written to its log file. Also served with a trailing slash.",
+    summary = "The end of a job's recorder output, or what follows an offset",
+    description = "The recorder's standard output and error, as written to its log file. To follow it as it grows, read with `offset` set to the previous answer's `next_offset` until the job has ended and a read brings nothing. Also served with a trailing slash.",
     params(("id" = i32, Path, description = "The job's id"), LogQuery),
     responses(
         (status = 200, description = "The log's tail", body = LogTailResponse),
@@ -332,11 +345,18 @@ pub async fn log(
             "`bytes` must be between 1 and {MAX_LOG_BYTES}"
         )));
     }
-    let tail = state.recordings.log_tail(id, bytes).await?;
+    if query.offset.is_some_and(|o| o > MAX_LOG_OFFSET) {
+        return Err(ApiError::BadQuery(format!(
+            "`offset` must be between 0 and {MAX_LOG_OFFSET}"
+        )));
+    }
+    let tail = state.recordings.log_tail(id, query.offset, bytes).await?;
     Ok(Json(LogTailResponse {
         job_id: id,
         size: tail.size,
         truncated: tail.truncated,
         content: tail.content,
+        offset: tail.offset,
+        next_offset: tail.next_offset,
     }))
 }

@@ -6,10 +6,13 @@ mod auth;
 pub mod error;
 mod events;
 mod jobs;
+mod media;
 mod openapi;
 mod ops;
+mod profiles;
 mod recordings;
 mod transcripts;
+mod ui;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -72,7 +75,11 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(recordings::media),
         routes!(transcripts::transcript),
         routes!(transcripts::captions),
-        routes!(ops::dashboard),
+        routes!(media::playable),
+        routes!(media::thumbnail),
+        routes!(profiles::list),
+        routes!(ui::dashboard),
+        routes!(ui::asset),
         routes!(ops::healthz),
         routes!(ops::readyz),
         routes!(ops::metrics),

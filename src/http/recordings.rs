@@ -1,20 +1,16 @@
 //! `/api/recordings/…`: what was recorded and what became of it.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::transcripts::TranscriptSegment;
 use super::{ApiError, AppState, Result, page_bounds};
 use crate::entity::{Analysis, JobStatus, RecordingStatus};
-use crate::recordings::RecordingError;
 use crate::recordings::listing::Listed;
 use crate::recordings::search::{MAX_QUERY_CHARS, SearchQuery};
 use crate::store::search::Filters;
@@ -122,7 +118,10 @@ pub async fn list(
 ) -> Result<Json<RecordingPage>> {
     let Query(query) = query?;
     let (page, page_size) = page_bounds(query.page, query.page_size)?;
-    let search = match query.q.as_deref().map(str::trim) {
+    // Control characters mean nothing to a search, and PostgreSQL refuses
+    // a NUL in any text: they are spaces here.
+    let text = query.q.as_deref().map(|q| q.replace(char::is_control, " "));
+    let search = match text.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) if text.chars().count() > MAX_QUERY_CHARS => {
             return Err(ApiError::BadQuery(format!(
@@ -134,6 +133,16 @@ pub async fn list(
                 .ok_or_else(|| ApiError::BadQuery("`q` has no word to search for".to_owned()))?,
         ),
     };
+    if query
+        .profile
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > 255 || p.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadQuery(
+            "`profile` must be a profile's name: at most 255 characters, no control characters"
+                .to_owned(),
+        ));
+    }
     let filters = Filters {
         status: query.status,
         profile: query.profile.as_deref().filter(|p| !p.is_empty()),
@@ -306,24 +315,9 @@ pub async fn delete(
 pub async fn media(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
     let path = state.recordings.media_path(id).await?;
-    // RFC 9110 §14.2: a range in a unit the server does not understand is
-    // ignored, and the whole file served.
-    let headers = request.headers_mut();
-    if headers
-        .get(axum::http::header::RANGE)
-        .is_some_and(|range| !range.as_bytes().starts_with(b"bytes="))
-    {
-        headers.remove(axum::http::header::RANGE);
-    }
-    let response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
-        RecordingError::MediaUnavailable {
-            id,
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(response.map(Body::new))
+    super::media::serve(id, path, request).await
 }

@@ -16,6 +16,7 @@ pub mod analyze;
 mod command;
 pub mod join;
 mod pipeline;
+pub mod playable;
 pub mod transcribe;
 
 use std::collections::HashSet;
@@ -66,6 +67,8 @@ pub struct Processing {
     in_flight: Arc<Mutex<HashSet<i32>>>,
     events: Option<EventLog>,
     metrics: Arc<Metrics>,
+    /// Recordings made playable in browsers, one at a time.
+    conversions: playable::Conversions,
 }
 
 impl Processing {
@@ -89,6 +92,7 @@ impl Processing {
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             events: None,
             metrics: Arc::new(Metrics::default()),
+            conversions: playable::Conversions::default(),
         }
     }
 

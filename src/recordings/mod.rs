@@ -8,6 +8,7 @@ mod error;
 pub mod files;
 pub mod listing;
 pub mod output;
+pub mod playable;
 pub mod search;
 pub mod transcript;
 
@@ -194,8 +195,14 @@ impl Recordings {
         }
     }
 
-    /// The end of a job's recorder log.
-    pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, RecordingError> {
+    /// The end of a job's recorder log, or with `from`, what it holds from
+    /// that byte on (to follow it as it grows).
+    pub async fn log_tail(
+        &self,
+        job_id: i32,
+        from: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<LogTail, RecordingError> {
         let job = store::jobs::find_job(&self.inner.db, job_id)
             .await?
             .ok_or(RecordingError::JobNotFound { id: job_id })?;
@@ -203,9 +210,12 @@ impl Recordings {
         self.files_here(format!("job {job_id}"), job.node, &path)
             .await?;
         let unreadable = |source| RecordingError::LogUnreadable { id: job_id, source };
-        let read = tokio::task::spawn_blocking(move || files::read_tail(&path, max_bytes))
-            .await
-            .map_err(|e| unreadable(std::io::Error::other(e)))?;
+        let read = tokio::task::spawn_blocking(move || match from {
+            Some(offset) => files::read_from(&path, offset, max_bytes),
+            None => files::read_tail(&path, max_bytes),
+        })
+        .await
+        .map_err(|e| unreadable(std::io::Error::other(e)))?;
         match read {
             Ok(tail) => Ok(tail),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogTail::empty()),

@@ -13,6 +13,7 @@ mod errors;
 mod events;
 mod ffmpeg;
 mod lifecycle;
+mod media;
 mod metrics;
 mod nodes;
 mod openapi;

@@ -169,7 +169,14 @@ async fn search_finds_recordings_by_what_was_said_with_the_passage_time(backend:
     for (query, count) in [("q=%22unclosed", 0), ("q=NEAR(fox)", 0), ("q=fox)*+OR", 1)] {
         assert_eq!(search(&app, query).await["count"], count, "{query}");
     }
-    for bad in ["q=%25%25%25", "q=-only"] {
+    // Control characters are spaces (PostgreSQL refuses a NUL in text).
+    assert_eq!(search(&app, "q=fox%00%0A").await["count"], 1);
+    assert_eq!(
+        search(&app, "q=%00").await["count"],
+        2,
+        "no words: no search"
+    );
+    for bad in ["q=%25%25%25", "q=-only", "q=fox&profile=a%00b"] {
         let (status, body) = app.get(&format!("/api/recordings/?{bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "invalid_query", "{body}");

@@ -3,6 +3,8 @@
 //! optional TOML file, validated as they load so a mistake fails at
 //! start-up rather than when a job starts.
 
+mod check;
+mod report;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -15,6 +17,8 @@ use rustix::process::Signal;
 use serde::{Deserialize, Deserializer};
 
 use crate::template::{RECORDER_PLACEHOLDERS, check_placeholders};
+pub use check::Problem;
+pub use report::StepPlan;
 use steps::default_pipeline;
 pub use steps::{
     BuiltinStep, POCKETSPHINX_PROGRAM, Recognizer, StepConfig, StepOutput, TRANSCRIBE_AUDIO,
@@ -55,22 +59,9 @@ impl Profiles {
         Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// [`Self::check_toml`], its problem as an error.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        let file: ProfilesFile = toml::from_str(text).context("invalid TOML")?;
-        let mut profiles = Self::builtin();
-        for (name, profile) in file.profiles {
-            profile
-                .validate()
-                .with_context(|| format!("profile `{name}`"))?;
-            profiles.by_name.insert(name, profile);
-        }
-        if let Some(default) = file.default_profile {
-            if !profiles.by_name.contains_key(&default) {
-                bail!("default_profile `{default}` is not a configured profile");
-            }
-            profiles.default = default;
-        }
-        Ok(profiles)
+        Ok(Self::check_toml(text)?)
     }
 
     /// Gives every built-in `transcribe` step that names no model of its

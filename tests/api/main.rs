@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod bench_smoke;
 mod cli;
+mod cli_tools;
 mod dashboard;
 mod errors;
 mod events;

@@ -6,6 +6,7 @@
 //! `recordings` owns a recording once its job has ended, and `processing`
 //! runs its pipeline. `store` holds every query; `startup` wires it all up.
 
+pub mod announce;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;
+pub mod notify;
 pub mod processing;
 pub mod profile;
 pub mod recordings;

@@ -13,6 +13,7 @@ mod dashboard;
 mod errors;
 mod events;
 mod ffmpeg;
+mod host;
 mod lifecycle;
 mod media;
 mod metrics;

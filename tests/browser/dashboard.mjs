@@ -139,6 +139,9 @@ try {
   }, start), 10000);
   await page.evaluate(() => document.getElementById("player").pause());
   await page.screenshot({ path: join(artifacts, "recording-desktop.png"), fullPage: true });
+  // The first screen of the page, as the README shows it.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(artifacts, "recording.png") });
 
   step("the same page on a phone");
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });

@@ -12,10 +12,16 @@ const main = document.getElementById("main");
 const message = document.getElementById("message");
 let current = null;
 
+/** How long news stays in the status line; errors stay until replaced. */
+const NEWS_MS = 8000;
+let fading = null;
+
 /** Says something in the status line (announced to screen readers). */
 export function say(text, isError = false) {
+  clearTimeout(fading);
   message.textContent = text;
   message.className = isError ? "error" : "";
+  if (text && !isError) fading = setTimeout(() => { message.textContent = ""; }, NEWS_MS);
 }
 
 /** Asks before something that cannot be undone; true when confirmed. */

@@ -118,16 +118,21 @@ pub async fn list(
 ) -> Result<Json<RecordingPage>> {
     let Query(query) = query?;
     let (page, page_size) = page_bounds(query.page, query.page_size)?;
+    // The limit holds for what was sent, whatever it holds.
+    if query
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(ApiError::BadQuery(format!(
+            "`q` must be at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
     // Control characters mean nothing to a search, and PostgreSQL refuses
     // a NUL in any text: they are spaces here.
     let text = query.q.as_deref().map(|q| q.replace(char::is_control, " "));
     let search = match text.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(text) if text.chars().count() > MAX_QUERY_CHARS => {
-            return Err(ApiError::BadQuery(format!(
-                "`q` must be at most {MAX_QUERY_CHARS} characters"
-            )));
-        }
         Some(text) => Some(
             SearchQuery::parse(text)
                 .ok_or_else(|| ApiError::BadQuery("`q` has no word to search for".to_owned()))?,

@@ -176,7 +176,8 @@ async fn search_finds_recordings_by_what_was_said_with_the_passage_time(backend:
         2,
         "no words: no search"
     );
-    for bad in ["q=%25%25%25", "q=-only", "q=fox&profile=a%00b"] {
+    let too_long = format!("q={}", "%C2%95".repeat(501));
+    for bad in ["q=%25%25%25", "q=-only", "q=fox&profile=a%00b", &too_long] {
         let (status, body) = app.get(&format!("/api/recordings/?{bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "invalid_query", "{body}");

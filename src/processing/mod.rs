@@ -17,6 +17,7 @@ mod command;
 pub mod join;
 mod pipeline;
 pub mod playable;
+pub mod recognized;
 pub mod transcribe;
 
 use std::collections::HashSet;

@@ -11,7 +11,7 @@ use sea_orm::DbErr;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::command::{Attempt, MAX_STDOUT, run_command};
-use super::{Processing, analyze, join, transcribe};
+use super::{Processing, analyze, join, recognized, transcribe};
 use crate::backoff;
 use crate::entity::{RecordingStatus, StepStatus};
 use crate::metrics::StepOutcome;
@@ -329,7 +329,7 @@ impl Processing {
             }
             (None, Some(StepOutput::Transcript)) => {
                 let printed = done.result.as_deref().unwrap_or_default();
-                let segments = transcribe::segments_from_text(printed);
+                let segments = recognized::segments_from_text(printed);
                 store::transcripts::replace(&self.db, recording_id, &segments).await
             }
             (None, None) => Ok(()),

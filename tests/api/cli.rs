@@ -243,7 +243,8 @@ async fn recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_t
         .expect("a first line within 15 s")
         .expect("a line");
     assert!(!first.contains("stop signal received"), "{first}");
-    app.stop(job_id.parse().expect("job id")).await;
+    let (ok, _, stderr) = run_env(&app, &["jobs", "stop", &job_id]);
+    assert!(ok, "{stderr}");
     let mut followed = vec![first];
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(15), lines.recv()).await {
         followed.push(line);
@@ -278,6 +279,11 @@ async fn recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_t
     let (ok, out, stderr) = run_env(&app, &["recordings", "reprocess", &id, "--wait"]);
     assert!(ok && out.contains("ready"), "{out}{stderr}");
     assert_eq!(app.processing_runs(recording_id), 2);
+    let (ok, out, stderr) = run(&app, &["recordings", "reprocess", &id, "--json"]);
+    assert!(ok, "{stderr}");
+    let reprocessing: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(reprocessing["recording"]["status"], "processing", "{out}");
+    app.wait_for_recording_settled(recording_id).await;
 
     // `download`: the recorded bytes, into a file named after it; an
     // existing file is replaced only with --force.
@@ -297,7 +303,7 @@ async fn recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_t
     assert!(ok, "{stderr}");
 
     // `search` and `transcript`: a timed transcript's words and times.
-    let captioned = json(
+    let (ok, out, stderr) = run_env(
         &app,
         &[
             "jobs",
@@ -307,8 +313,12 @@ async fn recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_t
             "captioned",
             "--title",
             "Foxes",
+            "--output",
+            "json",
         ],
     );
+    assert!(ok, "{stderr}");
+    let captioned: Value = serde_json::from_str(&out).expect("JSON");
     let fox = captioned["recording"]["id"].as_i64().expect("recording id");
     app.wait_for_recording_settled(fox).await;
     let (ok, found, stderr) = run_env(&app, &["recordings", "search", "brown", "fox"]);
@@ -330,6 +340,28 @@ async fn recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_t
         &["recordings", "transcript", &fox.to_string(), "--vtt"],
     );
     assert!(ok && vtt.starts_with("WEBVTT"), "{vtt}");
+
+    let (ok, out, stderr) = run_env(&app, &["jobs", "cleanup"]);
+    assert!(ok && out.contains("0 job(s) updated"), "{out}{stderr}");
+    // The stream from its start, through RECORDERD_URL.
+    let (ok, out, stderr) = run_env(
+        &app,
+        &[
+            "jobs",
+            "watch",
+            "--last-event-id",
+            "0",
+            "--limit",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let kinds: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")["event"].clone())
+        .collect();
+    assert_eq!(kinds, ["job.started", "job.stopping"], "{out}");
 
     // `delete` asks first; without a terminal it needs --yes.
     let (ok, _, stderr) = run(&app, &["recordings", "delete", &id]);

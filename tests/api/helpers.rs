@@ -54,12 +54,18 @@ impl Backend {
         }
     }
 
+    /// The PostgreSQL database of a test named `name`; `.ci/run` drops
+    /// those a failed run left by this prefix.
+    pub fn database_name(name: &str) -> String {
+        format!("recorderd_test_{name}")
+    }
+
     /// A fresh database for a test named `name`, whose files are in `dir`.
     pub async fn fresh_database(&self, dir: &Path, name: &str) -> String {
         match self {
             Self::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
             Self::Postgres(admin) => {
-                testkit::postgres::create_database(admin, &format!("recorderd_test_{name}"))
+                testkit::postgres::create_database(admin, &Self::database_name(name))
                     .await
                     .expect("create the test database")
             }
@@ -152,6 +158,9 @@ pub struct TestApp {
     pub server_log: PathBuf,
     server: Option<Child>,
     options: AppOptions,
+    /// The PostgreSQL database this app made for itself, as (admin URL,
+    /// name): dropped when the test passes.
+    owned_database: Option<(String, String)>,
     /// This test's hold on the turn lock (see [`turn`]), kept while the
     /// server may run.
     _turn: turn::Turn,
@@ -181,6 +190,12 @@ impl TestApp {
             }
             (None, _) => backend.fresh_database(&dir, &name).await,
         };
+        let owned_database = match (&options.database_url, &backend) {
+            (None, Backend::Postgres(admin)) => {
+                Some((admin.clone(), Backend::database_name(&name)))
+            }
+            _ => None,
+        };
         std::fs::write(
             dir.join("profiles.toml"),
             options
@@ -200,6 +215,7 @@ impl TestApp {
             database_url,
             server: None,
             options,
+            owned_database,
             _turn: turn,
         };
         app.start_server().await;
@@ -563,6 +579,9 @@ impl Drop for TestApp {
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some((admin, name)) = self.owned_database.take() {
+                testkit::postgres::drop_database_when_unused(&admin, &name);
+            }
         } else {
             eprintln!("test files kept in {}", self.dir.display());
         }

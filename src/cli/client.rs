@@ -114,8 +114,14 @@ impl Client {
             .await
     }
 
+    /// A `DELETE` says JSON although it has no body: the server asks it of
+    /// every call that changes something, which a cross-site form cannot.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.request(reqwest::Method::DELETE, path)).await
+        self.send(
+            self.request(reqwest::Method::DELETE, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json"),
+        )
+        .await
     }
 
     /// Prints the server's JSON (pretty) when the output is JSON.

@@ -187,6 +187,7 @@ async fn search_finds_recordings_by_what_was_said_with_the_passage_time(backend:
     let response = app
         .client
         .delete(app.url(&format!("/api/recordings/{fox}")))
+        .header("content-type", "application/json")
         .send()
         .await
         .expect("DELETE");

@@ -18,19 +18,13 @@ impl TestApp {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let job = self.job(id).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} did not reach the expected state in {timeout:?}; last seen: {job}\nserver log:\n{}",
-                self.server_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.poll(
+            &format!("job {id}"),
+            timeout,
+            async || self.job(id).await,
+            done,
+        )
+        .await
     }
 
     pub async fn wait_for_job_end(&self, id: i64) -> Value {
@@ -44,15 +38,29 @@ impl TestApp {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
+        let fetch = async || self.recording(id).await;
+        self.poll(&format!("recording {id}"), timeout, fetch, done)
+            .await
+    }
+
+    /// Fetches `what` every 25 ms until `done` holds; fails after
+    /// `timeout` with the last state seen and the server's log.
+    async fn poll(
+        &self,
+        what: &str,
+        timeout: Duration,
+        fetch: impl AsyncFn() -> Value,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let recording = self.recording(id).await;
-            if done(&recording) {
-                return recording;
+            let seen = fetch().await;
+            if done(&seen) {
+                return seen;
             }
             assert!(
                 Instant::now() < deadline,
-                "recording {id} did not reach the expected state in {timeout:?}; last seen: {recording}\nserver log:\n{}",
+                "{what} did not reach the expected state in {timeout:?}; last seen: {seen}\nserver log:\n{}",
                 self.server_log_text()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;

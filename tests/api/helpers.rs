@@ -15,9 +15,11 @@ use testkit::process::Signal;
 use testkit::server::{ServeConfig, example_beside, serve_command, wait_until_listening};
 
 mod backend;
+pub mod events;
 mod profiles;
 mod turn;
 mod waits;
+pub mod webhook;
 
 pub use backend::Backend;
 pub use profiles::profiles_toml;

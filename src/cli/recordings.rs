@@ -156,8 +156,29 @@ async fn show(client: &Client, id: i64) -> anyhow::Result<()> {
     ] {
         println!("  {name:<10} {value}");
     }
+    print_steps(&body["steps"]);
+    print_runs(jobs);
+    if analysis.is_object() {
+        println!("\nAnalysis");
+        if let Some(map) = analysis.as_object() {
+            for (key, value) in map.iter().filter(|(_, v)| !v.is_null()) {
+                println!("  {key:<26} {}", text(value));
+            }
+        }
+    }
+    if let Some(transcript) = body["transcript"].as_str() {
+        println!("\nTranscript");
+        for line in transcript.lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// A recording's processing steps: status, attempts, time taken, error.
+fn print_steps(steps: &Value) {
     println!("\nSteps");
-    let steps: Vec<Vec<String>> = body["steps"]
+    let rows: Vec<Vec<String>> = steps
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -179,10 +200,14 @@ async fn show(client: &Client, id: i64) -> anyhow::Result<()> {
         .collect();
     print_table(
         &["STEP", "STATUS", "ATTEMPTS", "TOOK", "EXIT", "ERROR"],
-        &steps,
+        &rows,
     );
+}
+
+/// A recording's recorder runs (restarts included) and how each ended.
+fn print_runs(jobs: &[Value]) {
     println!("\nRecorder runs");
-    let runs: Vec<Vec<String>> = jobs
+    let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
             let end = match (j["exit_code"].as_i64(), j["exit_signal"].as_i64()) {
@@ -206,23 +231,8 @@ async fn show(client: &Client, id: i64) -> anyhow::Result<()> {
         &[
             "JOB", "STATUS", "PID", "STARTED", "ENDED", "END", "STOP", "ERROR",
         ],
-        &runs,
+        &rows,
     );
-    if analysis.is_object() {
-        println!("\nAnalysis");
-        if let Some(map) = analysis.as_object() {
-            for (key, value) in map.iter().filter(|(_, v)| !v.is_null()) {
-                println!("  {key:<26} {}", text(value));
-            }
-        }
-    }
-    if let Some(transcript) = body["transcript"].as_str() {
-        println!("\nTranscript");
-        for line in transcript.lines() {
-            println!("  {line}");
-        }
-    }
-    Ok(())
 }
 
 async fn transcript(client: &Client, id: i64, vtt: bool) -> anyhow::Result<()> {

@@ -68,6 +68,20 @@ pub struct Analysis {
     pub silence_threshold_db: i32,
     /// How many streams the file holds.
     pub streams: usize,
+    /// The first video stream, for recordings with one.
+    #[serde(default)]
+    pub video: Option<VideoInfo>,
+}
+
+/// What the first video stream of a recording is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VideoInfo {
+    /// As ffprobe names it (`h264`, `vp9`, …).
+    pub codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// Frames per second (its average).
+    pub frame_rate: Option<f64>,
 }
 
 /// Files a restarted recorder wrote after the first (`output_path`), in

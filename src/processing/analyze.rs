@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::entity::Analysis;
+use crate::entity::{Analysis, VideoInfo};
 use crate::supervisor::Supervisor;
 
 /// Silence is quieter than this for at least `SILENCE_MIN_SECONDS`.
@@ -53,11 +53,32 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, 
         silence_ratio,
         silence_threshold_db: SILENCE_THRESHOLD_DB,
         streams: streams.len(),
+        video: streams
+            .iter()
+            .find(|s| s["codec_type"] == "video")
+            .map(video_info),
     })
 }
 
+/// What ffprobe says of a video stream.
+fn video_info(stream: &Value) -> VideoInfo {
+    VideoInfo {
+        codec: stream["codec_name"].as_str().map(str::to_owned),
+        width: stream["width"].as_i64(),
+        height: stream["height"].as_i64(),
+        frame_rate: stream["avg_frame_rate"].as_str().and_then(ratio),
+    }
+}
+
+/// `30000/1001` as a number; `0/0` (unknown) as none.
+fn ratio(text: &str) -> Option<f64> {
+    let (num, den) = text.split_once('/')?;
+    let (num, den) = (num.parse::<f64>().ok()?, den.parse::<f64>().ok()?);
+    (den > 0.0 && num > 0.0).then(|| num / den)
+}
+
 /// ffprobe's description of the file's format and streams.
-async fn probe(supervisor: &Supervisor, input: &Path) -> Result<Value, String> {
+pub(super) async fn probe(supervisor: &Supervisor, input: &Path) -> Result<Value, String> {
     let probe = run(
         supervisor,
         Command::new("ffprobe")
@@ -120,15 +141,15 @@ async fn audio_levels(
     })
 }
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(super) struct Output {
+    pub(super) success: bool,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Runs a tool to completion, keeping its output (bounded). The child is
 /// killed if this future is dropped (timeout or shutdown).
-async fn run(supervisor: &Supervisor, command: &mut Command) -> Result<Output, String> {
+pub(super) async fn run(supervisor: &Supervisor, command: &mut Command) -> Result<Output, String> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -177,7 +198,7 @@ async fn read_bounded(mut reader: impl tokio::io::AsyncRead + Unpin) -> String {
 }
 
 /// The line of a tool's output that best says what went wrong.
-fn first_line(text: &str) -> String {
+pub(super) fn first_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -193,7 +214,7 @@ fn first_line(text: &str) -> String {
 }
 
 /// ffprobe prints numbers as strings.
-fn number(value: &Value) -> Option<f64> {
+pub(super) fn number(value: &Value) -> Option<f64> {
     match value {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => n.as_f64(),

@@ -16,6 +16,9 @@ pub mod analyze;
 mod command;
 pub mod join;
 mod pipeline;
+pub mod playable;
+pub mod recognized;
+pub mod transcribe;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -65,6 +68,8 @@ pub struct Processing {
     in_flight: Arc<Mutex<HashSet<i32>>>,
     events: Option<EventLog>,
     metrics: Arc<Metrics>,
+    /// Recordings made playable in browsers, one at a time.
+    conversions: playable::Conversions,
 }
 
 impl Processing {
@@ -88,6 +93,7 @@ impl Processing {
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             events: None,
             metrics: Arc::new(Metrics::default()),
+            conversions: playable::Conversions::default(),
         }
     }
 
@@ -133,6 +139,11 @@ impl Processing {
     /// Whether the recording's pipeline is running in this process.
     pub fn is_running(&self, recording_id: i32) -> bool {
         self.in_flight().contains(&recording_id)
+    }
+
+    /// The profiles whose pipelines this runs.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
     }
 
     /// The recording's scratch directory (`{workdir}`).

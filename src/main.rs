@@ -42,6 +42,12 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             return exit_code(client::recordings(&args, &command).await);
         }
+        Some(Command::Nodes {
+            client: args,
+            command,
+        }) => {
+            return exit_code(recorderd::cli::nodes::nodes(&args, command.as_ref()).await);
+        }
         Some(Command::Openapi) => {
             println!("{}", recorderd::http::openapi().to_pretty_json()?);
             Ok(())

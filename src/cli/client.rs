@@ -14,14 +14,14 @@ use serde_json::{Value, json};
 use crate::backoff;
 use crate::cli::args::{ClientArgs, JobsCommand, RecordingsCommand};
 
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> Self {
+    pub(super) fn new(args: &ClientArgs) -> Self {
         Self {
             http: reqwest::Client::new(),
             base: args.url.trim_end_matches('/').to_owned(),
@@ -29,7 +29,7 @@ impl Client {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -37,7 +37,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request
             .send()
             .await
@@ -55,7 +55,7 @@ impl Client {
         Ok(body)
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 
@@ -396,7 +396,7 @@ fn page_path(base: &str, page: u64, page_size: u64, status: Option<&str>) -> Str
     path
 }
 
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
@@ -451,7 +451,7 @@ fn print_fields(object: &Value) {
     }
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

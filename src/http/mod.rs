@@ -6,8 +6,10 @@ mod auth;
 pub mod error;
 mod events;
 mod jobs;
+mod nodes;
 mod openapi;
 mod ops;
+pub mod proxy;
 mod recordings;
 
 use axum::Router;
@@ -43,6 +45,10 @@ pub struct AppState {
     /// Cancelled when the server begins shutting down: long-lived event
     /// streams end so that the graceful shutdown does not wait on them.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The nodes sharing the database.
+    pub nodes: crate::nodes::Nodes,
+    /// Reads of files another node holds.
+    pub proxy: proxy::Proxy,
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s, so a malformed or oversized
@@ -69,6 +75,8 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(recordings::show, recordings::delete),
         routes!(recordings::reprocess),
         routes!(recordings::media),
+        routes!(nodes::list),
+        routes!(nodes::drain, nodes::resume),
         routes!(ops::dashboard),
         routes!(ops::healthz),
         routes!(ops::readyz),

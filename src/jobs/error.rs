@@ -29,6 +29,29 @@ pub enum JobError {
         "the recordings' disk has {free} bytes free, below the {floor} bytes kept free (--min-free-bytes)"
     )]
     InsufficientStorage { free: u64, floor: u64 },
+    #[error(
+        "no node can take another recorder: this one runs its maximum of {limit} (--max-jobs) \
+         and no other live node has a free slot; stop one, or try again later"
+    )]
+    AtCapacity { limit: usize },
+    #[error(
+        "no live node offers the labels this profile requires ({labels}) with a free slot; \
+         start a node with them (--labels), or try again later"
+    )]
+    NoNodeWithLabels { labels: String },
+    #[error("node `{node}`, where this start was placed, {reason}; try again")]
+    NotPlaced { node: String, reason: String },
+    #[error("job {job_id} failed on node `{node}`: {reason}")]
+    PlacedSpawn {
+        job_id: i32,
+        node: String,
+        reason: String,
+    },
+    #[error(
+        "this node lost its lease on the database (its session was cut or does not answer) and \
+         does not act on jobs until it holds it again; try again, or use another node"
+    )]
+    LeaseLost,
     #[error(transparent)]
     Database(#[from] DbErr),
 }

@@ -134,7 +134,8 @@ impl JobService {
             })
             .collect();
         let mut wanted: HashSet<i32> = items.iter().map(|(job, _, _)| job.id).collect();
-        for id in self.end_many(items).await? {
+        let fence = self.own_fence().await?;
+        for id in self.end_many(items, fence).await? {
             wanted.remove(&id);
         }
         Ok(wanted)

@@ -8,6 +8,7 @@ mod finish;
 mod orphans;
 mod peers;
 mod pending;
+mod placement;
 mod reconcile;
 mod request;
 mod restart;
@@ -15,6 +16,7 @@ mod service;
 mod start;
 pub mod status;
 mod stop;
+mod takeover;
 
 pub use error::JobError;
 pub use request::{StartRequest, ValidStart, whole_number};

@@ -8,8 +8,18 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{JobError, JobService};
 use crate::entity::{EventKind, JobStatus, StopReason};
+use crate::nodes::Message;
 use crate::store::{self, Job};
 use crate::supervisor::StopPlan;
+
+/// What a stop request did to the job's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marked {
+    /// It is `stopping`: its recorder gets the stop sequence.
+    Stopping,
+    /// It was placed and not started yet: it ended at once.
+    Withdrawn,
+}
 
 impl JobService {
     /// Marks the job `stopping` and begins the profile's stop sequence. Does
@@ -24,13 +34,23 @@ impl JobService {
         // Worked out before the state changes, so that a failure here cannot
         // leave a job `stopping` with nothing sent.
         let plan = self.stop_plan(job_id).await?;
-        self.mark_stopping(job_id, reason).await?;
+        if self.mark_stopping(job_id, reason).await? == Marked::Withdrawn {
+            return self.job(job_id).await;
+        }
         if self.inner.restarts.wake(job_id) {
             // It was waiting to be restarted: no process runs, and the
             // wait ends the job now, at its last run's end.
             return self.job(job_id).await;
         }
         if !self.inner.supervisor.stop(job_id, plan) {
+            let job = self.job(job_id).await?;
+            if !self.is_mine(&job) {
+                // Its node begins the stop sequence the moment it hears.
+                if let Some(node) = &job.node {
+                    self.inner.bell.ring(node, Message::Stop { job_id }).await;
+                }
+                return Ok(job);
+            }
             // Nobody here owns it: its process is gone (it is ended now) or
             // it is verifiably alive (adopted, and the adoption begins the
             // stop sequence of a `stopping` job).
@@ -41,8 +61,9 @@ impl JobService {
 
     /// `running` → `stopping`, published before any signal is sent so that
     /// the stream shows `stopping` before the job's end. A job already
-    /// stopping is left as it is; an ended one is refused.
-    async fn mark_stopping(&self, job_id: i32, reason: StopReason) -> Result<(), JobError> {
+    /// stopping is left as it is; an ended one is refused; one placed on a
+    /// node that has not started it yet is withdrawn (ended at once).
+    async fn mark_stopping(&self, job_id: i32, reason: StopReason) -> Result<Marked, JobError> {
         let db = &self.inner.db;
         loop {
             let job = self.job(job_id).await?;
@@ -53,14 +74,31 @@ impl JobService {
                         status: job.status,
                     });
                 }
-                JobStatus::Stopping => return Ok(()),
+                JobStatus::Stopping => return Ok(Marked::Stopping),
+                JobStatus::Pending => {
+                    let (recording, _) = self.recording_and_profile(&job).await?;
+                    let ending = super::status::Ending::Cancelled;
+                    let fence = crate::store::jobs::Fence::Open;
+                    if self
+                        .end_once(&job, &recording, ending, &fence)
+                        .await?
+                        .is_some()
+                    {
+                        info!(
+                            job_id,
+                            "a placed job was stopped before its node started it"
+                        );
+                        return Ok(Marked::Withdrawn);
+                    }
+                    // Started (or ended) meanwhile; look again.
+                }
                 JobStatus::Running => {
                     if store::jobs::mark_stopping(db, job_id, reason).await? {
                         info!(job_id, ?reason, "stop requested");
                         if let Some(stopping) = store::jobs::find_job(db, job_id).await? {
                             self.inner.events.publish(EventKind::JobStopping, &stopping);
                         }
-                        return Ok(());
+                        return Ok(Marked::Stopping);
                     }
                     // Its status changed meanwhile; look again.
                 }

@@ -22,8 +22,12 @@ pub enum RecordingError {
     NothingToProcess { id: i32 },
     #[error("the media of recording {id} is not available: {reason}")]
     MediaUnavailable { id: i32, reason: String },
-    #[error("the files of {what} are on node `{node}`; ask that node")]
-    OnOtherNode { what: String, node: String },
+    #[error("the files of {what} are on node `{node}`, which could not be reached: {reason}")]
+    OnOtherNode {
+        what: String,
+        node: String,
+        reason: String,
+    },
     #[error(transparent)]
     Database(#[from] DbErr),
 }

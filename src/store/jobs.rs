@@ -27,18 +27,139 @@ pub struct NewRecording<'a> {
     pub recordings_dir: &'a Path,
     pub logs_dir: &'a Path,
     pub duration_seconds: Option<i64>,
-    /// The node that will supervise the recorder.
-    pub node: &'a str,
 }
 
-/// Inserts a recording and its first job (`running`, no PID yet) in one
-/// transaction, naming the output and log files after their ids.
-pub async fn insert_recording_and_job(
+/// Whose write a job's end (or identity, or restart) must be: beyond its
+/// status, the condition that keeps a node from writing jobs it no longer
+/// holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fence {
+    /// No condition beyond the job's status (a placed job cancelled by a
+    /// stop sent to any node).
+    Open,
+    /// This node's own job, under the lease it holds now: a job another
+    /// node took over, or moved under a later lease of this node id, is
+    /// left alone.
+    Lease { node: String, generation: i64 },
+    /// Another node's job, ended because that node lost its lease; the
+    /// transaction first takes the node's lock when `lock` is given (else
+    /// the caller holds its lock file).
+    Takeover { node: String, lock: Option<i64> },
+}
+
+impl Fence {
+    /// The fence as a condition on `recording_jobs`.
+    fn condition(&self) -> Option<sea_orm::sea_query::Condition> {
+        use sea_orm::sea_query::Condition;
+        match self {
+            Self::Open => None,
+            Self::Lease { node, generation } => Some(
+                Condition::all()
+                    .add(recording_job::Column::Node.eq(node.as_str()))
+                    .add(
+                        Condition::any()
+                            .add(recording_job::Column::LeaseGeneration.eq(*generation))
+                            // Jobs from before leases, until the node's
+                            // first lease moves them under it.
+                            .add(recording_job::Column::LeaseGeneration.is_null()),
+                    ),
+            ),
+            Self::Takeover { node, .. } => {
+                Some(Condition::all().add(recording_job::Column::Node.eq(node.as_str())))
+            }
+        }
+    }
+
+    /// The lock the transaction must take first, if any.
+    fn lock(&self) -> Option<i64> {
+        match self {
+            Self::Takeover { lock, .. } => *lock,
+            _ => None,
+        }
+    }
+}
+
+/// Where a new job goes: the node that runs it, as what.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub node: String,
+    /// `Running` on the node deciding (it spawns the recorder now), or
+    /// `Pending` for another node to start.
+    pub status: JobStatus,
+    /// The lease generation of the node deciding, when it runs the job.
+    pub lease_generation: Option<i64>,
+}
+
+/// How starts are told apart when deciding where a job runs: one at a
+/// time in the whole cluster, so that two never count the same free slot.
+pub enum Admission {
+    /// PostgreSQL: `pg_advisory_xact_lock` on this key first.
+    Advisory(i64),
+    /// SQLite: a write first (on this node's row), which takes the
+    /// database's one write lock before anything is read.
+    WriteFirst { node: String },
+}
+
+/// Decides where a new job runs from the nodes' rows and what each holds,
+/// and inserts the recording and its job there, in one transaction under
+/// `admission`. `decide` returns `None` when no node can take it: nothing
+/// is written then.
+pub async fn admit<D>(
     db: &DatabaseConnection,
+    admission: &Admission,
+    decide: D,
     new: NewRecording<'_>,
+) -> Result<Option<(Recording, Job)>, DbErr>
+where
+    D: AsyncFnOnce(&DatabaseTransaction) -> Result<Option<Placed>, DbErr>,
+{
+    let txn = db.begin().await?;
+    match admission {
+        Admission::Advisory(key) => {
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [(*key).into()],
+            ))
+            .await?;
+        }
+        Admission::WriteFirst { node } => {
+            crate::entity::node::Entity::update_many()
+                .col_expr(
+                    crate::entity::node::Column::MaxJobs,
+                    Expr::col(crate::entity::node::Column::MaxJobs),
+                )
+                .filter(crate::entity::node::Column::Id.eq(node.as_str()))
+                .exec(&txn)
+                .await?;
+        }
+    }
+    let Some(placed) = decide(&txn).await? else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    let inserted = insert_in(&txn, new, placed).await?;
+    txn.commit().await?;
+    Ok(Some(inserted))
+}
+
+/// How many jobs `node` holds (placed, running, stopping).
+pub async fn held_by_node(db: &impl ConnectionTrait, node: &str) -> Result<u64, DbErr> {
+    recording_job::Entity::find()
+        .filter(recording_job::Column::Node.eq(node))
+        .filter(recording_job::Column::Status.is_in(JobStatus::HELD))
+        .count(db)
+        .await
+}
+
+/// Inserts a recording and its first job in `txn`, naming the output and
+/// log files after their ids.
+async fn insert_in(
+    txn: &DatabaseTransaction,
+    new: NewRecording<'_>,
+    placed: Placed,
 ) -> Result<(Recording, Job), DbErr> {
     let now = OffsetDateTime::now_utc();
-    let txn = db.begin().await?;
     let inserted = recording::Entity::insert(recording::ActiveModel {
         title: Set(new.title.to_owned()),
         source: Set(new.source.to_owned()),
@@ -50,7 +171,7 @@ pub async fn insert_recording_and_job(
         updated_at: Set(now),
         ..Default::default()
     })
-    .exec(&txn)
+    .exec(txn)
     .await?;
     let recording_id = inserted.last_insert_id;
     let output_path = new
@@ -63,7 +184,7 @@ pub async fn insert_recording_and_job(
             Expr::value(output_path.display().to_string()),
         )
         .filter(recording::Column::Id.eq(recording_id))
-        .exec_with_returning(&txn)
+        .exec_with_returning(txn)
         .await?
         .into_iter()
         .next()
@@ -71,14 +192,15 @@ pub async fn insert_recording_and_job(
 
     let inserted = recording_job::Entity::insert(recording_job::ActiveModel {
         recording_id: Set(recording_id),
-        status: Set(JobStatus::Running),
+        status: Set(placed.status),
         duration_seconds: Set(new.duration_seconds),
-        node: Set(Some(new.node.to_owned())),
+        node: Set(Some(placed.node)),
+        lease_generation: Set(placed.lease_generation),
         started_at: Set(now),
         log_path: Set(String::new()),
         ..Default::default()
     })
-    .exec(&txn)
+    .exec(txn)
     .await?;
     let job_id = inserted.last_insert_id;
     let log_path = new.logs_dir.join(format!("job-{job_id}.log"));
@@ -88,23 +210,30 @@ pub async fn insert_recording_and_job(
             Expr::value(log_path.display().to_string()),
         )
         .filter(recording_job::Column::Id.eq(job_id))
-        .exec_with_returning(&txn)
+        .exec_with_returning(txn)
         .await?
         .into_iter()
         .next()
         .ok_or_else(|| DbErr::RecordNotFound(format!("job {job_id}")))?;
-    txn.commit().await?;
     Ok((recording, job))
 }
 
 /// Records the spawned process's identity (PID and start time); the job
-/// no longer waits for a restart.
+/// no longer waits for a restart. `None` when the job is not live under
+/// `fence` (another node took it over meanwhile): nothing is written.
 pub async fn set_process_identity(
     db: &DatabaseConnection,
     job_id: i32,
     identity: ProcessIdentity,
+    fence: &Fence,
 ) -> Result<Option<Job>, DbErr> {
-    Ok(recording_job::Entity::update_many()
+    let mut update = recording_job::Entity::update_many();
+    if let Some(condition) = fence.condition() {
+        update = update
+            .filter(condition)
+            .filter(recording_job::Column::Status.is_in(JobStatus::LIVE));
+    }
+    Ok(update
         .col_expr(recording_job::Column::ProcessId, Expr::value(identity.pid))
         .col_expr(
             recording_job::Column::ProcessStartTime,
@@ -149,6 +278,108 @@ pub async fn live_job_ids_among(db: &DatabaseConnection, ids: &[i32]) -> Result<
         live.extend(rows);
     }
     Ok(live)
+}
+
+/// Of `ids`, those of jobs that are live and held by `node` under lease
+/// `generation`: a recorder whose job is not among them has nobody to
+/// record its end here (its job ended, was deleted, or was taken over).
+pub async fn held_job_ids_among(
+    db: &DatabaseConnection,
+    ids: &[i32],
+    fence: &Fence,
+) -> Result<Vec<i32>, DbErr> {
+    let mut held = Vec::new();
+    for chunk in ids.chunks(1000) {
+        let mut query = recording_job::Entity::find()
+            .select_only()
+            .column(recording_job::Column::Id)
+            .filter(recording_job::Column::Id.is_in(chunk.iter().copied()))
+            .filter(recording_job::Column::Status.is_in(JobStatus::LIVE));
+        if let Some(condition) = fence.condition() {
+            query = query.filter(condition);
+        }
+        held.extend(query.into_tuple::<i32>().all(db).await?);
+    }
+    Ok(held)
+}
+
+/// A node's jobs that its loss ends: placed on it, running, stopping.
+pub async fn held_jobs_of_node(db: &DatabaseConnection, node: &str) -> Result<Vec<Job>, DbErr> {
+    recording_job::Entity::find()
+        .filter(recording_job::Column::Node.eq(node))
+        .filter(recording_job::Column::Status.is_in(JobStatus::HELD))
+        .order_by_asc(recording_job::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Claims the oldest job placed on `node` (`pending` → `running`, under
+/// lease `generation`, its start time now). Rows another claimer holds are
+/// skipped (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite writes one at a
+/// time). `None` when nothing waits.
+pub async fn claim_placed(
+    db: &DatabaseConnection,
+    node: &str,
+    generation: i64,
+) -> Result<Option<Job>, DbErr> {
+    let txn = db.begin().await?;
+    let mut oldest = recording_job::Entity::find()
+        .filter(recording_job::Column::Node.eq(node))
+        .filter(recording_job::Column::Status.eq(JobStatus::Pending))
+        .order_by_asc(recording_job::Column::Id)
+        .limit(1);
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        oldest = oldest.lock_with_behavior(
+            sea_orm::sea_query::LockType::Update,
+            sea_orm::sea_query::LockBehavior::SkipLocked,
+        );
+    }
+    let Some(job) = oldest.one(&txn).await? else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    let claimed = recording_job::Entity::update_many()
+        .col_expr(
+            recording_job::Column::Status,
+            Expr::value(JobStatus::Running),
+        )
+        .col_expr(
+            recording_job::Column::LeaseGeneration,
+            Expr::value(Some(generation)),
+        )
+        .col_expr(
+            recording_job::Column::StartedAt,
+            Expr::value(OffsetDateTime::now_utc()),
+        )
+        .filter(recording_job::Column::Id.eq(job.id))
+        .filter(recording_job::Column::Status.eq(JobStatus::Pending))
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .next();
+    txn.commit().await?;
+    Ok(claimed)
+}
+
+/// Withdraws a placed job nobody started: the job and its recording are
+/// deleted, as if the start had never been accepted. False when it was
+/// started (or ended) meanwhile.
+pub async fn withdraw_placed(db: &DatabaseConnection, job: &Job) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
+    let deleted = recording_job::Entity::delete_many()
+        .filter(recording_job::Column::Id.eq(job.id))
+        .filter(recording_job::Column::Status.eq(JobStatus::Pending))
+        .exec(&txn)
+        .await?;
+    if deleted.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    recording::Entity::delete_by_id(job.recording_id)
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// Ids of a node's jobs in `stopping`.
@@ -253,21 +484,30 @@ pub struct Verdict {
 /// commit's time stands for it).
 pub type Ended = (i32, Option<OffsetDateTime>);
 
-/// Ends the jobs among `jobs` still in `expected` state, with one verdict
-/// for all, and moves their recordings out of `recording`, in one
-/// transaction. Returns the jobs ended: those another path ended or changed
-/// first are left alone (their recordings too).
+/// Ends the jobs among `jobs` still in `expected` state (and within
+/// `fence`), with one verdict for all, and moves their recordings out of
+/// `recording`, in one transaction. Returns the jobs ended: those another
+/// path ended or changed first are left alone (their recordings too).
 pub async fn finish_jobs(
     db: &DatabaseConnection,
     jobs: &[Ended],
     expected: JobStatus,
     verdict: &Verdict,
     recording_outcome: &RecordingOutcome,
+    fence: &Fence,
 ) -> Result<Vec<Job>, DbErr> {
-    let txn = db.begin().await?;
-    let ended = end_in(&txn, jobs, expected, verdict, recording_outcome).await?;
-    txn.commit().await?;
-    Ok(ended)
+    let group = FinishGroup {
+        from: expected,
+        verdict: verdict.clone(),
+        outcome: recording_outcome.clone(),
+        jobs: jobs.to_vec(),
+        fence: fence.clone(),
+    };
+    Ok(finish_job_groups(db, std::slice::from_ref(&group))
+        .await?
+        .into_iter()
+        .map(|(job, _)| job)
+        .collect())
 }
 
 /// The statements of [`finish_jobs`], inside the caller's transaction. Each
@@ -277,10 +517,9 @@ pub async fn finish_jobs(
 async fn end_in(
     txn: &DatabaseTransaction,
     jobs: &[Ended],
-    expected: JobStatus,
-    verdict: &Verdict,
-    recording_outcome: &RecordingOutcome,
+    group: &FinishGroup,
 ) -> Result<Vec<Job>, DbErr> {
+    let (expected, verdict, recording_outcome) = (group.from, &group.verdict, &group.outcome);
     let now = OffsetDateTime::now_utc();
     let known: Vec<(i32, OffsetDateTime)> = jobs
         .iter()
@@ -337,6 +576,9 @@ async fn end_in(
             .into(),
         );
     }
+    if let Some(condition) = group.fence.condition() {
+        update = update.filter(condition);
+    }
     let ended = update
         .filter(recording_job::Column::Id.is_in(jobs.iter().map(|(id, _)| *id)))
         .filter(recording_job::Column::Status.eq(expected))
@@ -362,17 +604,19 @@ async fn end_in(
     Ok(ended)
 }
 
-/// Jobs that end the same way, from the same state.
+/// Jobs that end the same way, from the same state, under one fence.
 #[derive(Debug, Clone)]
 pub struct FinishGroup {
     pub from: JobStatus,
     pub verdict: Verdict,
     pub outcome: RecordingOutcome,
     pub jobs: Vec<Ended>,
+    pub fence: Fence,
 }
 
 /// [`finish_jobs`] for several groups in one transaction. Returns each
-/// ended job with the index of its group.
+/// ended job with the index of its group; nothing when a takeover's lock
+/// cannot be taken (the node holds its lease again).
 pub async fn finish_job_groups(
     db: &DatabaseConnection,
     groups: &[FinishGroup],
@@ -381,10 +625,17 @@ pub async fn finish_job_groups(
         return Ok(Vec::new());
     }
     let txn = db.begin().await?;
+    let mut locked = std::collections::HashSet::new();
+    for key in groups.iter().filter_map(|g| g.fence.lock()) {
+        if locked.insert(key) && !super::nodes::lock_in_transaction(&txn, key).await? {
+            txn.rollback().await?;
+            return Ok(Vec::new());
+        }
+    }
     let mut ended_all = Vec::new();
     for (index, group) in groups.iter().enumerate() {
         for chunk in group.jobs.chunks(IN_LIST_CHUNK) {
-            let ended = end_in(&txn, chunk, group.from, &group.verdict, &group.outcome).await?;
+            let ended = end_in(&txn, chunk, group).await?;
             ended_all.extend(ended.into_iter().map(|job| (job, index)));
         }
     }
@@ -433,9 +684,14 @@ pub async fn claim_restart(
     attempts: PastRuns,
     segments: Segments,
     restart_at: OffsetDateTime,
+    fence: &Fence,
 ) -> Result<Option<Job>, DbErr> {
     let txn = db.begin().await?;
-    let claimed = recording_job::Entity::update_many()
+    let mut claim = recording_job::Entity::update_many();
+    if let Some(condition) = fence.condition() {
+        claim = claim.filter(condition);
+    }
+    let claimed = claim
         .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
         .col_expr(recording_job::Column::Attempts, Expr::value(attempts))
         .col_expr(recording_job::Column::RestartAt, Expr::value(restart_at))

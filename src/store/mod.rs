@@ -3,6 +3,7 @@
 //! service and the pipeline decide, and write through these functions.
 
 pub mod jobs;
+pub mod nodes;
 pub mod recordings;
 pub mod steps;
 

@@ -21,6 +21,8 @@ try {
   page.setDefaultTimeout(15000);
   await page.goto(base + "/");
   await page.locator("#connection", { hasText: "live" }).waitFor();
+  // The node serving the page is listed, alive under its lease.
+  await page.locator("#nodes .status.alive").first().waitFor();
 
   // Start from the form, with the keyboard-reachable labelled fields.
   await page.getByLabel("Source URL").fill("test://dashboard");

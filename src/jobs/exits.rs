@@ -193,6 +193,7 @@ impl JobService {
             exit.last_stop_signal.map(super::status::signal_name),
         );
         self.inner.supervisor.release(exit.job_id);
+        self.inner.stop_plans.remove(exit.job_id);
     }
 }
 

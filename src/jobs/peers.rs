@@ -119,7 +119,12 @@ impl JobService {
         if !self.inner.supervisor.owns(job_id) {
             return;
         }
-        match self.stop_plan(job_id).await {
+        let known = self.inner.stop_plans.get(job_id);
+        let plan = match known {
+            Some(plan) => Ok(plan),
+            None => self.stop_plan(job_id).await,
+        };
+        match plan {
             Ok(plan) => {
                 if self.inner.supervisor.stop(job_id, plan) {
                     debug!(job_id, "stop sequence begun for a stop requested elsewhere");

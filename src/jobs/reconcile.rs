@@ -166,10 +166,15 @@ impl JobService {
         // The file of the run that is recording now: from the second run
         // on, a segment of its own.
         let stall = match self.recording_and_profile(job).await {
-            Ok((recording, profile)) => profile.stall_timeout().map(|timeout| StallCheck {
-                output: run_output(Path::new(&recording.output_path), job.attempt),
-                timeout,
-            }),
+            Ok((recording, profile)) => {
+                self.inner
+                    .stop_plans
+                    .insert(job.id, super::stop::plan_of(&profile));
+                profile.stall_timeout().map(|timeout| StallCheck {
+                    output: run_output(Path::new(&recording.output_path), job.attempt),
+                    timeout,
+                })
+            }
             Err(_) => None,
         };
         self.inner.supervisor.adopt(job.id, process, stall);

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::JobError;
-use super::pending::{Announcements, Restarts};
+use super::pending::{Announcements, Restarts, StopPlans};
 use super::request::find_profile;
 use crate::config::Settings;
 use crate::entity::{JobStatus, RecordingStatus};
@@ -85,6 +85,8 @@ pub(super) struct Inner {
     pub(super) bell: Bell,
     /// Starts placed on other nodes, waiting to hear they were started.
     pub(super) placements: super::placement::Waiting,
+    /// The stop sequence of each recorder run here.
+    pub(super) stop_plans: StopPlans,
 }
 
 /// How many jobs and recordings are in each status.
@@ -116,6 +118,7 @@ impl JobService {
                 lease: deps.lease,
                 bell: deps.bell,
                 placements: super::placement::Waiting::default(),
+                stop_plans: StopPlans::default(),
             }),
         };
         crate::tasks::spawn_critical(

@@ -184,6 +184,9 @@ impl JobService {
                 restartable: restarts_left(profile, job),
             })
             .map_err(RunError::Spawn)?;
+        self.inner
+            .stop_plans
+            .insert(job.id, super::stop::plan_of(profile));
         if faults::armed(faults::Point::ExitAfterSpawn) {
             error!(
                 pid = identity.pid,

@@ -434,13 +434,14 @@ pub async fn list_jobs(
     Ok((items, total))
 }
 
-/// `running` → `stopping`, saying why. False when the job was not running.
+/// `running` → `stopping`, saying why; the job as marked, or `None` when
+/// it was not running.
 pub async fn mark_stopping(
     db: &DatabaseConnection,
     job_id: i32,
     reason: StopReason,
-) -> Result<bool, DbErr> {
-    let result = recording_job::Entity::update_many()
+) -> Result<Option<Job>, DbErr> {
+    let marked = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::StopReason, Expr::value(reason))
         .col_expr(
             recording_job::Column::Status,
@@ -452,9 +453,9 @@ pub async fn mark_stopping(
         )
         .filter(recording_job::Column::Id.eq(job_id))
         .filter(recording_job::Column::Status.eq(JobStatus::Running))
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok(marked.into_iter().next())
 }
 
 /// How the recording fares when its job ends.

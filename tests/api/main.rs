@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod bench_smoke;
 mod cli;
+mod cluster;
 mod dashboard;
 mod disk;
 mod errors;

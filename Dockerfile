@@ -25,6 +25,11 @@ ENV RECORDERD_DATA_DIR=/data
 # its own.
 ENV RECORDERD_NODE_ID=recorderd
 EXPOSE 8000
+# The API listens on every interface of the container, so recorderd
+# refuses to start without a token: give it RECORDERD_API_TOKENS_FILE (a
+# secret file of `name:role:token` lines, as compose.yaml does) or
+# RECORDERD_API_TOKEN. The probes (/healthz, /readyz) stay open for the
+# health check below.
 # recorderd is the entrypoint (PID 1): SIGTERM stops every recording
 # cleanly; give it time with `docker stop -t 60` (see README).
 STOPSIGNAL SIGTERM

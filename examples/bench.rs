@@ -268,6 +268,9 @@ impl Server {
                 database_url: &ctx.database_url,
             },
         );
+        // Far above any number of recorders this run starts: the harness
+        // measures the server, not its `--max-jobs` default.
+        command.args(["--max-jobs", "1000000"]);
         command.stderr(Stdio::piped());
         let spawned_at = Instant::now();
         let mut child = command
@@ -1075,6 +1078,9 @@ async fn setup_and_run(args: Args) -> Result<()> {
             None,
         ),
     };
+    // reqwest's TLS (which the server's webhooks use) needs its provider
+    // installed before any client is built, even a plain-HTTP one.
+    recorderd::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(60))

@@ -5,12 +5,13 @@
 //! 127.0.0.1:8000, keeps its SQLite database, recordings and logs under
 //! `./data`, and offers the built-in `ffmpeg` profile.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::access::{PublicNames, TokenSources, Tokens};
 use crate::cli::args::{ServeArgs, ShutdownPolicy};
 use crate::profile::Profiles;
 
@@ -42,7 +43,10 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub shutdown_policy: ShutdownPolicy,
     pub processing_concurrency: usize,
-    pub api_token: Option<String>,
+    /// Who may call the API; empty: anyone who reaches it.
+    pub tokens: Tokens,
+    /// The `Host` names requests may carry.
+    pub public_names: PublicNames,
     pub open_metrics: bool,
     pub cors_origins: Vec<String>,
     /// True when running as PID 1 (or asked to behave so).
@@ -59,13 +63,25 @@ pub struct Settings {
     pub recorder_marker: String,
     pub node_timeout: Duration,
     pub cluster: Cluster,
+    pub limits: Limits,
+}
+
+/// What one node serves at once, and how long a client may dawdle.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Live recorders (running and stopping jobs) of this node.
+    pub max_jobs: usize,
+    pub max_event_streams: usize,
+    /// To send a request's headers; also how long an idle connection is
+    /// kept.
+    pub header_timeout: Duration,
+    /// For a request body to arrive, or an answer to be read.
+    pub idle_timeout: Duration,
 }
 
 /// How this node takes part in a cluster of nodes sharing its database.
 #[derive(Debug, Clone)]
 pub struct Cluster {
-    /// Live recorders (running and stopping jobs) of this node.
-    pub max_jobs: usize,
     /// Labels it offers to profiles that require some.
     pub labels: Vec<String>,
     /// Its data directory is every node's (checked at start).
@@ -106,7 +122,6 @@ impl Cluster {
             }
         };
         Ok(Self {
-            max_jobs: args.max_jobs as usize,
             labels,
             shared_storage: args.shared_storage,
             advertise_url,
@@ -153,12 +168,13 @@ impl Settings {
             None => Profiles::builtin(),
         };
         let init = args.init || rustix::process::getpid().as_raw_nonzero().get() == 1;
-        if let Some(token) = &args.api_token
-            && !token.is_empty()
-            && token.len() < 16
-        {
-            bail!("the API token must be at least 16 characters long");
-        }
+        let tokens = Tokens::load(TokenSources {
+            single: args.api_token.as_deref(),
+            list: &args.api_tokens,
+            file: args.api_tokens_file.as_deref(),
+        })?;
+        check_exposure(args.bind, &tokens, args.insecure_no_auth)?;
+        let public_names = PublicNames::new(&args.public_names, is_loopback(args.bind.ip()))?;
         if init && args.shutdown_policy == ShutdownPolicy::Detach {
             bail!(
                 "--shutdown-policy detach is refused when recorderd is PID 1 (or --init): when PID 1 of a \
@@ -175,6 +191,7 @@ impl Settings {
                 .collect(),
             secret: args.webhook_secret.clone().filter(|s| !s.is_empty()),
             max_attempts: args.webhook_max_attempts,
+            ca_file: args.webhook_ca_file.clone(),
         };
         webhooks.validate()?;
         let event_retention = event_retention(args, &webhooks)?;
@@ -205,7 +222,8 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             shutdown_policy: args.shutdown_policy,
             processing_concurrency: usize::from(args.processing_concurrency),
-            api_token: args.api_token.clone().filter(|t| !t.is_empty()),
+            tokens,
+            public_names,
             open_metrics: args.open_metrics,
             cors_origins: args.cors_origins.clone(),
             init,
@@ -216,6 +234,12 @@ impl Settings {
             node_id,
             node_timeout: Duration::from_secs(args.node_timeout_secs),
             cluster: Cluster::from_args(args)?,
+            limits: Limits {
+                max_jobs: args.max_jobs as usize,
+                max_event_streams: args.max_event_streams as usize,
+                header_timeout: Duration::from_secs(args.header_timeout_secs),
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            },
         })
     }
 
@@ -230,5 +254,54 @@ impl Settings {
     /// Scratch directories of the processing steps, one per recording.
     pub fn work_dir(&self) -> PathBuf {
         self.data_dir.join("work")
+    }
+}
+
+/// Loopback, IPv4-mapped IPv6 included.
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// Refuses an open API on any address but loopback: whoever reaches such
+/// a port could start recorders, read every recording and delete them.
+fn check_exposure(bind: SocketAddr, tokens: &Tokens, insecure_no_auth: bool) -> anyhow::Result<()> {
+    if !tokens.is_empty() || is_loopback(bind.ip()) {
+        return Ok(());
+    }
+    if insecure_no_auth {
+        tracing::warn!(%bind, "serving the API without a token (--insecure-no-auth): whatever reaches this address must authenticate every request first");
+        return Ok(());
+    }
+    bail!(
+        "refusing to serve the API without a token on {bind}: anyone who reaches that address \
+         could start recorders, read recordings and logs, and delete them. Set RECORDERD_API_TOKEN \
+         (or RECORDERD_API_TOKENS / --api-tokens-file; `openssl rand -base64 24` makes one), or pass \
+         --insecure-no-auth if something in front of recorderd authenticates every request."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_api_is_served_on_loopback_only() {
+        let open = Tokens::default();
+        for bind in ["127.0.0.1:8000", "[::1]:8000", "[::ffff:127.0.0.1]:8000"] {
+            let bind: SocketAddr = bind.parse().expect("address");
+            assert!(check_exposure(bind, &open, false).is_ok(), "{bind}");
+        }
+        for bind in ["0.0.0.0:8000", "[::]:8000", "192.168.1.10:8000"] {
+            let bind: SocketAddr = bind.parse().expect("address");
+            let err = check_exposure(bind, &open, false)
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains("RECORDERD_API_TOKEN"), "{err}");
+            assert!(err.contains("--insecure-no-auth"), "{err}");
+            assert!(
+                check_exposure(bind, &open, true).is_ok(),
+                "{bind} on purpose"
+            );
+        }
     }
 }

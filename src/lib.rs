@@ -6,6 +6,7 @@
 //! `recordings` owns a recording once its job has ended, and `processing`
 //! runs its pipeline. `store` holds every query; `startup` wires it all up.
 
+pub mod access;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -28,4 +29,5 @@ pub mod supervisor;
 pub mod tasks;
 pub mod telemetry;
 pub mod template;
+pub mod tls;
 pub mod webhooks;

@@ -20,6 +20,8 @@ fn exit_code(result: anyhow::Result<std::process::ExitCode>) -> anyhow::Result<(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before any HTTP client is built (webhooks, the client subcommands).
+    recorderd::tls::install_crypto_provider();
     match cli.command {
         Some(Command::Migrate(args)) => {
             telemetry::init(args.log_format);

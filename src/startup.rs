@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::ServiceExt;
-use axum::extract::Request;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -259,12 +257,7 @@ impl Application {
                 nodes: services.nodes.clone(),
                 proxy: http::proxy::Proxy::new(&self.settings.node_id),
             },
-            &http::HttpOptions {
-                max_body_bytes: self.settings.max_body_bytes,
-                api_token: self.settings.api_token.clone(),
-                open_metrics: self.settings.open_metrics,
-                cors_origins: self.settings.cors_origins.clone(),
-            },
+            &http::HttpOptions::from(&*self.settings),
         )
     }
 
@@ -280,10 +273,13 @@ impl Application {
             tracker,
             shutdown,
         } = self;
-        let app = ServiceExt::<Request>::into_make_service(app);
-        let server =
-            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(http::serve(
+            listener,
+            app,
+            settings.limits.header_timeout,
+            settings.limits.idle_timeout,
+            shutdown.clone(),
+        ));
         info!(%address, "listening on http://{address}");
 
         stop.await;
@@ -302,8 +298,7 @@ impl Application {
         // In-flight requests finish first, so no start slips in after the
         // recorders have been dealt with.
         match tokio::time::timeout(Duration::from_secs(10), server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => error!(error = %e, "HTTP server failed"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP connections still open after 10 s; closing them"),
         }
@@ -512,7 +507,7 @@ async fn take_lease(
                 .unwrap_or_else(|| advertised(address)),
         ),
         timeout: settings.node_timeout,
-        max_jobs: u32::try_from(cluster.max_jobs).unwrap_or(u32::MAX),
+        max_jobs: u32::try_from(settings.limits.max_jobs).unwrap_or(u32::MAX),
         processing_slots: u32::try_from(settings.processing_concurrency).unwrap_or(u32::MAX),
         labels: cluster.labels.clone(),
         shared_storage: cluster.shared_storage,

@@ -4,8 +4,14 @@
 //! argvs rendered from it when a process starts.
 
 /// Placeholders of a recorder's `command`.
-pub const RECORDER_PLACEHOLDERS: &[&str] =
-    &["source", "output", "duration", "job_id", "recording_id"];
+pub const RECORDER_PLACEHOLDERS: &[&str] = &[
+    "source",
+    "output",
+    "duration",
+    "job_id",
+    "recording_id",
+    "protocols",
+];
 
 /// Placeholders of a processing step's `command`.
 pub const PROCESSING_PLACEHOLDERS: &[&str] = &["input", "workdir", "recording_id"];

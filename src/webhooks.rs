@@ -19,6 +19,7 @@
 //! t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. The timestamp
 //! is signed too, so a receiver can refuse replays of old deliveries.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,31 +56,64 @@ pub struct WebhookSettings {
     pub urls: Vec<String>,
     pub secret: Option<String>,
     pub max_attempts: u32,
+    /// Certificate authorities trusted for `https://` receivers beside the
+    /// system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl WebhookSettings {
-    /// Checks the URLs now rather than at the first event. Only `http://`:
-    /// this build has no TLS stack (put a TLS-terminating proxy in front
-    /// of an `https` receiver).
+    /// Checks the URLs (and the CA file) now rather than at the first
+    /// event. Messages show a URL's origin only: receivers often take
+    /// their secret in the path.
     pub fn validate(&self) -> anyhow::Result<()> {
         for url in &self.urls {
+            let shown = crate::redact::endpoint(url);
             let parsed: reqwest::Url = url
                 .parse()
-                .with_context(|| format!("webhook URL `{url}` is not a URL"))?;
-            if parsed.scheme() != "http" {
-                bail!(
-                    "webhook URL `{url}`: only http:// is supported (this build has no TLS); \
-                     put a TLS-terminating proxy in front of an https receiver"
-                );
+                .with_context(|| format!("webhook URL `{shown}` is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("webhook URL `{shown}`: only http:// and https:// are supported");
             }
             if url.len() > 2048 {
-                bail!("webhook URL `{url}` is longer than 2048 bytes");
+                bail!("webhook URL `{shown}` is longer than 2048 bytes");
             }
         }
         if self.max_attempts == 0 {
             bail!("--webhook-max-attempts must be at least 1");
         }
+        self.trusted_roots()?;
         Ok(())
+    }
+
+    /// The certificates of `ca_file`, if one is set.
+    fn trusted_roots(&self) -> anyhow::Result<Vec<reqwest::Certificate>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading webhook CA file {}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{}: not PEM certificates", path.display()))?;
+        if roots.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        Ok(roots)
+    }
+
+    /// The client every delivery goes through: no redirects followed (a
+    /// receiver's redirect must not send events elsewhere), HTTPS through
+    /// rustls, verified against the system's roots and `ca_file`.
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        crate::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("recorderd/", env!("CARGO_PKG_VERSION")));
+        let roots = self.trusted_roots()?;
+        if !roots.is_empty() {
+            builder = builder.tls_certs_merge(roots);
+        }
+        builder.build().context("building the webhook HTTP client")
     }
 }
 
@@ -101,12 +135,7 @@ pub async fn start(
     let mut urls = settings.urls.clone();
     urls.sort();
     urls.dedup();
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("recorderd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the webhook HTTP client")?;
+    let client = settings.client()?;
     for url in &urls {
         let mut delivery = Delivery {
             url: url.clone(),
@@ -122,10 +151,10 @@ pub async fn start(
         delivery.cursor = delivery.load_cursor().await.with_context(|| {
             format!(
                 "reading the delivery cursor of webhook {}",
-                crate::redact::url(url)
+                crate::redact::endpoint(url)
             )
         })?;
-        let span = info_span!("webhook", url = %crate::redact::url(url));
+        let span = info_span!("webhook", url = %crate::redact::endpoint(url));
         tracker.spawn(delivery.run().instrument(span));
     }
     info!(urls = urls.len(), "webhook delivery started");
@@ -333,7 +362,7 @@ impl Delivery {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| format!("{e}"))?;
+            .map_err(describe)?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -348,6 +377,20 @@ impl Delivery {
             () = self.closed.cancelled() => true,
         }
     }
+}
+
+/// A failed request and its causes (a refused connection, an untrusted
+/// certificate), without the URL: its path may hold the receiver's secret.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// `{"id": …, "event": "job.started", "data": {…}}`: the same object as

@@ -261,10 +261,49 @@ pub struct ServeArgs {
     #[arg(long, env = "RECORDERD_PROCESSING_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub processing_concurrency: u16,
     /// Token every `/api` call must carry (`Authorization: Bearer …`, or
-    /// `?access_token=` where a header cannot be set, as for EventSource).
-    /// Unset: the API is open. `/healthz` and `/readyz` are always open.
+    /// `?access_token=` on a GET, where a header cannot be set, as for
+    /// EventSource); it may read and write. Unset, with no other token:
+    /// the API is open, which only a loopback address allows (see
+    /// `--insecure-no-auth`). Set but empty is an error. `/healthz` and
+    /// `/readyz` are always open.
     #[arg(long, env = "RECORDERD_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// More tokens, each `name:role:token` (role `read` or `write`),
+    /// comma-separated in the variable. Logs name the token that acted.
+    #[arg(
+        long = "api-tokens",
+        env = "RECORDERD_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
+    /// A file of tokens, one `name:role:token` a line (`#` comments), e.g.
+    /// a container secret.
+    #[arg(long, env = "RECORDERD_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// Serve the API without any token on an address other than loopback.
+    /// Only behind something else that authenticates every request.
+    #[arg(long, env = "RECORDERD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Host names (optionally `name:port`) clients reach the server by,
+    /// comma-separated. Requests naming another `Host` are refused (421),
+    /// which stops DNS rebinding; loopback names are always accepted. The
+    /// check is on when the server listens on loopback or names are given.
+    #[arg(long, env = "RECORDERD_PUBLIC_NAMES", value_delimiter = ',')]
+    pub public_names: Vec<String>,
+    /// Event-stream clients served at once; one more gets 503
+    /// `at_capacity`.
+    #[arg(long, env = "RECORDERD_MAX_EVENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_event_streams: u32,
+    /// Seconds a client has to send a request's headers, on a new
+    /// connection and between requests on a kept-alive one (an idle
+    /// connection is closed after it).
+    #[arg(long = "header-timeout", env = "RECORDERD_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may take to arrive, and a client may leave
+    /// an answer unread, before its connection is closed.
+    #[arg(long = "idle-timeout", env = "RECORDERD_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout_secs: u64,
     /// Serve `/metrics` without the token even when one is set.
     #[arg(long, env = "RECORDERD_OPEN_METRICS")]
     pub open_metrics: bool,
@@ -277,9 +316,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RECORDERD_INIT")]
     pub init: bool,
     /// POST every event (the event stream's, as JSON) to this URL; repeat
-    /// the option, or separate URLs with commas in the variable. http://
-    /// only. Delivery is in order, at least once, and resumes after a
-    /// restart; events pruned before a URL got them (see
+    /// the option, or separate URLs with commas in the variable. `http://`
+    /// or `https://`. Delivery is in order, at least once, and resumes
+    /// after a restart; events pruned before a URL got them (see
     /// `--event-retention-max`) are named by one `events.gap` event.
     #[arg(
         long = "webhook-url",
@@ -290,6 +329,11 @@ pub struct ServeArgs {
     /// Signs each webhook body with HMAC-SHA256 in `X-Recorderd-Signature`.
     #[arg(long, env = "RECORDERD_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// PEM file of certificate authorities trusted for `https://` webhook
+    /// receivers, beside the system's (a private CA, a self-signed
+    /// receiver).
+    #[arg(long, env = "RECORDERD_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
     /// Delivery attempts per event (with doubling backoff from 0.5 s, at
     /// most 60 s apart) before it is given up on.
     #[arg(long, env = "RECORDERD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10)]

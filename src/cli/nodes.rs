@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::args::{ClientArgs, NodesCommand};
 use super::client::{Client, print_table, text};
@@ -33,7 +33,11 @@ pub async fn nodes(args: &ClientArgs, command: Option<&NodesCommand>) -> anyhow:
         } => {
             let path = format!("/api/nodes/{}/drain/", encode(node_id));
             let node = client
-                .send(client.request(reqwest::Method::POST, &path))
+                .send(
+                    client
+                        .request(reqwest::Method::POST, &path)
+                        .json(&json!({})),
+                )
                 .await?;
             show(args, &node)?;
             if *wait {
@@ -43,7 +47,11 @@ pub async fn nodes(args: &ClientArgs, command: Option<&NodesCommand>) -> anyhow:
         NodesCommand::Resume { node_id } => {
             let path = format!("/api/nodes/{}/drain/", encode(node_id));
             let node = client
-                .send(client.request(reqwest::Method::DELETE, &path))
+                .send(
+                    client
+                        .request(reqwest::Method::DELETE, &path)
+                        .json(&json!({})),
+                )
                 .await?;
             show(args, &node)?;
         }

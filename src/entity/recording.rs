@@ -84,6 +84,10 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
     pub title: String,
+    /// Shown with its password, query values and stream key as `***`
+    /// (everywhere: API answers, events, webhooks); stored whole, for the
+    /// recorder.
+    #[serde(serialize_with = "crate::redact::serialize_url")]
     pub source: String,
     pub profile: String,
     pub status: RecordingStatus,

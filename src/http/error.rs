@@ -38,7 +38,14 @@ pub enum ApiError {
     /// The task running the operation died (it panicked): a bug, logged.
     #[error("the operation failed: {0}")]
     TaskFailed(String),
+    #[error(
+        "this server already serves {limit} event streams (--max-event-streams); try again later"
+    )]
+    TooManyStreams { limit: usize },
 }
+
+/// Seconds a client refused for capacity is told to wait (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u64 = 10;
 
 /// Every error code the API answers with: clients branch on these, never on
 /// the message.
@@ -69,15 +76,17 @@ pub enum ErrorCode {
     OnOtherNode,
     DatabaseUnavailable,
     InsufficientStorage,
-    /// No node can take the job now (every live node is at its
-    /// `--max-jobs`, draining, or lacks a label the profile requires);
+    /// The token is valid but its role does not allow the call.
+    Forbidden,
+    /// The `Host` is not a name this server answers to (`--public-names`).
+    HostNotAllowed,
+    /// A limit is reached: no node can take the job now (every live node
+    /// is at its `--max-jobs`, draining, or lacks a label the profile
+    /// requires), or this node serves `--max-event-streams` already;
     /// `Retry-After` says when to try again.
     AtCapacity,
     NodeNotFound,
 }
-
-/// Seconds a client refused for capacity is told to wait (`Retry-After`).
-pub const RETRY_AFTER_SECONDS: u64 = 10;
 
 /// The body of every error response.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -109,6 +118,11 @@ pub struct ErrorDetail {
     /// reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// `invalid_source`: the rule that refused what the source would
+    /// reach (`listener_option`, `builtin_deny`, `deny_private`,
+    /// `deny_hosts`, `allow_hosts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
 }
 
 impl ErrorBody {
@@ -123,6 +137,7 @@ impl ErrorBody {
                 job_id: None,
                 program: None,
                 node: None,
+                rule: None,
             },
         }
     }
@@ -153,6 +168,9 @@ impl ApiError {
             }
             Self::NodeNotFound { .. } => plain(StatusCode::NOT_FOUND, C::NodeNotFound, msg),
             Self::TaskFailed(_) => internal(),
+            Self::TooManyStreams { .. } => {
+                plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg)
+            }
         }
     }
 }
@@ -190,6 +208,11 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
     match error {
         J::UnknownProfile { .. } => plain(StatusCode::BAD_REQUEST, C::UnknownProfile, msg),
         J::InvalidSource { .. } => plain(StatusCode::BAD_REQUEST, C::InvalidSource, msg),
+        J::SourceRefused { rule, .. } => {
+            let mut body = ErrorBody::new(C::InvalidSource, msg);
+            body.error.rule = Some(rule.as_str());
+            (StatusCode::BAD_REQUEST, body)
+        }
         J::InvalidField { field, .. } => {
             let mut body = ErrorBody::new(C::InvalidField, msg);
             body.error.field = Some(field);
@@ -274,12 +297,20 @@ fn json_parts(rejection: &JsonRejection) -> (StatusCode, ErrorBody) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.parts();
+        // A limit reached is the service working as configured, not a fault.
+        if body.error.code == ErrorCode::AtCapacity {
+            return (
+                status,
+                [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
+                Json(body),
+            )
+                .into_response();
+        }
         if status.is_server_error() {
             error!(error = %self, ?self, "request failed");
         }
         let retry = match body.error.code {
             ErrorCode::DatabaseUnavailable => Some(HeaderValue::from_static("5")),
-            ErrorCode::AtCapacity => Some(HeaderValue::from(RETRY_AFTER_SECONDS)),
             _ => None,
         };
         let mut response = (status, Json(body)).into_response();

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -20,7 +21,7 @@ use tracing::warn;
 use utoipa::IntoParams;
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState, Result};
+use super::{ApiError, AppState, Result, StreamSlots};
 use crate::events::Event;
 
 /// How many stored events one catch-up query sends.
@@ -50,14 +51,24 @@ pub struct EventsQuery {
         (status = 200, description = "The event stream; it stays open", content_type = "text/event-stream", body = String),
         (status = 400, description = "`invalid_query`: `Last-Event-ID` or `last_event_id` is not an integer", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`at_capacity`: `--max-event-streams` clients are connected; retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
 pub async fn stream(
     State(state): State<AppState>,
+    Extension(streams): Extension<StreamSlots>,
     headers: HeaderMap,
     query: std::result::Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
     let Query(query) = query?;
+    // Held by the stream until its client leaves (or the server stops).
+    let slot = streams
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyStreams {
+            limit: streams.limit,
+        })?;
     let from_header = match headers.get("last-event-id") {
         Some(value) => Some(
             value
@@ -87,13 +98,13 @@ pub async fn stream(
         }
         forward(events, live, tx, last, shutdown).await;
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    let stream = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
         let event = rx.recv().await?;
         let sse = SseEvent::default()
             .id(event.id.to_string())
             .event(event.kind.as_str())
             .data(event.data);
-        Some((Ok(sse), rx))
+        Some((Ok(sse), (rx, slot)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -45,8 +45,9 @@ pub struct StartResponse {
                 ("reprocess" = (operation_id = "reprocess_recording", parameters(("id" = "$response.body#/recording/id")), description = "Process the recording again")),
             )
         ),
-        (status = 400, description = "`malformed_json`, `invalid_source`, `invalid_field`, `unknown_profile` or `invalid_body`", body = ErrorBody),
+        (status = 400, description = "`malformed_json`, `invalid_source` (with `rule` when what the source would reach is refused: `listener_option`, `builtin_deny`, `deny_private`, `deny_hosts`, `allow_hosts`), `invalid_field`, `unknown_profile` or `invalid_body`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: an API token is configured and was not given", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`: a field is missing, unknown or of the wrong type", body = ErrorBody),
@@ -104,6 +105,7 @@ pub struct StopResponse {
         (status = 200, description = "The stop is under way", body = StopResponse),
         (status = 400, description = "`malformed_json` or `invalid_body`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
         (status = 404, description = "`job_not_found`", body = ErrorBody),
         (status = 409, description = "`job_already_ended`, with the job's `status`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
@@ -173,10 +175,12 @@ pub struct CleanupResponse {
     operation_id = "cleanup_jobs",
     tag = "jobs",
     summary = "End the jobs whose process is gone",
-    description = "Checks every live job against its process (PID, start time and job marker) and ends those whose recorder is gone. The supervisor already does this by itself; the endpoint stays for the seed's clients. Also served with a trailing slash.",
+    description = "Checks every live job against its process (PID, start time and job marker) and ends those whose recorder is gone. The supervisor already does this by itself; the endpoint stays for the seed's clients. Needs `Content-Type: application/json` (no body). Also served with a trailing slash.",
     responses(
         (status = 200, description = "How many jobs were ended", body = CleanupResponse),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send `Content-Type: application/json`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )

@@ -11,21 +11,29 @@ mod openapi;
 mod ops;
 pub mod proxy;
 mod recordings;
+mod serve;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::Method;
+use axum::http::{HeaderValue, Method, header};
+use axum::{Extension, Router};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower::Layer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Result};
+pub use serve::serve;
 
+use crate::access::{PublicNames, Tokens};
+use crate::config::Settings;
 use crate::db::Probe;
 use crate::events::EventLog;
 use crate::jobs::JobService;
@@ -94,12 +102,38 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// How the HTTP layer is configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_body_bytes: usize,
-    pub api_token: Option<String>,
+    pub tokens: Arc<Tokens>,
+    pub public_names: Arc<PublicNames>,
     pub open_metrics: bool,
     pub cors_origins: Vec<String>,
+    pub max_event_streams: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+impl From<&Settings> for HttpOptions {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            max_body_bytes: settings.max_body_bytes,
+            tokens: Arc::new(settings.tokens.clone()),
+            public_names: Arc::new(settings.public_names.clone()),
+            open_metrics: settings.open_metrics,
+            cors_origins: settings.cors_origins.clone(),
+            max_event_streams: settings.limits.max_event_streams,
+            body_timeout: settings.limits.idle_timeout,
+        }
+    }
+}
+
+/// Places for event-stream clients (`--max-event-streams`): each stream
+/// holds one until its client leaves.
+#[derive(Clone)]
+pub struct StreamSlots {
+    pub slots: Arc<Semaphore>,
+    pub limit: usize,
 }
 
 /// The whole HTTP service. The seed's clients use a trailing slash,
@@ -117,17 +151,40 @@ pub fn router(state: AppState, options: &HttpOptions) -> Service {
 
 fn routed(state: AppState, options: &HttpOptions) -> Router {
     let (api, _) = routes().split_for_parts();
+    let streams = StreamSlots {
+        slots: Arc::new(Semaphore::new(options.max_event_streams)),
+        limit: options.max_event_streams,
+    };
     api.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(options.body_timeout))
+        .layer(Extension(streams))
         .layer(axum::middleware::from_fn_with_state(
             auth::AccessPolicy {
-                token: options.api_token.as_deref().map(Arc::from),
+                tokens: options.tokens.clone(),
+                public_names: options.public_names.clone(),
                 open_metrics: options.open_metrics,
             },
-            auth::require_token,
+            auth::guard,
         ))
         .layer(cors(&options.cors_origins))
+        // On every answer: no content sniffing (a recording is served as
+        // what it claims to be, never as a page), no framing (another site
+        // cannot overlay the dashboard's buttons), and no `Referer` taking
+        // a dashboard URL and its `?access_token=` wherever a link leads.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             time_request,
@@ -199,7 +256,9 @@ where
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    match tokio::spawn(operation).await {
+    // In the request's span, so that what the operation logs still names
+    // the token that asked for it.
+    match tokio::spawn(tracing::Instrument::in_current_span(operation)).await {
         Ok(result) => result.map_err(Into::into),
         Err(e) => Err(ApiError::TaskFailed(e.to_string())),
     }

@@ -39,7 +39,8 @@ impl Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The server's API token (`RECORDERD_API_TOKEN`), when one is set.",
+                        "An API token of the server, when it has any: `read` tokens may call \
+                         every GET, `write` tokens everything.",
                     ))
                     .build(),
             ),
@@ -48,7 +49,7 @@ impl Modify for Security {
             "access_token",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "access_token",
-                "The same token as a query parameter, for `EventSource`, which cannot send headers.",
+                "The same token as a query parameter (percent-encoded), on GET requests only: for `EventSource`, the dashboard and media links, which cannot send headers.",
             ))),
         );
     }

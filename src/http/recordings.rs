@@ -133,12 +133,14 @@ pub struct ReprocessResponse {
     operation_id = "reprocess_recording",
     tag = "recordings",
     summary = "Run the post-processing pipeline again",
-    description = "Also served with a trailing slash.",
+    description = "Needs `Content-Type: application/json` (no body). Also served with a trailing slash.",
     params(("id" = i32, Path, description = "The recording's id")),
     responses(
         (status = 202, description = "The pipeline is queued", body = ReprocessResponse),
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send `Content-Type: application/json`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
         (status = 409, description = "`recording_busy` (still recording or processing) or `nothing_to_process` (no file)", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
@@ -175,12 +177,14 @@ pub struct DeleteResponse {
     operation_id = "delete_recording",
     tag = "recordings",
     summary = "Delete a recording, its files and its history",
-    description = "Refused while it is recording or processing. Also served with a trailing slash.",
+    description = "Refused while it is recording or processing. Needs `Content-Type: application/json` (no body). Also served with a trailing slash.",
     params(("id" = i32, Path, description = "The recording's id")),
     responses(
         (status = 200, description = "Deleted", body = DeleteResponse),
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send `Content-Type: application/json`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
         (status = 409, description = "`recording_busy`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
@@ -256,11 +260,17 @@ pub async fn media(
     {
         headers.remove(axum::http::header::RANGE);
     }
-    let response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
+    let mut response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
         RecordingError::MediaUnavailable {
             id,
             reason: e.to_string(),
         }
     })?;
+    // A recording is data, never a page of this origin, whatever its
+    // extension says: a browser opening it runs nothing in it.
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     Ok(response.map(Body::new))
 }

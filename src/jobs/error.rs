@@ -5,6 +5,7 @@
 use sea_orm::DbErr;
 
 use crate::entity::JobStatus;
+use crate::profile::ReachRule;
 use crate::supervisor::SpawnError;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,9 @@ pub enum JobError {
     UnknownProfile { name: String, available: String },
     #[error("invalid source: {reason}")]
     InvalidSource { reason: String },
+    /// What the source would reach is refused by one of the profile's rules.
+    #[error("source refused by rule `{rule}`: {reason}", rule = rule.as_str())]
+    SourceRefused { rule: ReachRule, reason: String },
     #[error("invalid `{field}`: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("job {id} not found")]
@@ -30,10 +34,10 @@ pub enum JobError {
     )]
     InsufficientStorage { free: u64, floor: u64 },
     #[error(
-        "no node can take another recorder: this one runs its maximum of {limit} (--max-jobs) \
-         and no other live node has a free slot; stop one, or try again later"
+        "no node can take another recorder: {here}, and no other live node has a free slot; \
+         stop one, or try again later"
     )]
-    AtCapacity { limit: usize },
+    AtCapacity { here: NoRoomHere },
     #[error(
         "no live node offers the labels this profile requires ({labels}) with a free slot; \
          start a node with them (--labels), or try again later"
@@ -54,4 +58,17 @@ pub enum JobError {
     LeaseLost,
     #[error(transparent)]
     Database(#[from] DbErr),
+}
+
+/// Why the node a start was sent to could not run it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoomHere {
+    #[error("this one runs its maximum of {limit} (--max-jobs)")]
+    Full { limit: usize },
+    #[error("this one is draining")]
+    Draining,
+    #[error("this one is shutting down")]
+    Leaving,
+    #[error("this one does not hold its lease on the database")]
+    NoLease,
 }

@@ -2,6 +2,7 @@
 //! a job (start, restart, stop, exit, reconciliation, adoption). The
 //! supervisor reports, the job service decides; storage is `store`'s.
 
+mod admission;
 mod error;
 mod exits;
 mod finish;
@@ -18,7 +19,7 @@ pub mod status;
 mod stop;
 mod takeover;
 
-pub use error::JobError;
+pub use error::{JobError, NoRoomHere};
 pub use request::{StartRequest, ValidStart, whole_number};
 pub use service::{JobDeps, JobService, StatusCounts};
 

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::request::find_profile;
 use super::status::Ending;
-use super::{JobError, JobService, Started, ValidStart};
+use super::{JobError, JobService, NoRoomHere, Started, ValidStart};
 use crate::entity::{EndCause, JobStatus};
 use crate::nodes::placement::{Room, choose};
 use crate::nodes::{Message, Place};
@@ -70,7 +70,7 @@ impl JobService {
             Place::Postgres(_) => Admission::Advisory(crate::nodes::lease::placement_key()),
             Place::Files(_) | Place::Process => Admission::WriteFirst { node: me.clone() },
         };
-        let max_jobs = settings.cluster.max_jobs;
+        let max_jobs = settings.limits.max_jobs;
         let decide = async |txn: &DatabaseTransaction| -> Result<Option<Placed>, DbErr> {
             let rows = store::nodes::all(txn).await?;
             let mine = rows.iter().find(|r| r.id == me);
@@ -138,8 +138,27 @@ impl JobService {
             None if !required.is_empty() => Err(JobError::NoNodeWithLabels {
                 labels: required.join(", "),
             }),
-            None => Err(JobError::AtCapacity { limit: max_jobs }),
+            None => Err(JobError::AtCapacity {
+                here: self.no_room_here().await?,
+            }),
         }
+    }
+
+    /// Why this node took no start itself, as it stands now (said in the
+    /// refusal, so that a drained node is not mistaken for a full one).
+    async fn no_room_here(&self) -> Result<NoRoomHere, DbErr> {
+        if self.inner.lease.state().held().is_none() {
+            return Ok(NoRoomHere::NoLease);
+        }
+        let me = &self.inner.settings.node_id;
+        let row = store::nodes::find(&self.inner.db, me).await?;
+        Ok(match row {
+            Some(row) if row.draining => NoRoomHere::Draining,
+            Some(row) if row.departure.is_some() => NoRoomHere::Leaving,
+            _ => NoRoomHere::Full {
+                limit: self.inner.settings.limits.max_jobs,
+            },
+        })
     }
 
     /// Wakes the node a job was placed on and waits until it started the

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::JobError;
-use crate::profile::{Profile, Profiles};
+use crate::profile::{Profile, Profiles, ReachRule, listener_option};
 use crate::redact;
 
 /// Longest source URL accepted.
@@ -23,7 +23,7 @@ pub struct StartRequest {
     /// (e.g. `rtmp://host/live/key`).
     #[schema(max_length = 4096, example = "rtmp://media.example/live/key")]
     pub source: String,
-    /// Shown in lists; defaults to the source.
+    /// Shown in lists; defaults to the source, its secrets redacted.
     #[schema(max_length = 200)]
     pub title: Option<String>,
     /// A profile from the configuration; the default profile when absent
@@ -51,11 +51,20 @@ impl StartRequest {
         let (profile_name, profile) = find_profile(profiles, self.profile.as_deref())?;
         validate_source(&self.source, &profile_name, &profile)?;
         let title = match self.title.as_deref().map(str::trim) {
-            Some("") | None => self.source.clone(),
+            // Titles are shown to every reader: never the source's secrets.
+            Some("") | None => redact::url(&self.source),
             Some(title) if title.chars().count() > MAX_TITLE_LEN => {
                 return Err(JobError::InvalidField {
                     field: "title",
                     reason: format!("longer than {MAX_TITLE_LEN} characters"),
+                });
+            }
+            // PostgreSQL cannot store NUL, and no title needs a control
+            // character.
+            Some(title) if title.chars().any(char::is_control) => {
+                return Err(JobError::InvalidField {
+                    field: "title",
+                    reason: "must not contain control characters".to_owned(),
                 });
             }
             Some(title) => title.to_owned(),
@@ -163,6 +172,15 @@ fn validate_source(source: &str, profile_name: &str, profile: &Profile) -> Resul
             "scheme `{}` is not allowed by profile `{profile_name}` (allowed: {allowed})",
             url.scheme()
         ));
+    }
+    if let Some(option) = listener_option(&url) {
+        return Err(JobError::SourceRefused {
+            rule: ReachRule::ListenerOption,
+            reason: format!(
+                "option `{option}` would make the recorder wait for connections instead of \
+                 opening the source; no source may carry it"
+            ),
+        });
     }
     Ok(())
 }

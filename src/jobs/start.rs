@@ -14,7 +14,7 @@ use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
 use crate::entity::{EventKind, JobStatus};
 use crate::faults;
-use crate::profile::Profile;
+use crate::profile::{Profile, protocol_whitelist};
 use crate::recordings::output;
 use crate::redact;
 use crate::store::{self, Job, Recording};
@@ -57,6 +57,7 @@ impl JobService {
         }
         let start = request.validate(&self.inner.settings.profiles)?;
         self.check_free_space().await?;
+        self.check_reach(&start).await?;
         let gate = self.inner.start_gate.read().await;
         // Checked again under the gate: shutdown takes the gate exclusively
         // after cancelling, so no recorder starts once stop_all has run.
@@ -168,6 +169,7 @@ impl JobService {
                 ("duration", &job.duration_seconds.unwrap_or(0).to_string()),
                 ("job_id", &job.id.to_string()),
                 ("recording_id", &recording.id.to_string()),
+                ("protocols", &protocol_whitelist(&profile.allowed_schemes)),
             ],
         );
         let identity = self
@@ -182,6 +184,7 @@ impl JobService {
                     timeout,
                 }),
                 restartable: restarts_left(profile, job),
+                env: profile.env.clone(),
             })
             .map_err(RunError::Spawn)?;
         self.inner

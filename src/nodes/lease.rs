@@ -93,7 +93,12 @@ impl Place {
             let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(database_url)
                 .context("reading the database URL")?;
             let file = options.get_filename();
-            if file.as_os_str().is_empty() || file == Path::new(":memory:") {
+            // sqlx names an in-memory database `file:sqlx-in-memory-<n>`.
+            let in_memory = file.as_os_str().is_empty()
+                || file == Path::new(":memory:")
+                || file.to_string_lossy().starts_with("file:sqlx-in-memory-")
+                || database_url.contains("mode=memory");
+            if in_memory {
                 return Ok(Self::Process);
             }
             let file = std::path::absolute(file).context("resolving the database file")?;

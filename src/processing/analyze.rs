@@ -140,7 +140,7 @@ async fn run(supervisor: &Supervisor, command: &mut Command) -> Result<Output, S
         .to_string_lossy()
         .into_owned();
     let (mut child, _owned) = supervisor
-        .spawn_step(command)
+        .spawn_step(command, &crate::profile::EnvTable::new())
         .map_err(|e| format!("cannot start {program}: {e}"))?;
     let (mut out, mut err) = (String::new(), String::new());
     let stdout = child.stdout.take();

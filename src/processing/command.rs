@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use crate::entity::Analysis;
+use crate::profile::EnvTable;
 use crate::supervisor::Supervisor;
 
 /// Most of a step's standard output kept as its result.
@@ -25,11 +26,12 @@ pub(super) struct Attempt {
 }
 
 /// Runs one command: stdout kept (bounded) as its result, stderr appended
-/// to the processing log. The child is killed if this future is dropped
-/// (timeout or shutdown).
+/// to the processing log, `env` beside the variables every child gets. The
+/// child is killed if this future is dropped (timeout or shutdown).
 pub(super) async fn run_command(
     supervisor: &Supervisor,
     argv: &[String],
+    env: &EnvTable,
     log_path: &Path,
 ) -> Result<Attempt, (Option<i32>, String)> {
     let stderr = OpenOptions::new()
@@ -45,7 +47,7 @@ pub(super) async fn run_command(
         .stderr(stderr)
         .kill_on_drop(true);
     let (mut child, _owned) = supervisor
-        .spawn_step(&mut command)
+        .spawn_step(&mut command, env)
         .map_err(|e| (None, format!("`{}` could not be started: {e}", argv[0])))?;
     let mut stdout = Vec::new();
     if let Some(mut out) = child.stdout.take() {

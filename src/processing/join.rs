@@ -124,7 +124,7 @@ async fn concat_with_ffmpeg(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let (child, _owned) = supervisor
-        .spawn_step(&mut command)
+        .spawn_step(&mut command, &crate::profile::EnvTable::new())
         .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
     let output = child
         .wait_with_output()

@@ -300,7 +300,13 @@ impl Processing {
                         ("recording_id", &id),
                     ],
                 );
-                run_command(&self.supervisor, &argv, &self.log_path(recording_id)).await
+                run_command(
+                    &self.supervisor,
+                    &argv,
+                    &config.env,
+                    &self.log_path(recording_id),
+                )
+                .await
             }
         }
     }

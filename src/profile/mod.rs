@@ -3,6 +3,7 @@
 //! optional TOML file, validated as they load so a mistake fails at
 //! start-up rather than when a job starts.
 
+mod reach;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -15,8 +16,15 @@ use rustix::process::Signal;
 use serde::{Deserialize, Deserializer};
 
 use crate::template::{RECORDER_PLACEHOLDERS, check_placeholders};
+pub use reach::{
+    HostPattern, HostRules, ReachRule, Refusal, check_host, listener_option, protocol_whitelist,
+};
 use steps::default_pipeline;
 pub use steps::{BuiltinStep, StepConfig, StepOutput, program_exists};
+
+/// Environment variables a profile gives its recorder and steps, beside
+/// the few every child gets (see `supervisor::env`).
+pub type EnvTable = BTreeMap<String, String>;
 
 /// The profiles a client can choose from, and the one used when it names none.
 #[derive(Debug, Clone)]
@@ -84,7 +92,8 @@ impl Profiles {
 pub struct Profile {
     /// argv template; each argument is substituted on its own, never through
     /// a shell: `{source}`, `{output}`, `{duration}` (seconds, `0` when no
-    /// limit was asked for), `{job_id}`, `{recording_id}`.
+    /// limit was asked for), `{job_id}`, `{recording_id}`, `{protocols}`
+    /// (what `allowed_schemes` need, for ffmpeg's `-protocol_whitelist`).
     pub command: Vec<String>,
     /// First signal of the stop sequence, sent to the recorder's process
     /// group. SIGINT makes ffmpeg write its trailer and exit.
@@ -128,6 +137,22 @@ pub struct Profile {
     /// them is placed on one that has them.
     #[serde(default)]
     pub node_labels: Vec<String>,
+    /// When set, the only hosts and networks a source may reach (names,
+    /// `*.domain`, addresses, CIDRs); these pass the built-in refusal of
+    /// link-local addresses and `deny_private`.
+    #[serde(default)]
+    pub allow_hosts: Vec<HostPattern>,
+    /// Hosts and networks no source may reach, whatever else says.
+    #[serde(default)]
+    pub deny_hosts: Vec<HostPattern>,
+    /// Also refuse loopback and private ranges: for shared deployments,
+    /// where a client must not reach what only the server can.
+    #[serde(default)]
+    pub deny_private: bool,
+    /// Environment of the recorder and the steps, beside `PATH`, `HOME`,
+    /// `LANG`, `LC_*` and `TZ`: nothing else of the server's reaches them.
+    #[serde(default)]
+    pub env: EnvTable,
 }
 
 fn default_grace() -> f64 {
@@ -156,10 +181,13 @@ impl Profile {
                 "-hide_banner",
                 "-loglevel",
                 "info",
+                "-protocol_whitelist",
+                "{protocols}",
                 "-i",
                 "{source}",
                 "-map",
                 "0",
+                "-dn",
                 "-c",
                 "copy",
                 "-f",
@@ -187,10 +215,25 @@ impl Profile {
             clean_exit_codes: vec![0, 255],
             restart_attempts: 3,
             restart_backoff_seconds: 2.0,
+            allow_hosts: Vec::new(),
+            deny_hosts: Vec::new(),
+            deny_private: false,
+            env: EnvTable::new(),
         }
     }
 
-    /// Every step, in order: `steps`, then the `post_processing` shorthand.
+    /// The host rules of this profile, named `name` in refusals.
+    pub fn host_rules<'a>(&'a self, name: &'a str) -> HostRules<'a> {
+        HostRules {
+            profile: name,
+            allow: &self.allow_hosts,
+            deny: &self.deny_hosts,
+            deny_private: self.deny_private,
+        }
+    }
+
+    /// Every step, in order: `steps`, then the `post_processing` shorthand;
+    /// each with the profile's `env` under its own.
     pub fn pipeline(&self) -> Vec<StepConfig> {
         let mut steps = self.steps.clone();
         for (i, argv) in self.post_processing.iter().enumerate() {
@@ -199,6 +242,11 @@ impl Profile {
                 retries: 0,
                 ..StepConfig::command(&format!("post-processing-{}", i + 1), &argv)
             });
+        }
+        for step in &mut steps {
+            let mut env = self.env.clone();
+            env.append(&mut step.env);
+            step.env = env;
         }
         steps
     }
@@ -262,6 +310,7 @@ impl Profile {
         if self.allowed_schemes.is_empty() {
             bail!("`allowed_schemes` must list at least one URL scheme");
         }
+        check_env(&self.env)?;
         Ok(())
     }
 
@@ -279,6 +328,28 @@ impl Profile {
             .iter()
             .any(|s| s.eq_ignore_ascii_case(scheme))
     }
+}
+
+/// Names a shell would take, and none of recorderd's own: its settings
+/// (`RECORDERD_*`) never reach a child, and the job marker it sets itself.
+pub fn check_env(env: &EnvTable) -> anyhow::Result<()> {
+    for (name, value) in env {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            bail!("`env`: `{name}` is not a variable name (letters, digits and `_`)");
+        }
+        if name.to_ascii_uppercase().starts_with("RECORDERD_") {
+            bail!("`env`: `{name}`: variables named RECORDERD_* are recorderd's own");
+        }
+        if value.contains('\0') {
+            bail!("`env`: `{name}` holds a NUL character");
+        }
+    }
+    Ok(())
 }
 
 /// The first signal of a profile's stop sequence, parsed from its name when

@@ -33,6 +33,9 @@ pub struct StepConfig {
     /// Keep the command's standard output as this recording field.
     #[serde(default)]
     pub stdout: Option<StepOutput>,
+    /// Environment of this step's command, over the profile's `env`.
+    #[serde(default)]
+    pub env: super::EnvTable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -67,6 +70,7 @@ impl StepConfig {
             retries: 1,
             retry_backoff_seconds: default_retry_backoff(),
             stdout: None,
+            env: super::EnvTable::new(),
         }
     }
 
@@ -113,6 +117,7 @@ impl StepConfig {
         if self.retries > 20 {
             bail!("step `{}`: at most 20 `retries`", self.name);
         }
+        super::check_env(&self.env)?;
         Ok(())
     }
 }

@@ -242,9 +242,11 @@ impl Recordings {
         }
     }
 
-    /// The end of a job's recorder log: here, or on the node holding it.
-    /// `here_only` reads it here whatever (a request another node
-    /// forwarded: never sent on again).
+    /// The end of a job's recorder log, with its source's secrets hidden
+    /// (recorders print the URL they open, ffmpeg's `Input #0, … from
+    /// '…'`, and the log is read by every reader): here, or on the node
+    /// holding it. `here_only` reads it here whatever (a request another
+    /// node forwarded: never sent on again).
     pub async fn log_tail(
         &self,
         job_id: i32,
@@ -257,13 +259,21 @@ impl Recordings {
         if !here_only && let Located::On { node, url } = self.locate(job.node.clone()).await? {
             return Ok(Log::On { node, url });
         }
+        let source = store::recordings::find_recording(&self.inner.db, job.recording_id)
+            .await?
+            .map(|recording| recording.source);
         let path = PathBuf::from(&job.log_path);
         let unreadable = |source| RecordingError::LogUnreadable { id: job_id, source };
         let read = tokio::task::spawn_blocking(move || files::read_tail(&path, max_bytes))
             .await
             .map_err(|e| unreadable(std::io::Error::other(e)))?;
         match read {
-            Ok(tail) => Ok(Log::Here(tail)),
+            Ok(mut tail) => {
+                if let Some(source) = source {
+                    tail.content = crate::redact::scrub(&tail.content, &source);
+                }
+                Ok(Log::Here(tail))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Log::Here(LogTail::empty())),
             Err(source) => Err(unreadable(source)),
         }

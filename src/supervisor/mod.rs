@@ -3,6 +3,7 @@
 //! sequences. It reports exits as [`ExitEvent`]s and never touches the
 //! database: the job service decides what an exit means.
 
+pub mod env;
 pub mod foreign;
 pub mod identity;
 pub mod reaper;
@@ -88,6 +89,9 @@ pub struct SpawnSpec {
     /// Whether the job's profile would start this recorder again if it
     /// ended unasked; handed back with its exit.
     pub restartable: bool,
+    /// The profile's `env`: with the few variables every child gets, all
+    /// of the recorder's environment besides its marker.
+    pub env: crate::profile::EnvTable,
 }
 
 /// Stall detection for one recorder: its output file must grow within
@@ -251,7 +255,13 @@ impl Supervisor {
     /// Spawns a processing step: owned like [`Supervisor::spawn_owned`], and
     /// killed by the kernel if this process dies. A step orphaned by a crash
     /// would otherwise finish unobserved while the next start runs it again.
-    pub fn spawn_step(&self, command: &mut Command) -> std::io::Result<(Child, OwnedPid)> {
+    /// Its environment is the allow-list of [`env`] and `extra_env`.
+    pub fn spawn_step(
+        &self,
+        command: &mut Command,
+        extra_env: &crate::profile::EnvTable,
+    ) -> std::io::Result<(Child, OwnedPid)> {
+        env::restrict(command, extra_env);
         // SAFETY: the closure runs in the child between fork and exec and
         // makes one prctl(2) call, which is async-signal-safe; it touches no
         // memory of the parent.
@@ -284,6 +294,7 @@ impl Supervisor {
         let program = spec.argv.first().cloned().unwrap_or_default();
 
         let mut command = Command::new(&program);
+        env::restrict(&mut command, &spec.env);
         command
             .args(&spec.argv[1..])
             .stdin(Stdio::null())

@@ -43,7 +43,7 @@ async fn bad_inputs_get_clear_errors_over_http(backend: Backend) {
 
     // None of these left a job behind.
     // A new client: the pooled connection was closed by the 413.
-    let fresh = reqwest::Client::new();
+    let fresh = crate::helpers::http_client();
     let jobs: Value = fresh
         .get(app.url("/api/recordings/jobs/"))
         .send()

@@ -376,3 +376,68 @@ async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
     let output = recording["output_path"].as_str().unwrap_or_default();
     assert!(!std::path::Path::new(&output.replace(".mkv", ".part2.mkv")).exists());
 }
+
+/// A playlist served from loopback (allowed: a local media server is the
+/// common case) whose segment is a local file: the built-in profile's
+/// `-protocol_whitelist` holds only what `http` needs, so ffmpeg refuses
+/// to open it, and says so in the job's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playlist_cannot_make_the_builtin_profile_read_a_local_file() {
+    let _exclusive = crate::helpers::exclusive().await;
+    if !ffmpeg_available() {
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let segment = app.dir.join("local-secret.ts");
+    std::fs::write(&segment, b"not for recorders").expect("write the local file");
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nfile://{}\n#EXT-X-ENDLIST\n",
+        segment.display()
+    );
+    let server = axum::Router::new().route(
+        "/live.m3u8",
+        axum::routing::get(move || {
+            let playlist = playlist.clone();
+            async move {
+                (
+                    [("content-type", "application/vnd.apple.mpegurl")],
+                    playlist,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, server).await });
+
+    let (job_id, _) = app
+        .start_ok_with(
+            json!({ "source": format!("http://{address}/live.m3u8"), "profile": "ffmpeg" }),
+        )
+        .await;
+    let log = app
+        .wait_until(
+            "ffmpeg refusing the file segment",
+            Duration::from_secs(30),
+            || {
+                let job_log = std::fs::read_dir(app.dir.join("data").join("logs"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .find(|e| e.file_name().to_string_lossy() == format!("job-{job_id}.log"))
+                    .and_then(|e| std::fs::read_to_string(e.path()).ok())
+                    .unwrap_or_default();
+                if job_log.contains("not on whitelist") {
+                    Ok(job_log)
+                } else {
+                    Err(job_log)
+                }
+            },
+        )
+        .await;
+    assert!(log.contains("Protocol 'file' not on whitelist"), "{log}");
+    let _ = app.stop(job_id).await;
+    app.wait_for_job_end(job_id).await;
+}

@@ -127,6 +127,8 @@ pub struct AppOptions {
     pub env: Vec<(String, String)>,
     /// Another app's data directory (nodes sharing their storage).
     pub data_dir: Option<PathBuf>,
+    /// Sent as `Authorization: Bearer` with every request of `client`.
+    pub token: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -140,6 +142,7 @@ impl Default for AppOptions {
             readme_defaults: false,
             env: Vec::new(),
             data_dir: None,
+            token: None,
         }
     }
 }
@@ -191,7 +194,10 @@ impl TestApp {
         .expect("write profiles");
         let mut app = Self {
             address: String::new(),
-            client: reqwest::Client::new(),
+            client: match &options.token {
+                Some(token) => client_with_token(token),
+                None => http_client(),
+            },
             server_log: dir.join("server-0.log"),
             dir,
             database_url,
@@ -577,6 +583,28 @@ async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"));
     (status, body)
+}
+
+/// A client for the tests. reqwest's TLS (built for the server's HTTPS
+/// webhooks) needs its crypto provider installed before any client exists,
+/// even a plain-HTTP one.
+pub fn http_client() -> reqwest::Client {
+    recorderd::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    recorderd::tls::install_crypto_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token fit for a header");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
 }
 
 pub fn is_terminal(status: &Value) -> bool {

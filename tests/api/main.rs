@@ -25,6 +25,8 @@ mod outage;
 mod pipeline;
 mod reconcile;
 mod restart;
+mod security;
 mod shutdown;
+mod sources;
 mod validation;
 mod webhooks;

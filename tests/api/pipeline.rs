@@ -157,6 +157,7 @@ async fn delete_removes_a_settled_recording_and_its_files(backend: Backend) {
     let response = app
         .client
         .delete(app.url(&path))
+        .header("content-type", "application/json")
         .send()
         .await
         .expect("DELETE");
@@ -179,6 +180,7 @@ async fn delete_removes_a_settled_recording_and_its_files(backend: Backend) {
     let response = app
         .client
         .delete(app.url(&path))
+        .header("content-type", "application/json")
         .send()
         .await
         .expect("DELETE");

@@ -243,6 +243,7 @@ async fn exactly_one_transition_and_one_processing_run_under_racing_calls(backen
                 _ => {
                     client
                         .post(format!("{base}/api/recordings/jobs/cleanup/"))
+                        .header("content-type", "application/json")
                         .send()
                         .await
                 }

@@ -21,6 +21,7 @@ on_both_databases!(each_bad_input_gets_its_status_and_error_code);
 
 const START: &str = "/api/recordings/jobs/start/";
 const STOP: &str = "/api/recordings/jobs/stop/";
+const CLEANUP: &str = "/api/recordings/jobs/cleanup/";
 
 /// One request and the error it must get.
 struct Case {
@@ -34,6 +35,8 @@ struct Case {
     field: Option<&'static str>,
     /// Something the message must say.
     mentions: Option<&'static str>,
+    /// `error.rule` of a source refused for what it would reach.
+    rule: Option<&'static str>,
 }
 
 fn request(method: Method, path: &str, content_type: Option<&'static str>, body: String) -> Case {
@@ -46,6 +49,7 @@ fn request(method: Method, path: &str, content_type: Option<&'static str>, body:
         code: "",
         field: None,
         mentions: None,
+        rule: None,
     }
 }
 
@@ -83,6 +87,11 @@ impl Case {
         self
     }
 
+    fn rule(mut self, rule: &'static str) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
     fn describe(&self) -> String {
         let mut body: String = self.body.chars().take(80).collect();
         if body.len() < self.body.len() {
@@ -107,6 +116,10 @@ impl Case {
             format!("field {}, expected {field}", error["field"])
         } else if let Some(text) = self.mentions.filter(|t| !message.contains(t)) {
             format!("the message does not mention {text:?}")
+        } else if let Some(rule) = self.rule.filter(|r| error["rule"] != *r) {
+            format!("rule {}, expected {rule}", error["rule"])
+        } else if self.rule.is_some_and(|r| !message.contains(r)) {
+            "the message does not name the rule".to_owned()
         } else {
             return None;
         };
@@ -162,6 +175,65 @@ fn cases() -> Vec<Case> {
         with("title", json!("t".repeat(500)))
             .is(S::BAD_REQUEST, "invalid_field")
             .field("title"),
+        with("title", json!("a\u{0}b"))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("title"),
+        // What a source may reach.
+        start(json!({ "source": "test://169.254.169.254/latest/meta-data/" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("builtin_deny")
+            .mentioning("169.254.0.0/16"),
+        start(json!({ "source": "test://[fe80::1]/x" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("builtin_deny"),
+        start(json!({ "source": "test://0.0.0.0:18997?listen=1" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("listener_option")
+            .mentioning("listen=1"),
+        start(json!({ "source": "test://host:9000?streamid=x&mode=listener" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("listener_option"),
+        start(json!({ "source": "test://239.0.0.1:1234?localport=5000" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("listener_option"),
+        start(json!({ "source": "http://127.0.0.1:8080/secret", "profile": "shared" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("deny_private")
+            .mentioning("127.0.0.0/8"),
+        start(json!({ "source": "test://localhost/x", "profile": "shared" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("deny_private"),
+        start(json!({ "source": "test://2130706433/x", "profile": "shared" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("deny_private"),
+        start(json!({ "source": "test://192.168.1.20/cam", "profile": "shared" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("deny_private"),
+        start(json!({ "source": "test://10.9.3.4/x", "profile": "shared" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("deny_hosts")
+            .mentioning("10.9.0.0/16"),
+        start(json!({ "source": "test://cam.blocked.example/x", "profile": "shared" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("deny_hosts"),
+        start(json!({ "source": "test://192.168.1.20/cam", "profile": "cameras" }))
+            .is(S::BAD_REQUEST, "invalid_source")
+            .rule("allow_hosts"),
+        // State changes need JSON: no cross-site form can trigger one.
+        post_raw(CLEANUP, None, "").is(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        post_raw(CLEANUP, Some("application/x-www-form-urlencoded"), "a=b")
+            .is(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            .mentioning("application/json"),
+        post_raw(CLEANUP, Some("text/plain"), "")
+            .is(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        post_raw(
+            "/api/recordings/1/reprocess/",
+            Some("multipart/form-data; boundary=x"),
+            "",
+        )
+        .is(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        request(Method::DELETE, "/api/recordings/1/", None, String::new())
+            .is(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         // Stops.
         post(STOP, json!({ "job_id": "seven" })).is(S::UNPROCESSABLE_ENTITY, "invalid_body"),
         post(STOP, json!({})).is(S::UNPROCESSABLE_ENTITY, "invalid_body"),
@@ -187,8 +259,13 @@ fn cases() -> Vec<Case> {
         // Routes and methods.
         get("/api/nothing/here").is(S::NOT_FOUND, "not_found"),
         get(START).is(S::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        request(Method::DELETE, "/api/recordings/jobs/", None, String::new())
-            .is(S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        request(
+            Method::DELETE,
+            "/api/recordings/jobs/",
+            Some("application/json"),
+            String::new(),
+        )
+        .is(S::METHOD_NOT_ALLOWED, "method_not_allowed"),
     ]
 }
 

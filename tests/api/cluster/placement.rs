@@ -96,6 +96,7 @@ async fn starts_beyond_a_nodes_capacity_run_on_the_others_and_one_too_many_is_re
     let (status, _) = c
         .client
         .delete(c.url("/api/nodes/node-b/drain"))
+        .json(&json!({}))
         .send()
         .await
         .map(|r| (r.status(), ()))

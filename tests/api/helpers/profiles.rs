@@ -83,6 +83,17 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
         // Records until stopped, and writes when it ended (ns since the
         // epoch) beside its output.
         profile("stamped", &["--timestamp-file", "{output}.exited"]),
+        // Where sources may reach: the defaults, a shared deployment's
+        // rules, and an allow-list.
+        profile("web", &[]).set("allowed_schemes", toml_array(["http", "test"])),
+        profile("shared", &[])
+            .set("allowed_schemes", toml_array(["http", "test"]))
+            .set("deny_private", "true")
+            .set(
+                "deny_hosts",
+                toml_array(["10.9.0.0/16", "*.blocked.example"]),
+            ),
+        profile("cameras", &[]).set("allow_hosts", toml_array(["127.0.0.1", "camera.lan"])),
     ] {
         text += &profile.to_toml();
     }

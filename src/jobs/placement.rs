@@ -94,7 +94,7 @@ impl JobService {
                 .filter(|r| r.id != me)
                 .map(|r| r.id.clone())
                 .collect();
-            let alive = self.inner.lease.alive_among(&others).await?;
+            let alive = self.inner.lease.alive_among_on(txn, &others).await?;
             let rooms: Vec<Room> = rows
                 .iter()
                 .map(|r| Room {

@@ -21,7 +21,7 @@ use super::{JobError, JobService, NoRoomHere, Started, ValidStart};
 use crate::entity::{EndCause, JobStatus};
 use crate::nodes::placement::{Room, choose};
 use crate::nodes::{Message, Place};
-use crate::store::jobs::{Admission, NewRecording, Placed};
+use crate::store::placement::{Admission, NewRecording, Placed};
 use crate::store::{self, Job, Recording};
 
 /// How long a start placed on another node waits for it to start the
@@ -80,7 +80,7 @@ impl JobService {
             // The common case costs one count: this node has room.
             if let Some(generation) = generation
                 && open_here
-                && store::jobs::held_by_node(txn, &me).await? < max_jobs as u64
+                && store::placement::held_by_node(txn, &me).await? < max_jobs as u64
             {
                 return Ok(Some(Placed {
                     node: me.clone(),
@@ -133,7 +133,7 @@ impl JobService {
             logs_dir: &settings.logs_dir(),
             duration_seconds: start.duration_seconds.map(|d| d as i64),
         };
-        match store::jobs::admit(&self.inner.db, &admission, decide, new).await? {
+        match store::placement::admit(&self.inner.db, &admission, decide, new).await? {
             Some(admitted) => Ok(admitted),
             None if !required.is_empty() => Err(JobError::NoNodeWithLabels {
                 labels: required.join(", "),
@@ -186,7 +186,7 @@ impl JobService {
             }
             if began.elapsed() >= PLACEMENT_WAIT {
                 if now.status == JobStatus::Pending
-                    && store::jobs::withdraw_placed(&self.inner.db, &now).await?
+                    && store::placement::withdraw_placed(&self.inner.db, &now).await?
                 {
                     warn!(job_id = job.id, %node, "a placed start was not taken in time; withdrawn");
                     break Err(JobError::NotPlaced {
@@ -243,7 +243,8 @@ impl JobService {
                 break;
             };
             let gate = self.inner.start_gate.read().await;
-            let Some(job) = store::jobs::claim_placed(&self.inner.db, me, generation).await? else {
+            let Some(job) = store::placement::claim_placed(&self.inner.db, me, generation).await?
+            else {
                 break;
             };
             let job_id = job.id;

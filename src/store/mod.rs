@@ -4,6 +4,7 @@
 
 pub mod jobs;
 pub mod nodes;
+pub mod placement;
 pub mod recordings;
 pub mod steps;
 

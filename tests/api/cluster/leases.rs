@@ -171,7 +171,14 @@ async fn a_paused_node_keeps_its_jobs_and_one_cut_off_is_fenced_out_when_it_retu
     // and writes nothing to those jobs.
     send_signal(a.server_pid(), 18);
     a.wait_for_processes_to_end(&recorders).await;
-    let now = count(&b, "SELECT lease_generation FROM nodes WHERE id = 'node-a'").await;
+    // It may see its jobs ended (and stop their recorders) before it holds
+    // its lease again: the new generation is waited for.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = generation;
+    while now != generation + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now = count(&b, "SELECT lease_generation FROM nodes WHERE id = 'node-a'").await;
+    }
     assert_eq!(now, generation + 1, "node-a took its lease again");
     // Its recorders' exits were seen by node-a; give any write they would
     // cause the time to land.

@@ -94,12 +94,14 @@ async fn stops_sent_to_another_node_take_effect_within_milliseconds() {
         percentile(&through_a, 50),
         percentile(&through_a, 99)
     );
-    // The aim is a p99 under 50 ms (printed above, and in BENCHMARKS.md);
-    // what is asserted is that each stop was carried by the message, not
-    // found by the owner's safety-net look every five seconds: a bound a
-    // machine busy with other builds still meets.
+    // The aim is a p99 under 50 ms (printed above, and in BENCHMARKS.md).
+    // What is asserted is that stops are carried by the message, not found
+    // by the owner's safety-net look every five seconds (which would put
+    // the median near 2.5 s): bounds a machine busy with other builds,
+    // where even stops sent to the owner take a few hundred ms, still
+    // meets.
     assert!(
-        p50 < Duration::from_millis(500) && p99 < Duration::from_secs(1),
+        p50 < Duration::from_secs(1) && p99 < Duration::from_millis(2500),
         "stops through another node: p50 {p50:?}, p99 {p99:?}"
     );
     for (job_id, _) in routed.iter().chain(&direct) {

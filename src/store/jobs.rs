@@ -42,7 +42,14 @@ impl Fence {
             Self::Open => None,
             Self::Lease { node, generation } => Some(
                 Condition::all()
-                    .add(recording_job::Column::Node.eq(node.as_str()))
+                    .add(
+                        Condition::any()
+                            .add(recording_job::Column::Node.eq(node.as_str()))
+                            // Jobs from before nodes were recorded are
+                            // every node's own, as `JobService::is_mine`
+                            // says (a sole node claims them at start).
+                            .add(recording_job::Column::Node.is_null()),
+                    )
                     .add(
                         Condition::any()
                             .add(recording_job::Column::LeaseGeneration.eq(*generation))

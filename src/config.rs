@@ -62,6 +62,7 @@ pub struct Settings {
     /// own, while a restart of this one always recognizes them.
     pub recorder_marker: String,
     pub node_timeout: Duration,
+    pub cluster: Cluster,
     pub limits: Limits,
 }
 
@@ -76,6 +77,56 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// For a request body to arrive, or an answer to be read.
     pub idle_timeout: Duration,
+}
+
+/// How this node takes part in a cluster of nodes sharing its database.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Labels it offers to profiles that require some.
+    pub labels: Vec<String>,
+    /// Its data directory is every node's (checked at start).
+    pub shared_storage: bool,
+    /// The URL others reach it by; derived from the bound address when
+    /// absent.
+    pub advertise_url: Option<String>,
+}
+
+impl Cluster {
+    fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let mut labels: Vec<String> = Vec::new();
+        for label in args
+            .labels
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+        {
+            if label.len() > 64 || label.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                bail!("--labels: `{label}` must be at most 64 characters, without spaces");
+            }
+            if !labels.iter().any(|l| l == label) {
+                labels.push(label.to_owned());
+            }
+        }
+        if labels.len() > 32 {
+            bail!("--labels: at most 32 labels");
+        }
+        let advertise_url = match args.advertise_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => {
+                let url = url::Url::parse(text)
+                    .with_context(|| format!("--advertise-url `{text}` is not a URL"))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                    bail!("--advertise-url must be an http:// or https:// URL with a host");
+                }
+                Some(text.trim_end_matches('/').to_owned())
+            }
+        };
+        Ok(Self {
+            labels,
+            shared_storage: args.shared_storage,
+            advertise_url,
+        })
+    }
 }
 
 /// `<node id>@<digest>`: the digest of the database's URL without its
@@ -183,6 +234,7 @@ impl Settings {
             event_retention,
             node_id,
             node_timeout: Duration::from_secs(args.node_timeout_secs),
+            cluster: Cluster::from_args(args)?,
             limits: Limits {
                 max_jobs: args.max_jobs as usize,
                 max_event_streams: args.max_event_streams as usize,

@@ -43,3 +43,24 @@ pub fn armed(point: Point) -> bool {
         false
     }
 }
+
+/// How far a test moved this node's clock (`clock_offset=SECONDS` in
+/// `RECORDERD_FAULT`, debug builds only): the times a node writes about
+/// itself (heartbeats, leases) are shifted by it, to prove that no node
+/// judges another by comparing clocks.
+pub fn clock_offset() -> time::Duration {
+    if !cfg!(debug_assertions) {
+        return time::Duration::ZERO;
+    }
+    std::env::var("RECORDERD_FAULT")
+        .ok()
+        .and_then(|points| {
+            points.split(',').find_map(|p| {
+                p.trim()
+                    .strip_prefix("clock_offset=")
+                    .and_then(|s| s.parse::<i64>().ok())
+            })
+        })
+        .map(time::Duration::seconds)
+        .unwrap_or(time::Duration::ZERO)
+}

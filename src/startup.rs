@@ -22,9 +22,9 @@ use crate::events::EventLog;
 use crate::http::{self, AppState};
 use crate::jobs::{JobDeps, JobService};
 use crate::metrics::Metrics;
-use crate::nodes;
+use crate::nodes::{self, Bell, Lease, Message, NodeCard, Place};
 use crate::processing::{Processing, ProcessingDirs};
-use crate::recordings::Recordings;
+use crate::recordings::{Recordings, RecordingsDeps};
 use crate::supervisor::{Supervisor, reaper};
 use crate::webhooks;
 
@@ -54,15 +54,25 @@ struct Services {
     events: EventLog,
     metrics: Arc<Metrics>,
     probe: Probe,
+    nodes: nodes::Nodes,
+}
+
+/// This node's part in the cluster, as the services get it.
+struct Membership {
+    lease: Lease,
+    bell: Bell,
 }
 
 impl Services {
     fn build(
         db: DatabaseConnection,
         settings: Arc<Settings>,
+        membership: Membership,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Self {
+        let Membership { lease, bell } = membership;
+        let (lease_for_nodes, bell_for_nodes) = (lease.clone(), bell.clone());
         let metrics = Arc::new(Metrics::default());
         // Cancelled once shutdown has dealt with every recorder: the event
         // log, heartbeats and webhooks run until then.
@@ -77,7 +87,7 @@ impl Services {
         );
         let (supervisor, reports) =
             Supervisor::new(tracker.clone(), settings.recorder_marker.clone());
-        let processing = Processing::new(
+        let mut processing = Processing::new(
             db.clone(),
             supervisor.clone(),
             Arc::new(settings.profiles.clone()),
@@ -91,11 +101,24 @@ impl Services {
         )
         .with_events(events.clone())
         .with_metrics(metrics.clone());
+        if settings.cluster.shared_storage {
+            processing = processing.with_shared_storage(
+                settings.node_id.clone(),
+                lease.clone(),
+                bell.clone(),
+            );
+        }
         let recordings = Recordings::new(
             db.clone(),
-            processing.clone(),
-            events.clone(),
-            settings.node_id.clone(),
+            RecordingsDeps {
+                processing: processing.clone(),
+                events: events.clone(),
+                node_id: settings.node_id.clone(),
+                lease: lease.clone(),
+                bell: bell.clone(),
+                shared_storage: settings.cluster.shared_storage,
+                data_dir: settings.data_dir.clone(),
+            },
         );
         let jobs = JobService::new(
             JobDeps {
@@ -109,6 +132,8 @@ impl Services {
                 tracker: tracker.clone(),
                 shutdown: shutdown.clone(),
                 closed,
+                lease,
+                bell,
             },
             reports,
         );
@@ -119,6 +144,7 @@ impl Services {
             processing,
             events,
             metrics,
+            nodes: nodes::Nodes::new(db.clone(), lease_for_nodes, bell_for_nodes),
             probe: Probe::new(db),
         }
     }
@@ -141,11 +167,35 @@ impl Application {
         raise_open_file_limit();
         let db = db::connect(&settings.database_url, settings.database_wait).await?;
         db::migrate(&db).await?;
+        // Bound before the lease is taken, so the node can say where it
+        // answers; served only once recovery is over.
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let address = listener.local_addr()?;
 
+        let (lease, holder) = take_lease(&settings, &db, address).await?;
+        let (messages_tx, messages) = tokio::sync::mpsc::unbounded_channel();
+        let bell = Bell::new(
+            lease.place(),
+            db.clone(),
+            settings.node_id.clone(),
+            messages_tx.clone(),
+        );
         let settings = Arc::new(settings);
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let services = Services::build(db.clone(), settings.clone(), &tracker, &shutdown);
+        let membership = Membership {
+            lease: lease.clone(),
+            bell,
+        };
+        let services = Services::build(
+            db.clone(),
+            settings.clone(),
+            membership,
+            &tracker,
+            &shutdown,
+        );
         reap_orphans(&settings, &services, &tracker, &shutdown);
         // Before recovery, so the transitions it makes are delivered too.
         webhooks::start(
@@ -157,22 +207,24 @@ impl Application {
             services.jobs.closing(),
         )
         .await?;
-        // Before reconciling: other nodes must not take this one for lost
-        // while it recovers.
-        nodes::announce(&db, &settings.node_id, settings.node_timeout).await?;
+        // Held from before recovery until every recorder is dealt with at
+        // shutdown: a node busy recovering or stopping is not lost.
+        tracker.spawn(lease.run(holder, messages_tx, services.jobs.closing()));
+        tracker.spawn(answer_messages(
+            services.jobs.clone(),
+            messages,
+            services.jobs.closing(),
+        ));
+        let processing = services.processing.clone();
         tracker.spawn(nodes::beat(
             db.clone(),
             settings.node_id.clone(),
             settings.node_timeout,
+            move || processing.running(),
             services.jobs.closing(),
         ));
         recover(&settings, &services).await?;
         spawn_background(&settings, &services, &tracker, &shutdown);
-
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("binding {}", settings.bind))?;
-        let address = listener.local_addr()?;
         Ok(Self {
             listener,
             address,
@@ -203,6 +255,8 @@ impl Application {
                 metrics: services.metrics.clone(),
                 probe: services.probe.clone(),
                 shutdown: self.shutdown.clone(),
+                nodes: services.nodes.clone(),
+                proxy: http::proxy::Proxy::new(&self.settings.node_id),
             },
             &http::HttpOptions::from(&*self.settings),
         )
@@ -234,6 +288,16 @@ impl Application {
         shutdown.cancel();
         crate::notify::stopping();
         info!(policy = ?settings.shutdown_policy, "shutting down: no new requests");
+        // Said first: no start is placed here from now on, and with
+        // `detach` the others wait for this node to come back.
+        let departure = match settings.shutdown_policy {
+            ShutdownPolicy::Stop => nodes::Departure::Stopped,
+            ShutdownPolicy::Detach => nodes::Departure::Detached,
+        };
+        if let Err(e) = crate::store::nodes::set_departure(&db, &settings.node_id, departure).await
+        {
+            warn!(error = %e, "cannot record that this node is leaving");
+        }
         let finishing = services.supervisor.clone();
         let _extending = crate::notify::extend_while(move || finishing.len());
         // In-flight requests finish first, so no start slips in after the
@@ -327,6 +391,18 @@ async fn recover(settings: &Settings, services: &Services) -> anyhow::Result<()>
         .reconcile()
         .await
         .context("reconciling jobs left by a previous run")?;
+    // What other nodes asked while this one was away.
+    let removed = services
+        .recordings
+        .remove_queued_files()
+        .await
+        .context("removing files queued for this node")?;
+    if removed > 0 {
+        info!(
+            removed,
+            "removed files of recordings deleted through other nodes"
+        );
+    }
     let adopted = jobs.supervised();
     info!(
         ended,
@@ -349,6 +425,14 @@ fn spawn_background(
         jobs.clone()
             .watch_peers(settings.node_timeout, jobs.closing()),
     );
+    tracker.spawn(jobs.clone().watch_leases(jobs.closing()));
+    // Starts placed here while this node was away.
+    let claiming = jobs.clone();
+    tracker.spawn(async move {
+        if let Err(e) = claiming.claim_placed().await {
+            warn!(error = %e, "cannot start the jobs placed on this node");
+        }
+    });
     tracker.spawn(sweep_processing(
         services.processing.clone(),
         settings.node_id.clone(),
@@ -400,6 +484,96 @@ async fn sweep_processing(
         }
     })
     .await
+}
+
+/// Takes this node's lease (refusing to start when another live server
+/// holds its node id), after checking shared storage against the nodes
+/// already sharing it.
+async fn take_lease(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    address: SocketAddr,
+) -> anyhow::Result<(Lease, nodes::lease::Holder)> {
+    let cluster = &settings.cluster;
+    let storage_probe = if cluster.shared_storage {
+        Some(nodes::storage::write_probe(
+            &settings.data_dir,
+            &settings.node_id,
+        )?)
+    } else {
+        None
+    };
+    let card = NodeCard {
+        id: settings.node_id.clone(),
+        url: Some(
+            cluster
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| advertised(address)),
+        ),
+        timeout: settings.node_timeout,
+        max_jobs: u32::try_from(settings.limits.max_jobs).unwrap_or(u32::MAX),
+        processing_slots: u32::try_from(settings.processing_concurrency).unwrap_or(u32::MAX),
+        labels: cluster.labels.clone(),
+        shared_storage: cluster.shared_storage,
+        storage_probe,
+    };
+    let place = Place::of(&settings.database_url)?;
+    // Long enough for the server to give up on a previous run of this node
+    // whose host vanished (its keepalives follow the node timeout).
+    let wait = settings.node_timeout + Duration::from_secs(5);
+    let (lease, holder) = Lease::acquire(place, card, db.clone(), wait).await?;
+    if cluster.shared_storage {
+        let rows = crate::store::nodes::all(db).await?;
+        let ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.id != settings.node_id && r.shared_storage)
+            .map(|r| r.id.clone())
+            .collect();
+        let alive = lease.alive_among(&ids).await?;
+        let peers: Vec<_> = rows
+            .into_iter()
+            .filter(|r| alive.contains(&r.id) && r.id != settings.node_id)
+            .collect();
+        nodes::storage::check_peers(&settings.data_dir, &peers)?;
+        info!(
+            peers = peers.len(),
+            "storage is shared with the other nodes"
+        );
+    }
+    Ok((lease, holder))
+}
+
+/// `http://` and the address this node listens on; the host name when it
+/// listens on every address.
+fn advertised(address: SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        if !host.is_empty() {
+            return format!("http://{host}:{}", address.port());
+        }
+    }
+    format!("http://{address}")
+}
+
+/// Acts on what other nodes tell this one, each message in its own task
+/// (a stop must not wait behind a start being placed), until `closed`.
+async fn answer_messages(
+    jobs: JobService,
+    mut messages: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    closed: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => message,
+            () = closed.cancelled() => None,
+        };
+        let Some(message) = message else { return };
+        let jobs = jobs.clone();
+        tokio::spawn(async move { jobs.on_message(message).await });
+    }
 }
 
 /// Each recorder costs a pidfd (its exit watcher) and each client a socket:

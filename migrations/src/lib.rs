@@ -13,6 +13,7 @@ mod m20261129_000006_nodes;
 mod m20261130_000007_typed_columns;
 mod m20261130_000008_restart_window;
 mod m20261130_000009_transcripts_and_search;
+mod m20261130_000011_cluster;
 mod m20261130_000013_history_indexes;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_typed_columns::Migration),
             Box::new(m20261130_000008_restart_window::Migration),
             Box::new(m20261130_000009_transcripts_and_search::Migration),
+            Box::new(m20261130_000011_cluster::Migration),
             Box::new(m20261130_000013_history_indexes::Migration),
         ]
     }

@@ -46,6 +46,13 @@ pub enum Command {
         #[command(subcommand)]
         command: RecordingsCommand,
     },
+    /// The nodes sharing the server's database: list, drain, resume.
+    Nodes {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: Option<NodesCommand>,
+    },
     /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
     /// Meant for health checks (a container's, a load balancer's): needs no
     /// curl. Without `--url` it asks the server `RECORDERD_BIND` names.
@@ -236,6 +243,26 @@ pub enum ConfigCommand {
     },
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum NodesCommand {
+    /// Every node: its status, lease, jobs and capacity (the default).
+    List,
+    /// Take no new job on a node; those it runs finish. For rolling
+    /// upgrades: drain, wait, restart (a node takes jobs again when it
+    /// starts).
+    Drain {
+        node_id: String,
+        /// Wait until the node holds no job (or `--timeout` passes).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds `--wait` waits at most.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Let a drained node take jobs again.
+    Resume { node_id: String },
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Directory holding the SQLite database, recordings and recorder logs.
@@ -344,10 +371,6 @@ pub struct ServeArgs {
     /// check is on when the server listens on loopback or names are given.
     #[arg(long, env = "RECORDERD_PUBLIC_NAMES", value_delimiter = ',')]
     pub public_names: Vec<String>,
-    /// Recorders this node runs at once (running and stopping jobs); a
-    /// start beyond it gets 503 `at_capacity` with `Retry-After`.
-    #[arg(long, env = "RECORDERD_MAX_JOBS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_jobs: u32,
     /// Event-stream clients served at once; one more gets 503
     /// `at_capacity`.
     #[arg(long, env = "RECORDERD_MAX_EVENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -412,9 +435,11 @@ pub struct ServeArgs {
     /// by default).
     #[arg(long, env = "RECORDERD_NODE_ID")]
     pub node_id: Option<String>,
-    /// Seconds without a heartbeat after which another node's jobs are
-    /// ended as lost (heartbeats are sent every quarter of this). Clocks
-    /// of the nodes must agree far better than this.
+    /// Seconds within which the database notices that this node's host
+    /// vanished (keepalives on its lease's session) and it notices a
+    /// silent session itself; also how long others wait for a node that
+    /// left its recorders running (`--shutdown-policy detach`) to come
+    /// back. A node that dies or whose session is cut is noticed at once.
     #[arg(long = "node-timeout", env = "RECORDERD_NODE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
     pub node_timeout_secs: u64,
     /// whisper.cpp model (`ggml-*.bin`) for the built-in `transcribe` step:
@@ -423,6 +448,27 @@ pub struct ServeArgs {
     /// `<data-dir>/models/ggml-base.en.bin`.
     #[arg(long, env = "RECORDERD_WHISPER_MODEL")]
     pub whisper_model: Option<PathBuf>,
+    /// Recorders this node runs at once (running and stopping jobs); a
+    /// start beyond it is placed on the live node with the most free
+    /// slots, or gets 503 `at_capacity` with `Retry-After` when every node
+    /// is full.
+    #[arg(long, env = "RECORDERD_MAX_JOBS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_jobs: u32,
+    /// Labels this node offers (`gpu`, `region=eu`), comma-separated: a
+    /// profile with `node_labels` runs only on nodes that offer them all.
+    #[arg(long, env = "RECORDERD_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Every node sees the same data directory (recordings, logs, work) at
+    /// the same path: processing is shared by all nodes, and files are
+    /// read in place. Checked at start with a probe file every node must
+    /// see.
+    #[arg(long, env = "RECORDERD_SHARED_STORAGE")]
+    pub shared_storage: bool,
+    /// The URL other nodes reach this one by, to proxy reads of the files
+    /// it holds. Default: `http://` and the address it listens on (the
+    /// host name when it listens on all addresses).
+    #[arg(long, env = "RECORDERD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -66,7 +66,8 @@ impl EventKind {
     pub fn of_job(status: super::JobStatus) -> Self {
         use super::JobStatus as S;
         match status {
-            S::Running => Self::JobStarted,
+            // A placed job is announced when its node starts it.
+            S::Pending | S::Running => Self::JobStarted,
             S::Stopping => Self::JobStopping,
             S::Completed => Self::JobCompleted,
             S::Failed => Self::JobFailed,

@@ -2,6 +2,7 @@
 //! types only describe it for queries.
 
 pub mod event;
+pub mod file_removal;
 pub mod node;
 pub mod processing_step;
 pub mod recording;

@@ -117,6 +117,9 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary", nullable)]
     #[serde(skip)]
     pub segments: Option<Segments>,
+    /// The node running (or that ran) its processing, when storage is
+    /// shared and any node may; `null` otherwise (its recording node).
+    pub processing_node: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: TimeDateTimeWithTimeZone,

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// A job's state. `Running` and `Stopping` are live; `Completed` and `Failed`
 /// are final and never change again (every transition is a compare-and-set
-/// on this column).
+/// on this column). `Pending` is a start placed on another node, for the
+/// moment until that node starts its recorder.
 #[derive(
     Debug,
     Clone,
@@ -23,6 +24,10 @@ use serde::{Deserialize, Serialize};
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Placed on another node (this one was full, draining, or lacked a
+    /// label its profile requires), which has not started it yet.
+    #[sea_orm(string_value = "pending")]
+    Pending,
     #[sea_orm(string_value = "running")]
     Running,
     #[sea_orm(string_value = "stopping")]
@@ -35,6 +40,9 @@ pub enum JobStatus {
 
 impl JobStatus {
     pub const LIVE: [JobStatus; 2] = [JobStatus::Running, JobStatus::Stopping];
+    /// What a node's capacity counts, and what its loss ends: its live
+    /// jobs and those placed on it.
+    pub const HELD: [JobStatus; 3] = [JobStatus::Pending, JobStatus::Running, JobStatus::Stopping];
 
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
@@ -43,6 +51,7 @@ impl JobStatus {
     /// The name clients see, for messages.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Running => "running",
             Self::Stopping => "stopping",
             Self::Completed => "completed",
@@ -97,9 +106,14 @@ pub enum EndCause {
     /// The recorder could not be started.
     #[sea_orm(string_value = "spawn_failed")]
     SpawnFailed,
-    /// The node supervising it went silent; another node ended it.
+    /// The node supervising it lost its lease (it died, or its connection
+    /// to the database was cut); another node ended it.
     #[sea_orm(string_value = "node_lost")]
     NodeLost,
+    /// A start placed on another node was stopped before that node
+    /// started its recorder.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 /// How one earlier run of a restarted recorder ended.
@@ -185,6 +199,9 @@ pub struct Model {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub restart_at: Option<TimeDateTimeWithTimeZone>,
+    /// The generation of its node's lease it runs under: only the node
+    /// holding that lease acts on it (`null` for jobs from before leases).
+    pub lease_generation: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

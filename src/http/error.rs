@@ -33,6 +33,8 @@ pub enum ApiError {
     NoRoute { method: String, path: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("node `{id}` is not known to this database")]
+    NodeNotFound { id: String },
     /// The task running the operation died (it panicked): a bug, logged.
     #[error("the operation failed: {0}")]
     TaskFailed(String),
@@ -78,10 +80,13 @@ pub enum ErrorCode {
     Forbidden,
     /// The `Host` is not a name this server answers to (`--public-names`).
     HostNotAllowed,
-    /// A limit of this node is reached (`--max-jobs`, `--max-event-streams`);
+    /// A limit is reached: no node can take the job now (every live node
+    /// is at its `--max-jobs`, draining, or lacks a label the profile
+    /// requires), or this node serves `--max-event-streams` already;
     /// `Retry-After` says when to try again.
     AtCapacity,
     NotPlayable,
+    NodeNotFound,
 }
 
 /// The body of every error response.
@@ -110,7 +115,8 @@ pub struct ErrorDetail {
     /// `spawn_failed`: the program that could not be started, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<String>,
-    /// `on_other_node`: the node that holds the files.
+    /// `on_other_node`: the node that holds the files, which could not be
+    /// reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// `invalid_source`: the rule that refused what the source would
@@ -161,6 +167,7 @@ impl ApiError {
             Self::MethodNotAllowed => {
                 plain(StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed, msg)
             }
+            Self::NodeNotFound { .. } => plain(StatusCode::NOT_FOUND, C::NodeNotFound, msg),
             Self::TaskFailed(_) => internal(),
             Self::TooManyStreams { .. } => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg)
@@ -207,7 +214,6 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
             body.error.rule = Some(rule.as_str());
             (StatusCode::BAD_REQUEST, body)
         }
-        J::AtCapacity { .. } => plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg),
         J::InvalidField { field, .. } => {
             let mut body = ErrorBody::new(C::InvalidField, msg);
             body.error.field = Some(field);
@@ -237,6 +243,15 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
             C::InsufficientStorage,
             msg,
         ),
+        J::AtCapacity { .. } | J::NoNodeWithLabels { .. } | J::NotPlaced { .. } => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg)
+        }
+        J::PlacedSpawn { job_id, .. } => {
+            let mut body = ErrorBody::new(C::SpawnFailed, msg);
+            body.error.job_id = Some(*job_id);
+            (StatusCode::INTERNAL_SERVER_ERROR, body)
+        }
+        J::LeaseLost => plain(StatusCode::SERVICE_UNAVAILABLE, C::DatabaseUnavailable, msg),
         J::Database(e) => database(e),
     }
 }
@@ -259,7 +274,7 @@ fn recording_parts(error: &RecordingError, msg: String) -> (StatusCode, ErrorBod
         R::OnOtherNode { node, .. } => {
             let mut body = ErrorBody::new(C::OnOtherNode, msg);
             body.error.node = Some(node.clone());
-            (StatusCode::CONFLICT, body)
+            (StatusCode::BAD_GATEWAY, body)
         }
         R::Database(e) => database(e),
         R::LogUnreadable { .. } => internal(),
@@ -297,12 +312,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             error!(error = %self, ?self, "request failed");
         }
-        let retry = body.error.code == ErrorCode::DatabaseUnavailable;
+        let retry = match body.error.code {
+            ErrorCode::DatabaseUnavailable => Some(HeaderValue::from_static("5")),
+            _ => None,
+        };
         let mut response = (status, Json(body)).into_response();
-        if retry {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(retry) = retry {
+            response.headers_mut().insert(header::RETRY_AFTER, retry);
         }
         response
     }

@@ -13,6 +13,7 @@ use super::error::ErrorBody;
 use super::{ApiError, ApiJson, AppState, Result, page_bounds, to_completion};
 use crate::entity::JobStatus;
 use crate::jobs::StartRequest;
+use crate::recordings::Log;
 
 /// Fields of a request body that the server does not know: their names,
 /// their values skipped unread.
@@ -35,7 +36,7 @@ pub struct StartResponse {
     operation_id = "start_job",
     tag = "jobs",
     summary = "Start a recording",
-    description = "Creates a recording and its job and spawns the recorder. The job is `running` once this answers. Also served with a trailing slash.",
+    description = "Creates a recording and its job and spawns the recorder. The job is `running` once this answers. A node that cannot take it (at its `--max-jobs`, draining, or lacking a label the profile requires) places it on the live node with the most free slots and answers once that node started it: the job's `node` says where it runs. Also served with a trailing slash.",
     request_body = StartRequest,
     responses(
         (status = 201, description = "The recorder runs", body = StartResponse,
@@ -57,7 +58,7 @@ pub struct StartResponse {
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
         (status = 422, description = "`invalid_body`: a field is missing or of the wrong type (unknown fields are ignored)", body = ErrorBody),
         (status = 500, description = "`spawn_failed` (the job is recorded as failed) or `internal_error`", body = ErrorBody),
-        (status = 503, description = "`shutting_down`; `at_capacity`: this node runs `--max-jobs` recorders already, retry after `Retry-After` seconds; or `database_unavailable` (the database does not answer now; retry later)", body = ErrorBody),
+        (status = 503, description = "`at_capacity` (no live node has a free slot, or the labels the profile requires; `Retry-After` says when to try again), `shutting_down`, or `database_unavailable` (the database does not answer now; retry later)", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`: the recordings' disk is below the free space it must keep", body = ErrorBody),
     )
 )]
@@ -72,7 +73,10 @@ pub async fn start(
         StatusCode::CREATED,
         Json(StartResponse {
             success: true,
-            message: format!("Job #{} started", started.job.id),
+            message: match &started.job.node {
+                Some(node) => format!("Job #{} started on node {node}", started.job.id),
+                None => format!("Job #{} started", started.job.id),
+            },
             job: started.job,
             recording: started.recording,
         }),
@@ -335,15 +339,15 @@ const MAX_LOG_OFFSET: u64 = (1 << 53) - 1;
     operation_id = "job_log",
     tag = "jobs",
     summary = "The end of a job's recorder output, or what follows an offset",
-    description = "The recorder's standard output and error, as written to its log file. To follow it as it grows, read with `offset` set to the previous answer's `next_offset` until the job has ended and a read brings nothing. Also served with a trailing slash.",
+    description = "The recorder's standard output and error, as written to its log file. To follow it as it grows, read with `offset` set to the previous answer's `next_offset` until the job has ended and a read brings nothing. A log held by another node (without shared storage) is read from that node through this one. Also served with a trailing slash.",
     params(("id" = i32, Path, description = "The job's id"), LogQuery),
     responses(
         (status = 200, description = "The log's tail", body = LogTailResponse),
         (status = 400, description = "`invalid_path` or `invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`job_not_found`", body = ErrorBody),
-        (status = 409, description = "`on_other_node`: the log is on the node named in `node`", body = ErrorBody),
         (status = 500, description = "`internal_error`: the log cannot be read", body = ErrorBody),
+        (status = 502, description = "`on_other_node`: the log is on the node named in `node`, which could not be reached", body = ErrorBody),
         (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
@@ -351,7 +355,9 @@ pub async fn log(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
     query: std::result::Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<LogTailResponse>> {
+    request: axum::extract::Request,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
     let Path(id) = id?;
     let Query(query) = query?;
     let bytes = query.bytes.unwrap_or(16 * 1024);
@@ -365,13 +371,24 @@ pub async fn log(
             "`offset` must be between 0 and {MAX_LOG_OFFSET}"
         )));
     }
-    let tail = state.recordings.log_tail(id, query.offset, bytes).await?;
-    Ok(Json(LogTailResponse {
-        job_id: id,
-        size: tail.size,
-        truncated: tail.truncated,
-        content: tail.content,
-        offset: tail.offset,
-        next_offset: tail.next_offset,
-    }))
+    let forwarded = super::proxy::Proxy::is_forwarded(request.headers());
+    match state
+        .recordings
+        .log_tail(id, query.offset, bytes, forwarded)
+        .await?
+    {
+        Log::Here(tail) => Ok(Json(LogTailResponse {
+            job_id: id,
+            size: tail.size,
+            truncated: tail.truncated,
+            content: tail.content,
+            offset: tail.offset,
+            next_offset: tail.next_offset,
+        })
+        .into_response()),
+        Log::On { node, url } => {
+            let what = format!("job {id}");
+            state.proxy.forward(what, node, url, request).await
+        }
+    }
 }

@@ -9,7 +9,7 @@ use tower_http::services::ServeFile;
 
 use super::error::ErrorBody;
 use super::{AppState, Result};
-use crate::recordings::RecordingError;
+use crate::recordings::{Media, RecordingError};
 
 #[utoipa::path(
     get,
@@ -42,8 +42,8 @@ pub async fn playable(
     request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
-    let path = state.recordings.playable(id).await?;
-    serve(id, path, request).await
+    let media = state.recordings.playable(id).await?;
+    serve_located(&state, id, media, request).await
 }
 
 #[utoipa::path(
@@ -73,18 +73,37 @@ pub async fn thumbnail(
     request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
-    let path = state.recordings.thumbnail(id).await?;
-    serve(id, path, request).await
+    let media = state.recordings.thumbnail(id).await?;
+    serve_located(&state, id, media, request).await
+}
+
+/// Serves a file of recording `id` held here, or forwards the request to
+/// the node that holds it (streamed, ranges kept). A request another node
+/// forwarded is never sent on again.
+pub(super) async fn serve_located(
+    state: &AppState,
+    id: i32,
+    media: Media,
+    request: Request,
+) -> Result<Response> {
+    match media {
+        Media::Here(path) => serve(id, path, request).await,
+        Media::On { node, url } if !super::proxy::Proxy::is_forwarded(request.headers()) => {
+            let what = format!("recording {id}");
+            state.proxy.forward(what, node, url, request).await
+        }
+        Media::On { .. } => Err(RecordingError::MediaUnavailable {
+            id,
+            reason: "not on this node".to_owned(),
+        }
+        .into()),
+    }
 }
 
 /// Serves a file of recording `id` with range requests and conditional
 /// GETs. RFC 9110 §14.2: a range in a unit the server does not understand
 /// is ignored, and the whole file served.
-pub(super) async fn serve(
-    id: i32,
-    path: std::path::PathBuf,
-    mut request: Request,
-) -> Result<Response> {
+async fn serve(id: i32, path: std::path::PathBuf, mut request: Request) -> Result<Response> {
     let headers = request.headers_mut();
     if headers
         .get(axum::http::header::RANGE)

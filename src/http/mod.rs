@@ -7,9 +7,11 @@ pub mod error;
 mod events;
 mod jobs;
 mod media;
+mod nodes;
 mod openapi;
 mod ops;
 mod profiles;
+pub mod proxy;
 mod recordings;
 mod serve;
 mod transcripts;
@@ -55,6 +57,10 @@ pub struct AppState {
     /// Cancelled when the server begins shutting down: long-lived event
     /// streams end so that the graceful shutdown does not wait on them.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The nodes sharing the database.
+    pub nodes: crate::nodes::Nodes,
+    /// Reads of files another node holds.
+    pub proxy: proxy::Proxy,
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s, so a malformed or oversized
@@ -88,6 +94,8 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(profiles::list),
         routes!(ui::dashboard),
         routes!(ui::asset),
+        routes!(nodes::list),
+        routes!(nodes::drain, nodes::resume),
         routes!(ops::healthz),
         routes!(ops::readyz),
         routes!(ops::metrics),

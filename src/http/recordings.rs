@@ -240,7 +240,7 @@ pub struct ReprocessResponse {
         (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: send `Content-Type: application/json`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
-        (status = 409, description = "`recording_busy` (still recording or processing), `nothing_to_process` (no file), or `on_other_node` (its file is on the node named in `node`)", body = ErrorBody),
+        (status = 409, description = "`recording_busy` (still recording or processing) or `nothing_to_process` (no file)", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`shutting_down`, or `database_unavailable` (the database does not answer now; retry later)", body = ErrorBody),
     )
@@ -284,7 +284,7 @@ pub struct DeleteResponse {
         (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: send `Content-Type: application/json`", body = ErrorBody),
         (status = 404, description = "`recording_not_found`", body = ErrorBody),
-        (status = 409, description = "`recording_busy`, or `on_other_node` while the node that holds its files is alive", body = ErrorBody),
+        (status = 409, description = "`recording_busy`", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
@@ -308,7 +308,7 @@ pub async fn delete(
     operation_id = "recording_media",
     tag = "recordings",
     summary = "The recorded file",
-    description = "With HTTP range requests, for seeking in a player and resuming downloads. Also served with a trailing slash.",
+    description = "With HTTP range requests, for seeking in a player and resuming downloads. A file held by another node (without shared storage) is streamed from that node through this one, ranges kept (`X-Recorderd-Node` names it). Also served with a trailing slash.",
     params(
         ("id" = i32, Path, description = "The recording's id"),
         ("Range" = Option<String>, Header, description = "A byte range, e.g. `bytes=0-1023`; ignored unless in `bytes` units"),
@@ -320,10 +320,10 @@ pub async fn delete(
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 404, description = "`recording_not_found` or `media_not_found` (no file yet, or it was removed)", body = ErrorBody),
-        (status = 409, description = "`on_other_node`: the file is on the node named in `node`", body = ErrorBody),
         (status = 412, description = "An `If-Unmodified-Since` or `If-Match` precondition failed"),
         (status = 416, description = "The range is outside the file"),
         (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 502, description = "`on_other_node`: the file is on the node named in `node`, which could not be reached", body = ErrorBody),
         (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
@@ -333,6 +333,6 @@ pub async fn media(
     request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
-    let path = state.recordings.media_path(id).await?;
-    super::media::serve(id, path, request).await
+    let media = state.recordings.media(id).await?;
+    super::media::serve_located(&state, id, media, request).await
 }

@@ -23,6 +23,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("recording.js", JAVASCRIPT, include_str!("ui/recording.js")),
     ("log.js", JAVASCRIPT, include_str!("ui/log.js")),
     ("jobs.js", JAVASCRIPT, include_str!("ui/jobs.js")),
+    ("nodes.js", JAVASCRIPT, include_str!("ui/nodes.js")),
     (
         "style.css",
         "text/css; charset=utf-8",

@@ -17,10 +17,6 @@ pub enum JobError {
     /// What the source would reach is refused by one of the profile's rules.
     #[error("source refused by rule `{rule}`: {reason}", rule = rule.as_str())]
     SourceRefused { rule: ReachRule, reason: String },
-    #[error(
-        "this node already runs its maximum of {limit} recorders (--max-jobs); stop one, or try again later"
-    )]
-    AtCapacity { limit: usize },
     #[error("invalid `{field}`: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("job {id} not found")]
@@ -37,6 +33,42 @@ pub enum JobError {
         "the recordings' disk has {free} bytes free, below the {floor} bytes kept free (--min-free-bytes)"
     )]
     InsufficientStorage { free: u64, floor: u64 },
+    #[error(
+        "no node can take another recorder: {here}, and no other live node has a free slot; \
+         stop one, or try again later"
+    )]
+    AtCapacity { here: NoRoomHere },
+    #[error(
+        "no live node offers the labels this profile requires ({labels}) with a free slot; \
+         start a node with them (--labels), or try again later"
+    )]
+    NoNodeWithLabels { labels: String },
+    #[error("node `{node}`, where this start was placed, {reason}; try again")]
+    NotPlaced { node: String, reason: String },
+    #[error("job {job_id} failed on node `{node}`: {reason}")]
+    PlacedSpawn {
+        job_id: i32,
+        node: String,
+        reason: String,
+    },
+    #[error(
+        "this node lost its lease on the database (its session was cut or does not answer) and \
+         does not act on jobs until it holds it again; try again, or use another node"
+    )]
+    LeaseLost,
     #[error(transparent)]
     Database(#[from] DbErr),
+}
+
+/// Why the node a start was sent to could not run it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoomHere {
+    #[error("this one runs its maximum of {limit} (--max-jobs)")]
+    Full { limit: usize },
+    #[error("this one is draining")]
+    Draining,
+    #[error("this one is shutting down")]
+    Leaving,
+    #[error("this one does not hold its lease on the database")]
+    NoLease,
 }

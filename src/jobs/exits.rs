@@ -134,7 +134,8 @@ impl JobService {
             })
             .collect();
         let mut wanted: HashSet<i32> = items.iter().map(|(job, _, _)| job.id).collect();
-        for id in self.end_many(items).await? {
+        let fence = self.own_fence().await?;
+        for id in self.end_many(items, fence).await? {
             wanted.remove(&id);
         }
         Ok(wanted)
@@ -192,6 +193,7 @@ impl JobService {
             exit.last_stop_signal.map(super::status::signal_name),
         );
         self.inner.supervisor.release(exit.job_id);
+        self.inner.stop_plans.remove(exit.job_id);
     }
 }
 

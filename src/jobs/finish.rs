@@ -17,7 +17,7 @@ use super::request::find_profile;
 use super::status::{Ending, JobContext, verdict};
 use crate::entity::{EventKind, JobStatus, RecordingStatus};
 use crate::recordings::output::{self, OutputState, Outputs};
-use crate::store::jobs::{FinishGroup, RecordingOutcome, Verdict};
+use crate::store::jobs::{Fence, FinishGroup, RecordingOutcome, Verdict};
 use crate::store::{self, Job, Recording};
 use crate::supervisor::ExitOutcome;
 
@@ -25,9 +25,10 @@ impl JobService {
     /// Ends one job. Reads it, decides its final state from the state it is
     /// in, and writes it only if that state is unchanged; on a lost race it
     /// reads again. Returns the ended job, or `None` when it had already
-    /// ended.
+    /// ended, or is not this node's to end (it runs under another lease).
     pub async fn finish(&self, job_id: i32, ending: Ending) -> Result<Option<Job>, DbErr> {
         let db = &self.inner.db;
+        let mut refused: Option<(JobStatus, Option<i64>)> = None;
         loop {
             // One read for both, one conditional UPDATE … RETURNING: an exit
             // costs as few round trips to the database as it can.
@@ -39,6 +40,16 @@ impl JobService {
             if job.status.is_terminal() {
                 return Ok(None);
             }
+            // Refused twice in the same state: the fence, not a race.
+            if refused == Some((job.status, job.lease_generation)) {
+                info!(
+                    job_id,
+                    lease_generation = job.lease_generation,
+                    "not ending a job this node does not hold under its lease"
+                );
+                return Ok(None);
+            }
+            let fence = self.fence_for(&job).await?;
             let outputs = read_outputs(vec![output::recorded_files(&recording)]).await?;
             let Some(outputs) = outputs.into_iter().next() else {
                 return Ok(None);
@@ -47,9 +58,12 @@ impl JobService {
             let (verdict, outcome) = self.decide(&job, &recording, &ending, &outputs, disk);
             let ended = [(job.id, ending.ended_at())];
             let ended =
-                store::jobs::finish_jobs(db, &ended, job.status, &verdict, &outcome).await?;
+                store::jobs::finish_jobs(db, &ended, job.status, &verdict, &outcome, &fence)
+                    .await?;
             let Some(ended) = ended.into_iter().next() else {
-                // Its status changed meanwhile: decide again from the new one.
+                // Its status changed meanwhile: decide again from the new
+                // one (or find that the fence refused it).
+                refused = Some((job.status, job.lease_generation));
                 continue;
             };
             self.after_end(&ended, job.status, &verdict, &recording, &outcome);
@@ -57,14 +71,15 @@ impl JobService {
         }
     }
 
-    /// Ends many live jobs, each with its own ending, in one transaction:
-    /// jobs that end the same way (same state, same verdict, same fate of
-    /// their recording) share one conditional UPDATE. Returns the ids of the
-    /// jobs ended; those whose state changed since they were read are left
-    /// for the caller.
+    /// Ends many live jobs, each with its own ending, in one transaction
+    /// under one fence: jobs that end the same way (same state, same
+    /// verdict, same fate of their recording) share one conditional UPDATE.
+    /// Returns the ids of the jobs ended; those whose state changed since
+    /// they were read are left for the caller.
     pub(super) async fn end_many(
         &self,
         items: Vec<(Job, Recording, Ending)>,
+        fence: Fence,
     ) -> Result<HashSet<i32>, DbErr> {
         if items.is_empty() {
             return Ok(HashSet::new());
@@ -81,7 +96,7 @@ impl JobService {
             let ended_at = ending.ended_at();
             decided.push((job, recording, verdict, outcome, ended_at));
         }
-        let (groups, recordings) = group_endings(decided);
+        let (groups, recordings) = group_endings(decided, &fence);
         let ended = store::jobs::finish_job_groups(&self.inner.db, &groups).await?;
         let mut ended_ids = HashSet::with_capacity(ended.len());
         for (job, group) in &ended {
@@ -94,13 +109,15 @@ impl JobService {
         Ok(ended_ids)
     }
 
-    /// Ends unowned jobs whose processes are gone, in as few statements as
-    /// their distinct outcomes allow. Start-up after a crash with thousands
-    /// of dead recorders takes a handful of transactions, not thousands.
+    /// Ends this node's unowned jobs whose processes are gone, in as few
+    /// statements as their distinct outcomes allow. Start-up after a crash
+    /// with thousands of dead recorders takes a handful of transactions,
+    /// not thousands.
     pub(super) async fn end_gone(&self, gone: Vec<(Job, Ending)>) -> Result<usize, DbErr> {
         if gone.is_empty() {
             return Ok(0);
         }
+        let fence = self.own_fence().await?;
         let recording_ids: Vec<i32> = gone.iter().map(|(j, _)| j.recording_id).collect();
         let recordings: HashMap<i32, Recording> =
             store::recordings::recordings_by_ids(&self.inner.db, &recording_ids)
@@ -115,7 +132,7 @@ impl JobService {
                 Some((job.clone(), recording, ending.clone()))
             })
             .collect();
-        let ended_ids = self.end_many(items).await?;
+        let ended_ids = self.end_many(items, fence).await?;
         let mut ended_count = ended_ids.len();
         // Jobs whose state changed since they were read (a stop landed):
         // the one-by-one transition reads them again and decides anew.
@@ -196,6 +213,38 @@ impl JobService {
             && recording.segments.is_none();
         let outcome = recording_outcome(ending, output, &verdict, nothing_to_process);
         (verdict, outcome)
+    }
+
+    /// Ends the job once, from the state it is in now, under `fence`: no
+    /// second reading when that state changed meanwhile (the caller looks
+    /// again). Returns the ended job.
+    pub(super) async fn end_once(
+        &self,
+        job: &Job,
+        recording: &Recording,
+        ending: Ending,
+        fence: &Fence,
+    ) -> Result<Option<Job>, DbErr> {
+        let outputs = read_outputs(vec![output::recorded_files(recording)]).await?;
+        let Some(outputs) = outputs.into_iter().next() else {
+            return Ok(None);
+        };
+        let (verdict, outcome) = self.decide(job, recording, &ending, &outputs, None);
+        let ended = [(job.id, ending.ended_at())];
+        let ended = store::jobs::finish_jobs(
+            &self.inner.db,
+            &ended,
+            job.status,
+            &verdict,
+            &outcome,
+            fence,
+        )
+        .await?;
+        let ended = ended.into_iter().next();
+        if let Some(ended) = &ended {
+            self.after_end(ended, job.status, &verdict, recording, &outcome);
+        }
+        Ok(ended)
     }
 
     /// What follows a committed end, the same whichever path ended the job:
@@ -304,7 +353,10 @@ type Decided = (
 /// Groups decided endings so that jobs ending the same way, from the same
 /// state, are written by one statement (each keeping its own end time);
 /// also returns each job's recording.
-fn group_endings(decided: Vec<Decided>) -> (Vec<FinishGroup>, HashMap<i32, Recording>) {
+fn group_endings(
+    decided: Vec<Decided>,
+    fence: &Fence,
+) -> (Vec<FinishGroup>, HashMap<i32, Recording>) {
     let mut groups: Vec<FinishGroup> = Vec::new();
     let mut recordings = HashMap::with_capacity(decided.len());
     for (job, recording, verdict, outcome, ended_at) in decided {
@@ -318,6 +370,7 @@ fn group_endings(decided: Vec<Decided>) -> (Vec<FinishGroup>, HashMap<i32, Recor
                 verdict,
                 outcome,
                 jobs: vec![(job.id, ended_at)],
+                fence: fence.clone(),
             }),
         }
         recordings.insert(job.id, recording);
@@ -355,6 +408,7 @@ mod tests {
             node: None,
             end_cause: None,
             restart_at: None,
+            lease_generation: None,
         }
     }
 
@@ -370,6 +424,7 @@ mod tests {
             analysis: None,
             transcript: None,
             segments: None,
+            processing_node: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
@@ -423,7 +478,7 @@ mod tests {
             (job, recording, verdict, processing(), ended_at)
         })
         .collect();
-        let (groups, recordings) = group_endings(decided);
+        let (groups, recordings) = group_endings(decided, &Fence::Open);
         let ids: Vec<Vec<i32>> = groups
             .iter()
             .map(|g| g.jobs.iter().map(|(id, _)| *id).collect())

@@ -9,6 +9,7 @@ mod finish;
 mod orphans;
 mod peers;
 mod pending;
+mod placement;
 mod reconcile;
 mod request;
 mod restart;
@@ -16,8 +17,9 @@ mod service;
 mod start;
 pub mod status;
 mod stop;
+mod takeover;
 
-pub use error::JobError;
+pub use error::{JobError, NoRoomHere};
 pub use request::{StartRequest, ValidStart, whole_number};
 pub use service::{JobDeps, JobService, StatusCounts};
 

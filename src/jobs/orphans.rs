@@ -66,7 +66,8 @@ impl JobService {
                     pid = identity.pid,
                     "found this node's recorder with no identity stored; taking charge of it"
                 );
-                store::jobs::set_process_identity(&self.inner.db, job_id, identity).await?;
+                let fence = self.own_fence().await?;
+                store::jobs::set_process_identity(&self.inner.db, job_id, identity, &fence).await?;
             }
             return Ok(None);
         }

@@ -1,5 +1,5 @@
-//! Two small registries of jobs in between states, each guarding an
-//! ordering the API promises.
+//! Small registries of jobs in between states, each guarding an ordering
+//! the API promises or saving a read where every millisecond counts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -91,6 +91,33 @@ impl Restarts {
             }
             None => false,
         }
+    }
+}
+
+/// The stop sequence of each recorder this node runs, known from its
+/// profile when it was started: a stop another node asks for is carried
+/// out without reading the job first.
+#[derive(Default)]
+pub(super) struct StopPlans {
+    plans: Mutex<HashMap<i32, crate::supervisor::StopPlan>>,
+}
+
+impl StopPlans {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, crate::supervisor::StopPlan>> {
+        // Single inserts and removals: a poisoned map is still valid.
+        self.plans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn insert(&self, job_id: i32, plan: crate::supervisor::StopPlan) {
+        self.lock().insert(job_id, plan);
+    }
+
+    pub(super) fn remove(&self, job_id: i32) {
+        self.lock().remove(&job_id);
+    }
+
+    pub(super) fn get(&self, job_id: i32) -> Option<crate::supervisor::StopPlan> {
+        self.lock().get(&job_id).copied()
     }
 }
 

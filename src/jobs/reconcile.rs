@@ -2,8 +2,9 @@
 //! task of this process owns: those left by a previous supervisor, found at
 //! start-up, by `active`, by `cleanup` and on a timer. A job whose process
 //! is gone, or whose PID now names another process, is ended; a live one
-//! with a verified identity is adopted; another node's job is judged by
-//! that node's liveness, never by a local PID.
+//! with a verified identity is adopted. Another node's job is never judged
+//! here (a PID means nothing on another machine): its node's lease says
+//! whether it lives (`takeover`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -53,12 +54,16 @@ impl JobService {
                 .collect();
             (live, candidates)
         };
-        let (mine, foreign): (Vec<Job>, Vec<Job>) =
-            candidates.into_iter().partition(|job| self.is_mine(job));
-        let mut gone = self.lost_with_their_nodes(foreign).await?;
-        if mine.is_empty() && gone.is_empty() {
+        // Without its lease this node writes none of its jobs: judged
+        // once it holds it again.
+        let mine: Vec<Job> = match self.fence_now() {
+            Some(_) => candidates.into_iter().filter(|j| self.is_mine(j)).collect(),
+            None => Vec::new(),
+        };
+        if mine.is_empty() {
             return Ok((0, live));
         }
+        let mut gone = Vec::new();
         let (waiting, mine): (Vec<Job>, Vec<Job>) = mine.into_iter().partition(waits_to_restart);
         let mut ended = 0;
         for job in waiting {
@@ -99,28 +104,13 @@ impl JobService {
         let Some(job) = store::jobs::find_job(&self.inner.db, job_id).await? else {
             return Ok(false);
         };
-        if job.status.is_terminal() || self.inner.supervisor.owns(job_id) {
+        if job.status.is_terminal() || self.inner.supervisor.owns(job_id) || !self.is_mine(&job) {
             return Ok(false);
-        }
-        if !self.is_mine(&job) {
-            let gone = self.lost_with_their_nodes(vec![job]).await?;
-            return Ok(self.end_gone(gone).await? > 0);
         }
         let Some((job, liveness)) = check_identities(vec![job]).await?.pop() else {
             return Ok(false);
         };
         self.settle_unowned(&job, liveness).await
-    }
-
-    /// Of other nodes' live jobs, those whose node is lost, each with how it
-    /// ends: nothing here can know how its recorder went, nor read what it
-    /// wrote.
-    async fn lost_with_their_nodes(&self, foreign: Vec<Job>) -> Result<Vec<(Job, Ending)>, DbErr> {
-        let lost = crate::nodes::lost_jobs(&self.inner.db, foreign).await?;
-        Ok(lost
-            .into_iter()
-            .map(|(job, loss)| (job, Ending::NodeLost(loss.to_string())))
-            .collect())
     }
 
     /// Ends an unowned job whose process is gone, or adopts it when it is
@@ -176,10 +166,15 @@ impl JobService {
         // The file of the run that is recording now: from the second run
         // on, a segment of its own.
         let stall = match self.recording_and_profile(job).await {
-            Ok((recording, profile)) => profile.stall_timeout().map(|timeout| StallCheck {
-                output: run_output(Path::new(&recording.output_path), job.attempt),
-                timeout,
-            }),
+            Ok((recording, profile)) => {
+                self.inner
+                    .stop_plans
+                    .insert(job.id, super::stop::plan_of(&profile));
+                profile.stall_timeout().map(|timeout| StallCheck {
+                    output: run_output(Path::new(&recording.output_path), job.attempt),
+                    timeout,
+                })
+            }
             Err(_) => None,
         };
         self.inner.supervisor.adopt(job.id, process, stall);

@@ -174,7 +174,10 @@ impl JobService {
                 Ok(Restart::No)
             }
             // The new run was killed; its own exit ends the job.
-            Err(RunError::Identity(_)) => Ok(Restart::Started),
+            Err(RunError::Identity(_) | RunError::Taken) => Ok(Restart::Started),
+            // Nothing started: the exit that asked for it ends the job,
+            // once it can be written.
+            Err(RunError::NoLease) => Ok(Restart::No),
         }
     }
 
@@ -212,8 +215,10 @@ impl JobService {
         });
         let mut segments = recording.segments.clone().unwrap_or_default();
         segments.0.push(segment.display().to_string());
+        let fence = self.own_fence().await?;
         let claimed =
-            store::jobs::claim_restart(&self.inner.db, job, history, segments, restart_at).await?;
+            store::jobs::claim_restart(&self.inner.db, job, history, segments, restart_at, &fence)
+                .await?;
         Ok(claimed.map(|job| (job, segment)))
     }
 
@@ -248,7 +253,8 @@ impl JobService {
                 warn!(job_id = job.id, error = %e, "the recorder could not be restarted");
                 Ok(false)
             }
-            Err(RunError::Identity(_)) => Ok(true),
+            Err(RunError::Identity(_) | RunError::Taken) => Ok(true),
+            Err(RunError::NoLease) => Ok(false),
         }
     }
 }

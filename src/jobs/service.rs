@@ -2,8 +2,9 @@
 //! file per concern, each an `impl JobService` block: `start` (starting and
 //! restarting a recorder), `stop`, `exits` (from the supervisor's report to
 //! the committed transition), `finish` (the one transition out of a live
-//! state), `reconcile` (orphans and adoption after a restart) and `peers`
-//! (what other nodes ask of this one).
+//! state), `reconcile` (orphans and adoption after a restart), `peers`
+//! (what other nodes ask of this one), `placement` (where a start runs)
+//! and `takeover` (the jobs of nodes whose lease is gone).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,15 +19,17 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::JobError;
-use super::pending::{Announcements, Restarts};
+use super::pending::{Announcements, Restarts, StopPlans};
 use super::request::find_profile;
 use crate::config::Settings;
 use crate::entity::{JobStatus, RecordingStatus};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
+use crate::nodes::{Bell, Lease};
 use crate::processing::Processing;
 use crate::profile::Profile;
 use crate::recordings::Recordings;
+use crate::store::jobs::Fence;
 use crate::store::{self, Job, Recording};
 use crate::supervisor::{Supervisor, SupervisorEvent};
 
@@ -50,6 +53,10 @@ pub struct JobDeps {
     pub shutdown: CancellationToken,
     /// Cancelled by [`JobService::close`] once no recorder is left.
     pub closed: CancellationToken,
+    /// This node's lease: it writes its jobs only under it.
+    pub lease: Lease,
+    /// Wakes other nodes.
+    pub bell: Bell,
 }
 
 pub(super) struct Inner {
@@ -65,9 +72,6 @@ pub(super) struct Inner {
     /// owns: otherwise a job inserted but not yet spawned would look like an
     /// orphan whose process is gone.
     pub(super) start_gate: RwLock<()>,
-    /// Held by a start from counting the node's live jobs until its own
-    /// is stored (`--max-jobs`).
-    pub(super) admission: tokio::sync::Mutex<()>,
     /// Cancelled by [`JobService::close`] once no recorder is left, which
     /// ends the task consuming exit events.
     pub(super) closed: CancellationToken,
@@ -77,6 +81,12 @@ pub(super) struct Inner {
     pub(super) announcements: Announcements,
     /// Recorders waiting to be restarted, and how to cut the wait short.
     pub(super) restarts: Restarts,
+    pub(super) lease: Lease,
+    pub(super) bell: Bell,
+    /// Starts placed on other nodes, waiting to hear they were started.
+    pub(super) placements: super::placement::Waiting,
+    /// The stop sequence of each recorder run here.
+    pub(super) stop_plans: StopPlans,
 }
 
 /// How many jobs and recordings are in each status.
@@ -100,12 +110,15 @@ impl JobService {
                 tracker: deps.tracker,
                 shutdown: deps.shutdown,
                 start_gate: RwLock::new(()),
-                admission: tokio::sync::Mutex::new(()),
                 closed: deps.closed,
                 events: deps.events,
                 metrics: deps.metrics,
                 announcements: Announcements::default(),
                 restarts: Restarts::default(),
+                lease: deps.lease,
+                bell: deps.bell,
+                placements: super::placement::Waiting::default(),
+                stop_plans: StopPlans::default(),
             }),
         };
         crate::tasks::spawn_critical(
@@ -229,5 +242,59 @@ impl JobService {
         job.node
             .as_deref()
             .is_none_or(|node| node == self.inner.settings.node_id)
+    }
+
+    /// The fence under which this node writes its own jobs: the lease it
+    /// holds now, waited for a moment while it is being taken back. Past
+    /// that the node cannot write its jobs, which callers treat as the
+    /// database being unavailable (a request answers 503, background work
+    /// tries again).
+    pub(super) async fn own_fence(&self) -> Result<Fence, DbErr> {
+        let wait = tokio::time::timeout(
+            crate::db::ACQUIRE_TIMEOUT,
+            self.inner.lease.held(&self.inner.closed),
+        );
+        match wait.await {
+            Ok(Some(generation)) => Ok(self.fence_of(generation)),
+            _ => {
+                warn!("this node does not hold its lease: its jobs are not written now");
+                Err(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))
+            }
+        }
+    }
+
+    /// The fence of this node's lease as it stands, without waiting:
+    /// `None` while the lease is lost.
+    pub(super) fn fence_now(&self) -> Option<Fence> {
+        self.inner.lease.state().held().map(|g| self.fence_of(g))
+    }
+
+    /// This node's fence under lease `generation`.
+    pub(super) fn fence_of(&self, generation: i64) -> Fence {
+        Fence::Lease {
+            node: self.inner.settings.node_id.clone(),
+            generation,
+        }
+    }
+
+    /// The fence for ending `job`: this node's lease for its own jobs;
+    /// none for another node's (only a placed job nobody started, which a
+    /// stop through any node withdraws, is ended that way).
+    pub(super) async fn fence_for(&self, job: &Job) -> Result<Fence, DbErr> {
+        if self.is_mine(job) {
+            self.own_fence().await
+        } else {
+            Ok(Fence::Open)
+        }
+    }
+
+    /// This node's lease.
+    pub fn lease(&self) -> &Lease {
+        &self.inner.lease
+    }
+
+    /// Wakes other nodes.
+    pub fn bell(&self) -> &Bell {
+        &self.inner.bell
     }
 }

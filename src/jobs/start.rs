@@ -12,7 +12,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
-use crate::entity::EventKind;
+use crate::entity::{EventKind, JobStatus};
 use crate::faults;
 use crate::profile::{Profile, protocol_whitelist};
 use crate::recordings::output;
@@ -37,18 +37,25 @@ pub(super) enum RunError {
     /// The process was created but its identity could not be stored: it has
     /// been killed, and its exit will be reported as usual.
     Identity(DbErr),
+    /// The process was created, but the job is no longer this node's (it
+    /// lost its lease and another node took the job over): it has been
+    /// killed.
+    Taken,
+    /// This node does not hold its lease: nothing was spawned.
+    NoLease,
 }
 
 impl JobService {
-    /// Creates a recording and its job and spawns the recorder. When the
-    /// recorder cannot be spawned the job and recording end `failed` at once
-    /// and the error names the program and the OS error.
+    /// Creates a recording and its job and spawns the recorder, here or,
+    /// when this node cannot take it, on the node placement chose (the
+    /// answer waits until that node started it). When the recorder cannot
+    /// be spawned the job and recording end `failed` at once and the error
+    /// names the program and the OS error.
     pub async fn start(&self, request: StartRequest) -> Result<Started, JobError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
-        let settings = &self.inner.settings;
-        let start = request.validate(&settings.profiles)?;
+        let start = request.validate(&self.inner.settings.profiles)?;
         self.check_free_space().await?;
         self.check_reach(&start).await?;
         let gate = self.inner.start_gate.read().await;
@@ -57,34 +64,35 @@ impl JobService {
         if self.inner.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
-        let place = self.take_place().await?;
-        let (recording, job) = store::jobs::insert_recording_and_job(
-            &self.inner.db,
-            store::jobs::NewRecording {
-                title: &start.title,
-                source: &start.source,
-                profile: &start.profile_name,
-                output_extension: &start.profile.output_extension,
-                recordings_dir: &settings.recordings_dir(),
-                logs_dir: &settings.logs_dir(),
-                duration_seconds: start.duration_seconds.map(|d| d as i64),
-                node: &settings.node_id,
-            },
-        )
-        .await?;
-        drop(place);
+        let (recording, job) = self.admit(&start).await?;
+        if job.status == JobStatus::Pending {
+            drop(gate);
+            return self.await_placed(job, recording).await;
+        }
+        self.launch_first(gate, job, recording, &start.profile)
+            .await
+    }
+
+    /// Spawns the first run of a job stored `running` on this node, while
+    /// `gate` is held (until the job's fate is written: its identity, or
+    /// its failure; a reconciliation meanwhile would take it for an
+    /// orphan without a process). Announces it and arms its limit.
+    pub(super) async fn launch_first(
+        &self,
+        gate: tokio::sync::RwLockReadGuard<'_, ()>,
+        job: Job,
+        recording: Recording,
+        profile: &Profile,
+    ) -> Result<Started, JobError> {
         let span = info_span!("job", job_id = job.id, recording_id = recording.id);
         // The job's end (an instant exit) waits until its start is announced.
         let announcing = self.inner.announcements.begin(job.id);
         let run = Run {
             job: &job,
             recording: &recording,
-            profile: &start.profile,
+            profile,
             output: PathBuf::from(&recording.output_path),
         };
-        // The gate stays held until the job's fate is written: its identity,
-        // or its failure. A reconciliation meanwhile would take it for an
-        // orphan without a process.
         let (identity, stored) = match self.launch_run(&run).instrument(span.clone()).await {
             Ok(launched) => launched,
             Err(RunError::Spawn(e)) => {
@@ -98,14 +106,15 @@ impl JobService {
                 });
             }
             Err(RunError::Identity(e)) => return Err(JobError::Database(e)),
+            Err(RunError::Taken | RunError::NoLease) => return Err(JobError::LeaseLost),
         };
         // Ended already (the recorder exited at once): shown as it is.
         let job = stored.unwrap_or(job);
         drop(gate);
         self.inner.events.publish(EventKind::JobStarted, &job);
         drop(announcing);
-        info!(parent: &span, pid = identity.pid, source = %redact::url(&start.source), profile = %start.profile_name, "job started");
-        if let Some(seconds) = start.duration_seconds {
+        info!(parent: &span, pid = identity.pid, source = %redact::url(&recording.source), profile = %recording.profile, "job started");
+        if let Some(seconds) = job.duration_seconds.and_then(|s| u64::try_from(s).ok()) {
             self.arm_duration_limit(job.id, Duration::from_secs(seconds));
         }
         Ok(Started { job, recording })
@@ -147,6 +156,10 @@ impl JobService {
             profile,
             output,
         } = run;
+        // A node without its lease starts nothing.
+        if self.own_fence().await.is_err() {
+            return Err(RunError::NoLease);
+        }
         let output_text = output.display().to_string();
         let argv = render_argv(
             &profile.command,
@@ -174,6 +187,9 @@ impl JobService {
                 env: profile.env.clone(),
             })
             .map_err(RunError::Spawn)?;
+        self.inner
+            .stop_plans
+            .insert(job.id, super::stop::plan_of(profile));
         if faults::armed(faults::Point::ExitAfterSpawn) {
             error!(
                 pid = identity.pid,
@@ -181,8 +197,19 @@ impl JobService {
             );
             std::process::exit(86);
         }
-        match store::jobs::set_process_identity(&self.inner.db, job.id, identity).await {
-            Ok(stored) => Ok((identity, stored)),
+        let stored = match self.own_fence().await {
+            Ok(fence) => {
+                store::jobs::set_process_identity(&self.inner.db, job.id, identity, &fence).await
+            }
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(Some(stored)) => Ok((identity, Some(stored))),
+            Ok(None) => {
+                error!("the job is no longer this node's (taken over); killing its recorder");
+                self.inner.supervisor.kill(job.id);
+                Err(RunError::Taken)
+            }
             Err(e) => {
                 error!(error = %e, "could not record the recorder's identity; killing it");
                 self.inner.supervisor.kill(job.id);

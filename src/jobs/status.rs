@@ -34,9 +34,12 @@ pub enum Ending {
     ProcessGone(String),
     /// The recorder could not be started at all.
     SpawnFailed(String),
-    /// Another node's recorder, whose node stopped sending heartbeats:
-    /// nothing here can know how it went, nor read what it wrote.
+    /// Another node's recorder, whose node lost its lease: nothing here can
+    /// know how it went, nor read what it wrote.
     NodeLost(String),
+    /// A start placed on another node, stopped before that node started
+    /// its recorder.
+    Cancelled,
 }
 
 impl Ending {
@@ -133,6 +136,7 @@ fn stop_requested(current: JobStatus, ending: &Ending) -> bool {
 /// The end of a job someone (or its limit, or shutdown) asked to stop.
 fn requested_end(job: &JobContext<'_>, ending: &Ending) -> Decided {
     match ending {
+        Ending::Cancelled => cancelled(),
         Ending::SpawnFailed(reason) | Ending::NodeLost(reason) => {
             (JobStatus::Failed, Some(reason.clone()), None)
         }
@@ -158,6 +162,7 @@ fn unrequested_end(job: &JobContext<'_>, ending: &Ending) -> Decided {
         Ending::SpawnFailed(reason) | Ending::NodeLost(reason) => {
             return (JobStatus::Failed, Some(reason.clone()), None);
         }
+        Ending::Cancelled => return cancelled(),
         Ending::Process {
             outcome: ExitOutcome::Vanished(reason),
             ..
@@ -211,6 +216,16 @@ fn unrequested_end(job: &JobContext<'_>, ending: &Ending) -> Decided {
         (ExitOutcome::Signalled(_), failure) => (JobStatus::Failed, failure, None),
         (_, failure) => (JobStatus::Failed, failure, Some(StopReason::SourceEnded)),
     }
+}
+
+/// A placed job stopped before its recorder started: it did what was
+/// asked (nothing), and says so.
+fn cancelled() -> Decided {
+    (
+        JobStatus::Completed,
+        Some("stopped before any node started its recorder".to_owned()),
+        Some(StopReason::Requested),
+    )
 }
 
 /// A job whose exit status is unknown: what it left decides.
@@ -271,6 +286,7 @@ fn end_cause(ending: &Ending) -> EndCause {
         Ending::ProcessGone(_) => EndCause::ProcessGone,
         Ending::SpawnFailed(_) => EndCause::SpawnFailed,
         Ending::NodeLost(_) => EndCause::NodeLost,
+        Ending::Cancelled => EndCause::Cancelled,
     }
 }
 

@@ -8,8 +8,27 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{JobError, JobService};
 use crate::entity::{EventKind, JobStatus, StopReason};
-use crate::store::{self, Job};
+use crate::nodes::Message;
+use crate::profile::Profile;
+use crate::store::{self, Job, Recording};
 use crate::supervisor::StopPlan;
+
+/// A profile's stop sequence.
+pub(super) fn plan_of(profile: &Profile) -> StopPlan {
+    StopPlan {
+        first_signal: profile.stop_signal(),
+        grace: profile.stop_grace(),
+    }
+}
+
+/// What a stop request did to the job's row.
+#[derive(Debug, Clone)]
+enum Marked {
+    /// It is `stopping`: its recorder gets the stop sequence.
+    Stopping(Job),
+    /// It was placed and not started yet: it ended at once.
+    Withdrawn(Job),
+}
 
 impl JobService {
     /// Marks the job `stopping` and begins the profile's stop sequence. Does
@@ -23,8 +42,24 @@ impl JobService {
     pub async fn stop_for(&self, job_id: i32, reason: StopReason) -> Result<Job, JobError> {
         // Worked out before the state changes, so that a failure here cannot
         // leave a job `stopping` with nothing sent.
-        let plan = self.stop_plan(job_id).await?;
-        self.mark_stopping(job_id, reason).await?;
+        let (job, recording) = store::jobs::find_job_with_recording(&self.inner.db, job_id)
+            .await?
+            .ok_or(JobError::JobNotFound { id: job_id })?;
+        let recording = recording.ok_or(JobError::RecordingNotFound {
+            id: job.recording_id,
+        })?;
+        let plan = plan_of(&self.profile_or_builtin(&recording.profile));
+        let stopping = match self.mark_stopping(job, &recording, reason).await? {
+            Marked::Stopping(job) => job,
+            Marked::Withdrawn(job) => return Ok(job),
+        };
+        if !self.is_mine(&stopping) {
+            // Its node begins the stop sequence the moment it hears.
+            if let Some(node) = &stopping.node {
+                self.inner.bell.ring(node, Message::Stop { job_id }).await;
+            }
+            return Ok(stopping);
+        }
         if self.inner.restarts.wake(job_id) {
             // It was waiting to be restarted: no process runs, and the
             // wait ends the job now, at its last run's end.
@@ -41,41 +76,59 @@ impl JobService {
 
     /// `running` → `stopping`, published before any signal is sent so that
     /// the stream shows `stopping` before the job's end. A job already
-    /// stopping is left as it is; an ended one is refused.
-    async fn mark_stopping(&self, job_id: i32, reason: StopReason) -> Result<(), JobError> {
+    /// stopping is left as it is; an ended one is refused; one placed on a
+    /// node that has not started it yet is withdrawn (ended at once).
+    async fn mark_stopping(
+        &self,
+        mut job: Job,
+        recording: &Recording,
+        reason: StopReason,
+    ) -> Result<Marked, JobError> {
         let db = &self.inner.db;
         loop {
-            let job = self.job(job_id).await?;
             match job.status {
                 JobStatus::Completed | JobStatus::Failed => {
                     return Err(JobError::JobAlreadyEnded {
-                        id: job_id,
+                        id: job.id,
                         status: job.status,
                     });
                 }
-                JobStatus::Stopping => return Ok(()),
+                JobStatus::Stopping => return Ok(Marked::Stopping(job)),
+                JobStatus::Pending => {
+                    let ending = super::status::Ending::Cancelled;
+                    let fence = crate::store::jobs::Fence::Open;
+                    if let Some(ended) = self.end_once(&job, recording, ending, &fence).await? {
+                        info!(
+                            job_id = job.id,
+                            "a placed job was stopped before its node started it"
+                        );
+                        return Ok(Marked::Withdrawn(ended));
+                    }
+                    // Started (or ended) meanwhile; look again.
+                }
                 JobStatus::Running => {
-                    if store::jobs::mark_stopping(db, job_id, reason).await? {
-                        info!(job_id, ?reason, "stop requested");
-                        if let Some(stopping) = store::jobs::find_job(db, job_id).await? {
-                            self.inner.events.publish(EventKind::JobStopping, &stopping);
-                        }
-                        return Ok(());
+                    if let Some(stopping) = store::jobs::mark_stopping(db, job.id, reason).await? {
+                        info!(job_id = job.id, ?reason, "stop requested");
+                        self.inner.events.publish(EventKind::JobStopping, &stopping);
+                        return Ok(Marked::Stopping(stopping));
                     }
                     // Its status changed meanwhile; look again.
                 }
             }
+            job = self.job(job.id).await?;
         }
     }
 
-    /// The job's stop sequence, from its profile.
+    /// The job's stop sequence, from its profile (one read: the job with
+    /// its recording).
     pub(super) async fn stop_plan(&self, job_id: i32) -> Result<StopPlan, JobError> {
-        let job = self.job(job_id).await?;
-        let (_, profile) = self.recording_and_profile(&job).await?;
-        Ok(StopPlan {
-            first_signal: profile.stop_signal(),
-            grace: profile.stop_grace(),
-        })
+        let (job, recording) = store::jobs::find_job_with_recording(&self.inner.db, job_id)
+            .await?
+            .ok_or(JobError::JobNotFound { id: job_id })?;
+        let recording = recording.ok_or(JobError::RecordingNotFound {
+            id: job.recording_id,
+        })?;
+        Ok(plan_of(&self.profile_or_builtin(&recording.profile)))
     }
 
     /// Stops the job when its duration limit elapses (at once if it already

@@ -11,6 +11,12 @@
 //!
 //! Steps are CPU-heavy (transcription), so at most `concurrency` run at a
 //! time across all recordings.
+//!
+//! With storage shared by every node (`--shared-storage`), a recording is
+//! processed by whichever node has a free processing slot: each node claims
+//! waiting recordings (`shared.rs`) while fewer than `concurrency` of its
+//! pipelines run. Without it, a recording is processed where it was
+//! recorded, since its file is there.
 
 pub mod analyze;
 mod command;
@@ -18,6 +24,7 @@ pub mod join;
 mod pipeline;
 pub mod playable;
 pub mod recognized;
+mod shared;
 pub mod transcribe;
 
 use std::collections::HashSet;
@@ -70,6 +77,10 @@ pub struct Processing {
     metrics: Arc<Metrics>,
     /// Recordings made playable in browsers, one at a time.
     conversions: playable::Conversions,
+    /// Pipelines of this node that may run at once.
+    slots: usize,
+    /// Set when storage is shared: recordings are claimed by any node.
+    sharing: Option<shared::Sharing>,
 }
 
 impl Processing {
@@ -88,6 +99,8 @@ impl Processing {
             profiles,
             dirs,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            slots: concurrency.max(1),
+            sharing: None,
             tracker,
             shutdown,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
@@ -146,6 +159,18 @@ impl Processing {
         &self.profiles
     }
 
+    /// How many pipelines run in this process now.
+    pub fn running(&self) -> usize {
+        self.in_flight().len()
+    }
+
+    /// Ends a recording's processing as failed, saying why (when it cannot
+    /// even begin).
+    pub async fn give_up(&self, recording_id: i32, reason: String) -> Result<bool, DbErr> {
+        self.conclude(recording_id, RecordingStatus::Failed, Some(reason))
+            .await
+    }
+
     /// The recording's scratch directory (`{workdir}`).
     pub fn workdir(&self, recording_id: i32) -> PathBuf {
         self.dirs.work.join(format!("recording-{recording_id}"))
@@ -158,8 +183,18 @@ impl Processing {
             .join(format!("recording-{recording_id}-processing.log"))
     }
 
-    /// Runs the recording's pipeline in the background.
+    /// Has the recording processed: here, or (with shared storage) by
+    /// whichever node has a free slot first.
     pub fn launch(&self, recording_id: i32) {
+        if self.sharing.is_some() {
+            self.offer();
+        } else {
+            self.launch_here(recording_id);
+        }
+    }
+
+    /// Runs the recording's pipeline here, in the background.
+    pub fn launch_here(&self, recording_id: i32) {
         if !self.in_flight().insert(recording_id) {
             return;
         }
@@ -185,6 +220,10 @@ impl Processing {
                     }
                 }
                 this.in_flight().remove(&recording_id);
+                // A slot is free: with shared storage, take the next one.
+                if this.sharing.is_some() && !this.shutdown.is_cancelled() {
+                    this.claim_shared().await;
+                }
             }
             .instrument(span),
         );
@@ -194,7 +233,11 @@ impl Processing {
     ///
     /// Only the recordings of `node`'s jobs: with several nodes on one
     /// database, each recording's file is on the node that recorded it.
+    /// With shared storage, those this node claimed, and any waiting.
     pub async fn resume_unfinished(&self, node: &str) -> Result<usize, DbErr> {
+        if self.sharing.is_some() {
+            return self.resume_shared(node).await;
+        }
         let mut pending =
             store::recordings::recordings_with_status(&self.db, RecordingStatus::Processing)
                 .await?;

@@ -65,6 +65,10 @@ impl Processing {
             if row.status == StepStatus::Succeeded {
                 continue;
             }
+            if !self.still_claimed(recording_id).await? {
+                warn!("another node processes this recording now; stopping here");
+                return Ok(());
+            }
             let span = info_span!("step", name = %config.name);
             let outcome = self
                 .run_step(recording_id, row, config, &input, &workdir)

@@ -135,6 +135,11 @@ pub struct Profile {
     /// a minute).
     #[serde(default = "default_restart_backoff")]
     pub restart_backoff_seconds: f64,
+    /// Labels a node must offer (`--labels`) to run this profile's
+    /// recorders (`gpu`, `region=eu`); a start sent to a node without
+    /// them is placed on one that has them.
+    #[serde(default)]
+    pub node_labels: Vec<String>,
     /// When set, the only hosts and networks a source may reach (names,
     /// `*.domain`, addresses, CIDRs); these pass the built-in refusal of
     /// link-local addresses and `deny_private`.
@@ -205,6 +210,7 @@ impl Profile {
             .to_vec(),
             stop_signal: StopSignal::default(),
             stop_grace_seconds: default_grace(),
+            node_labels: Vec::new(),
             output_extension: "mkv".to_owned(),
             allowed_schemes: [
                 "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt", "udp", "rtp", "tcp",

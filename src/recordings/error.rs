@@ -26,8 +26,12 @@ pub enum RecordingError {
     NotYetPlayable { id: i32, reason: &'static str },
     #[error("recording {id} cannot be played in a browser: {reason}")]
     NotPlayable { id: i32, reason: String },
-    #[error("the files of {what} are on node `{node}`; ask that node")]
-    OnOtherNode { what: String, node: String },
+    #[error("the files of {what} are on node `{node}`, which could not be reached: {reason}")]
+    OnOtherNode {
+        what: String,
+        node: String,
+        reason: String,
+    },
     #[error(transparent)]
     Database(#[from] DbErr),
 }

@@ -2,29 +2,33 @@
 //! offers (lists, a recording with its jobs and steps), and the operations
 //! on a recording's files: processing it again, deleting it, serving its
 //! media and its recorder's log. Jobs decide when a recording starts and
-//! stops; this module owns it from then on.
+//! stops; this module owns it from then on. With several nodes, a
+//! recording's files are where it was recorded unless storage is shared
+//! (`remote.rs` says where, and asks the node that holds them).
 
 mod error;
 pub mod files;
 pub mod listing;
 pub mod output;
 pub mod playable;
+mod remote;
 pub mod search;
 pub mod transcript;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
-use time::OffsetDateTime;
 use tracing::info;
 
 pub use error::RecordingError;
 pub use files::LogTail;
+pub use remote::Located;
 
 use crate::entity::{EndCause, EventKind, RecordingStatus};
 use crate::events::EventLog;
+use crate::nodes::{Bell, Lease};
 use crate::processing::Processing;
 use crate::store::{self, Job, Recording, Segment, Step};
 
@@ -56,21 +60,57 @@ struct Inner {
     events: EventLog,
     /// This node's id: files recorded elsewhere may not be here.
     node_id: String,
+    /// Whether the nodes it names hold their leases.
+    lease: Lease,
+    bell: Bell,
+    /// Every node's files are here (`--shared-storage`).
+    shared_storage: bool,
+    /// This node's data directory: files queued by others are removed
+    /// only under it.
+    data_dir: PathBuf,
+}
+
+/// A recording's file, as this node can serve it.
+#[derive(Debug, Clone)]
+pub enum Media {
+    Here(PathBuf),
+    /// On a live node that does not share storage with this one.
+    On {
+        node: String,
+        url: Option<String>,
+    },
+}
+
+/// A job's log, as this node can serve it.
+#[derive(Debug, Clone)]
+pub enum Log {
+    Here(LogTail),
+    On { node: String, url: Option<String> },
+}
+
+/// What a recording service needs besides the database.
+pub struct RecordingsDeps {
+    pub processing: Processing,
+    pub events: EventLog,
+    pub node_id: String,
+    pub lease: Lease,
+    pub bell: Bell,
+    pub shared_storage: bool,
+    pub data_dir: PathBuf,
 }
 
 impl Recordings {
-    pub fn new(
-        db: DatabaseConnection,
-        processing: Processing,
-        events: EventLog,
-        node_id: String,
-    ) -> Self {
+    pub fn new(db: DatabaseConnection, deps: RecordingsDeps) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
-                processing,
-                events,
-                node_id,
+                processing: deps.processing,
+                events: deps.events,
+                node_id: deps.node_id,
+                lease: deps.lease,
+                bell: deps.bell,
+                shared_storage: deps.shared_storage,
+                data_dir: deps.data_dir,
             }),
         }
     }
@@ -106,10 +146,13 @@ impl Recordings {
         self.inner.processing.profiles()
     }
 
-    /// Runs the recording's whole pipeline again.
+    /// Runs the recording's whole pipeline again: here, or on the node
+    /// that holds its files (reset here, that node told).
     pub async fn reprocess(&self, id: i32) -> Result<Recording, RecordingError> {
         let recording = self.settled(id, "reprocessed").await?;
-        self.recording_here(&recording).await?;
+        if let Located::On { node, .. } = self.locate_recording(&recording).await? {
+            return self.reprocess_on(id, &node).await;
+        }
         let files = output::recorded_files(&recording);
         let outputs = output::outputs_of(vec![files]).await.map_err(|e| {
             RecordingError::MediaUnavailable {
@@ -155,14 +198,20 @@ impl Recordings {
     }
 
     /// Deletes a recording that is neither recording nor processing, with
-    /// its jobs, steps and files.
+    /// its jobs, steps and files. Files on another node are queued for it
+    /// to remove (at once, or when it is back).
     pub async fn delete(&self, id: i32) -> Result<(), RecordingError> {
         let recording = self.settled(id, "deleted").await?;
-        self.recording_here(&recording).await?;
+        let located = self.locate_recording(&recording).await?;
         let db = &self.inner.db;
         let (jobs, _) = store::jobs::list_jobs(db, None, Some(id), 1, 10_000).await?;
         if !store::recordings::delete_settled_recording(db, id).await? {
             return Err(self.busy(id, "deleted").await);
+        }
+        if let Located::On { node, .. } | Located::Gone { node } = located {
+            self.queue_removals(&node, &recording, &jobs).await?;
+            info!(recording_id = id, %node, "recording deleted; its files are removed by its node");
+            return Ok(());
         }
         let processing = &self.inner.processing;
         let mut files = vec![
@@ -181,14 +230,16 @@ impl Recordings {
         Ok(())
     }
 
-    /// The recorded file, for serving.
-    pub async fn media_path(&self, id: i32) -> Result<PathBuf, RecordingError> {
+    /// The recorded file, for serving: here, or on the node holding it.
+    pub async fn media(&self, id: i32) -> Result<Media, RecordingError> {
         let recording = self.get(id).await?;
-        self.recording_here(&recording).await?;
+        if let Located::On { node, url } = self.locate_recording(&recording).await? {
+            return Ok(Media::On { node, url });
+        }
         let path = PathBuf::from(&recording.output_path);
         let unavailable = |reason: String| RecordingError::MediaUnavailable { id, reason };
         match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(meta) if meta.is_file() => Ok(Media::Here(path)),
             Ok(_) => Err(unavailable("not a regular file".to_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(unavailable("no file was recorded".to_owned()))
@@ -199,23 +250,27 @@ impl Recordings {
 
     /// The end of a job's recorder log, or with `from`, what it holds from
     /// that byte on (to follow it as it grows), with its source's secrets
-    /// hidden: recorders print the URL they open (ffmpeg's `Input #0, …
-    /// from '…'`), and the log is read by every reader.
+    /// hidden (recorders print the URL they open, ffmpeg's `Input #0, …
+    /// from '…'`, and the log is read by every reader): here, or on the
+    /// node holding it. `here_only` reads it here whatever (a request
+    /// another node forwarded: never sent on again).
     pub async fn log_tail(
         &self,
         job_id: i32,
         from: Option<u64>,
         max_bytes: u64,
-    ) -> Result<LogTail, RecordingError> {
+        here_only: bool,
+    ) -> Result<Log, RecordingError> {
         let job = store::jobs::find_job(&self.inner.db, job_id)
             .await?
             .ok_or(RecordingError::JobNotFound { id: job_id })?;
+        if !here_only && let Located::On { node, url } = self.locate(job.node.clone()).await? {
+            return Ok(Log::On { node, url });
+        }
         let source = store::recordings::find_recording(&self.inner.db, job.recording_id)
             .await?
             .map(|recording| recording.source);
         let path = PathBuf::from(&job.log_path);
-        self.files_here(format!("job {job_id}"), job.node, &path)
-            .await?;
         let unreadable = |source| RecordingError::LogUnreadable { id: job_id, source };
         let read = tokio::task::spawn_blocking(move || match from {
             Some(offset) => files::read_from(&path, offset, max_bytes),
@@ -228,9 +283,9 @@ impl Recordings {
                 if let Some(source) = source {
                     tail.content = crate::redact::scrub(&tail.content, &source);
                 }
-                Ok(tail)
+                Ok(Log::Here(tail))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LogTail::empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Log::Here(LogTail::empty())),
             Err(source) => Err(unreadable(source)),
         }
     }
@@ -276,43 +331,5 @@ impl Recordings {
             },
             Err(e) => e,
         }
-    }
-
-    /// [`Self::files_here`] for a recording's file.
-    async fn recording_here(&self, recording: &Recording) -> Result<(), RecordingError> {
-        let node = store::recordings::latest_job_node(&self.inner.db, recording.id).await?;
-        self.files_here(
-            format!("recording {}", recording.id),
-            node,
-            Path::new(&recording.output_path),
-        )
-        .await
-    }
-
-    /// Refuses with [`RecordingError::OnOtherNode`] when `path` is not on
-    /// this machine and the node that recorded it (`node`) is alive: that
-    /// node has it. A file found here is used whoever wrote it (shared
-    /// storage, or this node under an earlier id); a node gone silent has
-    /// nothing to offer, so the caller goes on and says what is missing.
-    async fn files_here(
-        &self,
-        what: String,
-        node: Option<String>,
-        path: &Path,
-    ) -> Result<(), RecordingError> {
-        let Some(node) = node.filter(|n| *n != self.inner.node_id) else {
-            return Ok(());
-        };
-        if tokio::fs::try_exists(path).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let seen = crate::nodes::last_seen(&self.inner.db).await?;
-        let alive = seen
-            .get(&node)
-            .is_some_and(|s| s.is_alive(OffsetDateTime::now_utc()));
-        if alive {
-            return Err(RecordingError::OnOtherNode { what, node });
-        }
-        Ok(())
     }
 }

@@ -1,9 +1,7 @@
 //! A recording's media as a browser plays it: an MP4 made from its file
 //! (see `processing::playable`), and a still of its video.
 
-use std::path::PathBuf;
-
-use super::{RecordingError, Recordings};
+use super::{Media, RecordingError, Recordings};
 use crate::entity::RecordingStatus;
 use crate::processing::playable::NotPlayable;
 
@@ -12,30 +10,34 @@ use crate::processing::playable::NotPlayable;
 const THUMBNAIL_AT_SECONDS: f64 = 5.0;
 
 impl Recordings {
-    /// An MP4 of the recording that browsers play, with seeking.
-    pub async fn playable(&self, id: i32) -> Result<PathBuf, RecordingError> {
-        let source = self.finished_media(id).await?;
-        self.inner
-            .processing
-            .playable(id, &source)
-            .await
-            .map_err(|e| converted(id, e))
+    /// An MP4 of the recording that browsers play, with seeking: made
+    /// here, or by the node that holds the recording's file.
+    pub async fn playable(&self, id: i32) -> Result<Media, RecordingError> {
+        let source = match self.finished_media(id).await? {
+            Media::Here(source) => source,
+            elsewhere => return Ok(elsewhere),
+        };
+        let made = self.inner.processing.playable(id, &source).await;
+        made.map(Media::Here).map_err(|e| converted(id, e))
     }
 
-    /// A JPEG still of the recording's video.
-    pub async fn thumbnail(&self, id: i32) -> Result<PathBuf, RecordingError> {
-        let source = self.finished_media(id).await?;
-        self.inner
-            .processing
+    /// A JPEG still of the recording's video: made here, or by the node
+    /// that holds the recording's file.
+    pub async fn thumbnail(&self, id: i32) -> Result<Media, RecordingError> {
+        let source = match self.finished_media(id).await? {
+            Media::Here(source) => source,
+            elsewhere => return Ok(elsewhere),
+        };
+        let made = (self.inner.processing)
             .thumbnail(id, &source, THUMBNAIL_AT_SECONDS)
-            .await
-            .map_err(|e| converted(id, e))
+            .await;
+        made.map(Media::Here).map_err(|e| converted(id, e))
     }
 
     /// The recording's file once its recorder runs are over and joined: a
     /// file still being written has no end to play to, and the runs of a
     /// restarted recorder are one file only once joined.
-    async fn finished_media(&self, id: i32) -> Result<PathBuf, RecordingError> {
+    async fn finished_media(&self, id: i32) -> Result<Media, RecordingError> {
         let recording = self.get(id).await?;
         let reason = if recording.status == RecordingStatus::Recording {
             Some("it is still recording")
@@ -47,7 +49,7 @@ impl Recordings {
         if let Some(reason) = reason {
             return Err(RecordingError::NotYetPlayable { id, reason });
         }
-        self.media_path(id).await
+        self.media(id).await
     }
 }
 

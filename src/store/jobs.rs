@@ -3,12 +3,10 @@
 //! reconciliation racing each other produce exactly one transition, on
 //! SQLite and PostgreSQL alike.
 
-use std::path::Path;
-
 use sea_orm::sea_query::{CaseStatement, Expr, Func, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
 };
 use time::OffsetDateTime;
 
@@ -18,93 +16,79 @@ use crate::entity::{
 };
 use crate::supervisor::ProcessIdentity;
 
-/// What a new recording needs before its ids exist.
-pub struct NewRecording<'a> {
-    pub title: &'a str,
-    pub source: &'a str,
-    pub profile: &'a str,
-    pub output_extension: &'a str,
-    pub recordings_dir: &'a Path,
-    pub logs_dir: &'a Path,
-    pub duration_seconds: Option<i64>,
-    /// The node that will supervise the recorder.
-    pub node: &'a str,
+/// Whose write a job's end (or identity, or restart) must be: beyond its
+/// status, the condition that keeps a node from writing jobs it no longer
+/// holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fence {
+    /// No condition beyond the job's status (a placed job cancelled by a
+    /// stop sent to any node).
+    Open,
+    /// This node's own job, under the lease it holds now: a job another
+    /// node took over, or moved under a later lease of this node id, is
+    /// left alone.
+    Lease { node: String, generation: i64 },
+    /// Another node's job, ended because that node lost its lease; the
+    /// transaction first takes the node's lock when `lock` is given (else
+    /// the caller holds its lock file).
+    Takeover { node: String, lock: Option<i64> },
 }
 
-/// Inserts a recording and its first job (`running`, no PID yet) in one
-/// transaction, naming the output and log files after their ids.
-pub async fn insert_recording_and_job(
-    db: &DatabaseConnection,
-    new: NewRecording<'_>,
-) -> Result<(Recording, Job), DbErr> {
-    let now = OffsetDateTime::now_utc();
-    let txn = db.begin().await?;
-    let inserted = recording::Entity::insert(recording::ActiveModel {
-        title: Set(new.title.to_owned()),
-        source: Set(new.source.to_owned()),
-        profile: Set(new.profile.to_owned()),
-        status: Set(RecordingStatus::Recording),
-        output_path: Set(String::new()),
-        error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(&txn)
-    .await?;
-    let recording_id = inserted.last_insert_id;
-    let output_path = new
-        .recordings_dir
-        .join(format!("recording-{recording_id}.{}", new.output_extension));
-    // UPDATE … RETURNING hands back the row: no SELECT after it.
-    let recording = recording::Entity::update_many()
-        .col_expr(
-            recording::Column::OutputPath,
-            Expr::value(output_path.display().to_string()),
-        )
-        .filter(recording::Column::Id.eq(recording_id))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| DbErr::RecordNotFound(format!("recording {recording_id}")))?;
+impl Fence {
+    /// The fence as a condition on `recording_jobs`.
+    fn condition(&self) -> Option<sea_orm::sea_query::Condition> {
+        use sea_orm::sea_query::Condition;
+        match self {
+            Self::Open => None,
+            Self::Lease { node, generation } => Some(
+                Condition::all()
+                    .add(
+                        Condition::any()
+                            .add(recording_job::Column::Node.eq(node.as_str()))
+                            // Jobs from before nodes were recorded are
+                            // every node's own, as `JobService::is_mine`
+                            // says (a sole node claims them at start).
+                            .add(recording_job::Column::Node.is_null()),
+                    )
+                    .add(
+                        Condition::any()
+                            .add(recording_job::Column::LeaseGeneration.eq(*generation))
+                            // Jobs from before leases, until the node's
+                            // first lease moves them under it.
+                            .add(recording_job::Column::LeaseGeneration.is_null()),
+                    ),
+            ),
+            Self::Takeover { node, .. } => {
+                Some(Condition::all().add(recording_job::Column::Node.eq(node.as_str())))
+            }
+        }
+    }
 
-    let inserted = recording_job::Entity::insert(recording_job::ActiveModel {
-        recording_id: Set(recording_id),
-        status: Set(JobStatus::Running),
-        duration_seconds: Set(new.duration_seconds),
-        node: Set(Some(new.node.to_owned())),
-        started_at: Set(now),
-        log_path: Set(String::new()),
-        ..Default::default()
-    })
-    .exec(&txn)
-    .await?;
-    let job_id = inserted.last_insert_id;
-    let log_path = new.logs_dir.join(format!("job-{job_id}.log"));
-    let job = recording_job::Entity::update_many()
-        .col_expr(
-            recording_job::Column::LogPath,
-            Expr::value(log_path.display().to_string()),
-        )
-        .filter(recording_job::Column::Id.eq(job_id))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| DbErr::RecordNotFound(format!("job {job_id}")))?;
-    txn.commit().await?;
-    Ok((recording, job))
+    /// The lock the transaction must take first, if any.
+    fn lock(&self) -> Option<i64> {
+        match self {
+            Self::Takeover { lock, .. } => *lock,
+            _ => None,
+        }
+    }
 }
 
 /// Records the spawned process's identity (PID and start time); the job
-/// no longer waits for a restart.
+/// no longer waits for a restart. `None` when the job is not live under
+/// `fence` (another node took it over meanwhile): nothing is written.
 pub async fn set_process_identity(
     db: &DatabaseConnection,
     job_id: i32,
     identity: ProcessIdentity,
+    fence: &Fence,
 ) -> Result<Option<Job>, DbErr> {
-    Ok(recording_job::Entity::update_many()
+    let mut update = recording_job::Entity::update_many();
+    if let Some(condition) = fence.condition() {
+        update = update
+            .filter(condition)
+            .filter(recording_job::Column::Status.is_in(JobStatus::LIVE));
+    }
+    Ok(update
         .col_expr(recording_job::Column::ProcessId, Expr::value(identity.pid))
         .col_expr(
             recording_job::Column::ProcessStartTime,
@@ -154,6 +138,39 @@ pub async fn live_job_ids_among(db: &DatabaseConnection, ids: &[i32]) -> Result<
         live.extend(rows);
     }
     Ok(live)
+}
+
+/// Of `ids`, those of jobs that are live and held by `node` under lease
+/// `generation`: a recorder whose job is not among them has nobody to
+/// record its end here (its job ended, was deleted, or was taken over).
+pub async fn held_job_ids_among(
+    db: &DatabaseConnection,
+    ids: &[i32],
+    fence: &Fence,
+) -> Result<Vec<i32>, DbErr> {
+    let mut held = Vec::new();
+    for chunk in ids.chunks(1000) {
+        let mut query = recording_job::Entity::find()
+            .select_only()
+            .column(recording_job::Column::Id)
+            .filter(recording_job::Column::Id.is_in(chunk.iter().copied()))
+            .filter(recording_job::Column::Status.is_in(JobStatus::LIVE));
+        if let Some(condition) = fence.condition() {
+            query = query.filter(condition);
+        }
+        held.extend(query.into_tuple::<i32>().all(db).await?);
+    }
+    Ok(held)
+}
+
+/// A node's jobs that its loss ends: placed on it, running, stopping.
+pub async fn held_jobs_of_node(db: &DatabaseConnection, node: &str) -> Result<Vec<Job>, DbErr> {
+    recording_job::Entity::find()
+        .filter(recording_job::Column::Node.eq(node))
+        .filter(recording_job::Column::Status.is_in(JobStatus::HELD))
+        .order_by_asc(recording_job::Column::Id)
+        .all(db)
+        .await
 }
 
 /// Ids of a node's jobs in `stopping`.
@@ -224,13 +241,14 @@ pub fn list_jobs_query(
     query
 }
 
-/// `running` → `stopping`, saying why. False when the job was not running.
+/// `running` → `stopping`, saying why; the job as marked, or `None` when
+/// it was not running.
 pub async fn mark_stopping(
     db: &DatabaseConnection,
     job_id: i32,
     reason: StopReason,
-) -> Result<bool, DbErr> {
-    let result = recording_job::Entity::update_many()
+) -> Result<Option<Job>, DbErr> {
+    let marked = recording_job::Entity::update_many()
         .col_expr(recording_job::Column::StopReason, Expr::value(reason))
         .col_expr(
             recording_job::Column::Status,
@@ -242,9 +260,9 @@ pub async fn mark_stopping(
         )
         .filter(recording_job::Column::Id.eq(job_id))
         .filter(recording_job::Column::Status.eq(JobStatus::Running))
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok(marked.into_iter().next())
 }
 
 /// How the recording fares when its job ends.
@@ -274,21 +292,30 @@ pub struct Verdict {
 /// commit's time stands for it).
 pub type Ended = (i32, Option<OffsetDateTime>);
 
-/// Ends the jobs among `jobs` still in `expected` state, with one verdict
-/// for all, and moves their recordings out of `recording`, in one
-/// transaction. Returns the jobs ended: those another path ended or changed
-/// first are left alone (their recordings too).
+/// Ends the jobs among `jobs` still in `expected` state (and within
+/// `fence`), with one verdict for all, and moves their recordings out of
+/// `recording`, in one transaction. Returns the jobs ended: those another
+/// path ended or changed first are left alone (their recordings too).
 pub async fn finish_jobs(
     db: &DatabaseConnection,
     jobs: &[Ended],
     expected: JobStatus,
     verdict: &Verdict,
     recording_outcome: &RecordingOutcome,
+    fence: &Fence,
 ) -> Result<Vec<Job>, DbErr> {
-    let txn = db.begin().await?;
-    let ended = end_in(&txn, jobs, expected, verdict, recording_outcome).await?;
-    txn.commit().await?;
-    Ok(ended)
+    let group = FinishGroup {
+        from: expected,
+        verdict: verdict.clone(),
+        outcome: recording_outcome.clone(),
+        jobs: jobs.to_vec(),
+        fence: fence.clone(),
+    };
+    Ok(finish_job_groups(db, std::slice::from_ref(&group))
+        .await?
+        .into_iter()
+        .map(|(job, _)| job)
+        .collect())
 }
 
 /// The statements of [`finish_jobs`], inside the caller's transaction. Each
@@ -298,10 +325,9 @@ pub async fn finish_jobs(
 async fn end_in(
     txn: &DatabaseTransaction,
     jobs: &[Ended],
-    expected: JobStatus,
-    verdict: &Verdict,
-    recording_outcome: &RecordingOutcome,
+    group: &FinishGroup,
 ) -> Result<Vec<Job>, DbErr> {
+    let (expected, verdict, recording_outcome) = (group.from, &group.verdict, &group.outcome);
     let now = OffsetDateTime::now_utc();
     let known: Vec<(i32, OffsetDateTime)> = jobs
         .iter()
@@ -358,6 +384,9 @@ async fn end_in(
             .into(),
         );
     }
+    if let Some(condition) = group.fence.condition() {
+        update = update.filter(condition);
+    }
     let ended = update
         .filter(recording_job::Column::Id.is_in(jobs.iter().map(|(id, _)| *id)))
         .filter(recording_job::Column::Status.eq(expected))
@@ -383,17 +412,19 @@ async fn end_in(
     Ok(ended)
 }
 
-/// Jobs that end the same way, from the same state.
+/// Jobs that end the same way, from the same state, under one fence.
 #[derive(Debug, Clone)]
 pub struct FinishGroup {
     pub from: JobStatus,
     pub verdict: Verdict,
     pub outcome: RecordingOutcome,
     pub jobs: Vec<Ended>,
+    pub fence: Fence,
 }
 
 /// [`finish_jobs`] for several groups in one transaction. Returns each
-/// ended job with the index of its group.
+/// ended job with the index of its group; nothing when a takeover's lock
+/// cannot be taken (the node holds its lease again).
 pub async fn finish_job_groups(
     db: &DatabaseConnection,
     groups: &[FinishGroup],
@@ -402,10 +433,17 @@ pub async fn finish_job_groups(
         return Ok(Vec::new());
     }
     let txn = db.begin().await?;
+    let mut locked = std::collections::HashSet::new();
+    for key in groups.iter().filter_map(|g| g.fence.lock()) {
+        if locked.insert(key) && !super::nodes::lock_in_transaction(&txn, key).await? {
+            txn.rollback().await?;
+            return Ok(Vec::new());
+        }
+    }
     let mut ended_all = Vec::new();
     for (index, group) in groups.iter().enumerate() {
         for chunk in group.jobs.chunks(IN_LIST_CHUNK) {
-            let ended = end_in(&txn, chunk, group.from, &group.verdict, &group.outcome).await?;
+            let ended = end_in(&txn, chunk, group).await?;
             ended_all.extend(ended.into_iter().map(|job| (job, index)));
         }
     }
@@ -454,9 +492,14 @@ pub async fn claim_restart(
     attempts: PastRuns,
     segments: Segments,
     restart_at: OffsetDateTime,
+    fence: &Fence,
 ) -> Result<Option<Job>, DbErr> {
     let txn = db.begin().await?;
-    let claimed = recording_job::Entity::update_many()
+    let mut claim = recording_job::Entity::update_many();
+    if let Some(condition) = fence.condition() {
+        claim = claim.filter(condition);
+    }
+    let claimed = claim
         .col_expr(recording_job::Column::Attempt, Expr::value(job.attempt + 1))
         .col_expr(recording_job::Column::Attempts, Expr::value(attempts))
         .col_expr(recording_job::Column::RestartAt, Expr::value(restart_at))
@@ -506,22 +549,4 @@ pub async fn count_by_status(db: &DatabaseConnection) -> Result<Vec<(JobStatus, 
         .into_tuple::<(JobStatus, i64)>()
         .all(db)
         .await
-}
-
-/// How many jobs of `node` are live (running or stopping): the recorders
-/// it runs, for `--max-jobs`. Jobs from before nodes were recorded count
-/// as its own, as everywhere else.
-pub async fn count_live_on_node(db: &DatabaseConnection, node: &str) -> Result<u64, DbErr> {
-    live_on_node_query(node).count(db).await
-}
-
-/// The query of [`count_live_on_node`].
-pub fn live_on_node_query(node: &str) -> Select<recording_job::Entity> {
-    recording_job::Entity::find()
-        .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
-        .filter(
-            sea_orm::Condition::any()
-                .add(recording_job::Column::Node.eq(node))
-                .add(recording_job::Column::Node.is_null()),
-        )
 }

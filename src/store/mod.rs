@@ -3,6 +3,8 @@
 //! service and the pipeline decide, and write through these functions.
 
 pub mod jobs;
+pub mod nodes;
+pub mod placement;
 pub mod recordings;
 pub mod search;
 pub mod steps;

@@ -122,6 +122,106 @@ pub async fn recorded_by_other_nodes(
     Ok(found)
 }
 
+/// Releases what a lost node was processing, so that another node with
+/// the same storage claims it; in one transaction that first takes the
+/// node's lock when `lock` is given. Returns how many recordings.
+pub async fn release_processing(
+    db: &DatabaseConnection,
+    node: &str,
+    lock: Option<i64>,
+) -> Result<u64, DbErr> {
+    let txn = db.begin().await?;
+    if let Some(key) = lock
+        && !super::nodes::lock_in_transaction(&txn, key).await?
+    {
+        txn.rollback().await?;
+        return Ok(0);
+    }
+    let released = recording::Entity::update_many()
+        .col_expr(
+            recording::Column::ProcessingNode,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(recording::Column::ProcessingNode.eq(node))
+        .filter(recording::Column::Status.eq(RecordingStatus::Processing))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(released.rows_affected)
+}
+
+/// Claims the oldest recording waiting in `processing` that no node
+/// processes and whose files are on shared storage (recorded by a node
+/// that shares it), for `node`. Rows another claimer holds are skipped
+/// (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite writes one at a time).
+pub async fn claim_for_processing(
+    db: &DatabaseConnection,
+    node: &str,
+) -> Result<Option<i32>, DbErr> {
+    use sea_orm::sea_query::{LockBehavior, LockType, Query};
+    let txn = db.begin().await?;
+    let shared_nodes = Query::select()
+        .column(crate::entity::node::Column::Id)
+        .from(crate::entity::node::Entity)
+        .and_where(crate::entity::node::Column::SharedStorage.eq(true))
+        .to_owned();
+    let recorded_on_shared = Query::select()
+        .column(recording_job::Column::RecordingId)
+        .from(recording_job::Entity)
+        .and_where(recording_job::Column::Node.in_subquery(shared_nodes))
+        .to_owned();
+    let mut oldest = recording::Entity::find()
+        .select_only()
+        .column(recording::Column::Id)
+        .filter(recording::Column::Status.eq(RecordingStatus::Processing))
+        .filter(recording::Column::ProcessingNode.is_null())
+        .filter(recording::Column::Id.in_subquery(recorded_on_shared))
+        .order_by_asc(recording::Column::Id)
+        .limit(1);
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        oldest = oldest.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let Some(id) = oldest.into_tuple::<i32>().one(&txn).await? else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    let claimed = recording::Entity::update_many()
+        .col_expr(recording::Column::ProcessingNode, Expr::value(node))
+        .filter(recording::Column::Id.eq(id))
+        .filter(recording::Column::ProcessingNode.is_null())
+        .filter(recording::Column::Status.eq(RecordingStatus::Processing))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok((claimed.rows_affected == 1).then_some(id))
+}
+
+/// The node processing a recording now, if any.
+pub async fn processing_node(
+    db: &DatabaseConnection,
+    recording_id: i32,
+) -> Result<Option<String>, DbErr> {
+    Ok(recording::Entity::find_by_id(recording_id)
+        .select_only()
+        .column(recording::Column::ProcessingNode)
+        .into_tuple::<Option<String>>()
+        .one(db)
+        .await?
+        .flatten())
+}
+
+/// Recordings `node` claimed that are still `processing`.
+pub async fn claimed_by(db: &DatabaseConnection, node: &str) -> Result<Vec<i32>, DbErr> {
+    recording::Entity::find()
+        .select_only()
+        .column(recording::Column::Id)
+        .filter(recording::Column::ProcessingNode.eq(node))
+        .filter(recording::Column::Status.eq(RecordingStatus::Processing))
+        .into_tuple::<i32>()
+        .all(db)
+        .await
+}
+
 /// `processing` → `ready` or `failed`. False when the recording was not
 /// processing (someone else finished it).
 pub async fn finish_processing(
@@ -215,6 +315,10 @@ pub async fn reset_for_reprocessing(
         )
         .col_expr(
             recording::Column::Transcript,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            recording::Column::ProcessingNode,
             Expr::value(Option::<String>::None),
         )
         .col_expr(

@@ -183,6 +183,24 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
         }
     }
 
+    // `nodes`: this one listed, drained (waiting until it holds no job)
+    // and resumed.
+    let nodes = json(&app, &["nodes"]);
+    let node_id = nodes["nodes"][0]["id"]
+        .as_str()
+        .expect("this node's id")
+        .to_owned();
+    assert_eq!(nodes["nodes"][0]["status"], "alive", "{nodes}");
+    let (ok, table, _) = run(&app, &["nodes", "list"]);
+    assert!(ok && table.contains(&node_id), "{table}");
+    let drained = json(
+        &app,
+        &["nodes", "drain", &node_id, "--wait", "--timeout", "10"],
+    );
+    assert_eq!(drained["status"], "draining", "{drained}");
+    let resumed = json(&app, &["nodes", "resume", &node_id]);
+    assert_eq!(resumed["status"], "alive", "{resumed}");
+
     // Errors: the server's message, a non-zero exit.
     let (ok, _, stderr) = run(&app, &["jobs", "stop", &job_id.to_string()]);
     assert!(!ok);

@@ -65,6 +65,8 @@ pub struct AppOptions {
     pub readme_defaults: bool,
     /// Environment variables for the server process.
     pub env: Vec<(String, String)>,
+    /// Another app's data directory (nodes sharing their storage).
+    pub data_dir: Option<PathBuf>,
     /// Sent as `Authorization: Bearer` with every request of `client`.
     pub token: Option<String>,
 }
@@ -79,6 +81,7 @@ impl Default for AppOptions {
             database_url: None,
             readme_defaults: false,
             env: Vec::new(),
+            data_dir: None,
             token: None,
         }
     }
@@ -171,7 +174,12 @@ impl TestApp {
         let mut command = if self.options.readme_defaults {
             self.readme_command()
         } else {
-            let (data_dir, profiles) = (self.dir.join("data"), self.dir.join("profiles.toml"));
+            let data_dir = self
+                .options
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| self.dir.join("data"));
+            let profiles = self.dir.join("profiles.toml");
             let mut command = serve_command(
                 &server_binary(),
                 &self.options.wrapper,

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use recorderd::entity::JobStatus;
-use recorderd::{nodes, store};
+use recorderd::store;
 use sea_orm::sea_query::{Expr, Query, SelectStatement};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, QuerySelect, QueryTrait, Statement,
@@ -81,8 +81,8 @@ fn checks(backend: DatabaseBackend) -> Vec<Check> {
             in_index_order: false,
         },
         Check {
-            what: "a node's live jobs (--max-jobs)",
-            statement: store::jobs::live_on_node_query("a").build(backend),
+            what: "a node's held jobs (--max-jobs)",
+            statement: store::placement::held_by_node_query("a").build(backend),
             bound_by: &["status"],
             in_index_order: false,
         },
@@ -94,7 +94,7 @@ fn checks(backend: DatabaseBackend) -> Vec<Check> {
         },
         Check {
             what: "jobs from before nodes, claimed at start-up",
-            statement: nodes::claim_unnamed_query("a").build(backend),
+            statement: store::nodes::claim_unassigned_query("a").build(backend),
             bound_by: &["node"],
             in_index_order: false,
         },

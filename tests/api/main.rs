@@ -9,6 +9,7 @@ mod auth;
 mod bench_smoke;
 mod cli;
 mod cli_tools;
+mod cluster;
 mod dashboard;
 mod disk;
 mod errors;

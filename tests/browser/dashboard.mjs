@@ -55,6 +55,8 @@ try {
   step("open the dashboard");
   await page.goto(base + "/");
   await page.locator("#connection", { hasText: "live" }).waitFor();
+  // The node serving the page is listed, alive under its lease.
+  await page.locator("#nodes .status.alive").first().waitFor();
 
   step("start from the form, the profile chosen from the list");
   const form = page.locator("#start-form");
@@ -78,6 +80,9 @@ try {
   step("the jobs view names it too");
   await page.getByRole("link", { name: "Jobs", exact: true }).click();
   await page.locator("#active-jobs").getByRole("link", { name: TITLE }).waitFor();
+  // The node serving the page is listed, alive under its lease.
+  await page.getByRole("link", { name: "Nodes", exact: true }).click();
+  await page.locator("#nodes .status.alive").first().waitFor();
   await page.getByRole("link", { name: "Recordings", exact: true }).click();
 
   step("its page follows the recorder's log as it grows");

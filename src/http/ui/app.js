@@ -1,5 +1,5 @@
 // The dashboard: a router over the URL's fragment (`#/`, `#/recordings/7`,
-// `#/jobs`), one event stream whose transitions it hands to the view on
+// `#/jobs`, `#/nodes`), one event stream whose transitions it hands to the view on
 // screen, and what every view shares: the status line and a confirmation
 // dialog. Plain modules, served by recorderd itself: no build step.
 
@@ -7,6 +7,7 @@ import { eventStream } from "./api.js";
 import * as recordings from "./recordings.js";
 import * as recording from "./recording.js";
 import * as jobs from "./jobs.js";
+import * as nodes from "./nodes.js";
 
 const main = document.getElementById("main");
 const message = document.getElementById("message");
@@ -54,6 +55,7 @@ function resolve() {
   const one = path.match(/^\/recordings\/(\d+)$/);
   if (one) return { view: recording, name: "recordings", params: { ...params, id: Number(one[1]) } };
   if (path === "/jobs") return { view: jobs, name: "jobs", params };
+  if (path === "/nodes") return { view: nodes, name: "nodes", params };
   return { view: recordings, name: "recordings", params };
 }
 

@@ -80,6 +80,9 @@ pub fn profiles_toml(dir: &Path, post_processing_ok: bool) -> String {
         profile("instant", &["--exit-after", "0.001", "--exit-code", "3"]),
         // Fills its disk: 64 KiB lines, ten a second.
         profile("filling", &["--chunk-bytes", "65536"]),
+        // Records until stopped, and writes when it ended (ns since the
+        // epoch) beside its output.
+        profile("stamped", &["--timestamp-file", "{output}.exited"]),
         // Where sources may reach: the defaults, a shared deployment's
         // rules, and an allow-list.
         profile("web", &[]).set("allowed_schemes", toml_array(["http", "test"])),
@@ -136,6 +139,15 @@ timeout_seconds = 0.5
     text += &format!(
         "\n[[profiles.long_step.steps]]\nname = \"long\"\ncommand = {}\n",
         toml_array(["sh", "-c", &long, "sh", "{recording_id}"])
+    );
+    // Ends at once; its one step takes 0.4 s, then counts the run.
+    text += &with_steps("paced_step")
+        .args(["--exit-after", "0.3"])
+        .to_toml();
+    let paced = format!("sleep 0.4; echo \"$1\" >> '{processed}'");
+    text += &format!(
+        "\n[[profiles.paced_step.steps]]\nname = \"paced\"\ncommand = {}\n",
+        toml_array(["sh", "-c", &paced, "sh", "{recording_id}"])
     );
     text += r#"
 [profiles.missing]

@@ -14,12 +14,12 @@ use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
 use crate::entity::EventKind;
 use crate::faults;
-use crate::profile::{Profile, protocol_whitelist};
+use crate::profile::{Profile, input_options_for, protocol_whitelist};
 use crate::recordings::output;
 use crate::redact;
 use crate::store::{self, Job, Recording};
 use crate::supervisor::{ProcessIdentity, SpawnError, SpawnSpec, StallCheck};
-use crate::template::render_argv;
+use crate::template::render_argv_with_lists;
 
 /// One run of a job's recorder: what differs between a first start and a
 /// restart is only where it writes.
@@ -148,7 +148,8 @@ impl JobService {
             output,
         } = run;
         let output_text = output.display().to_string();
-        let argv = render_argv(
+        let input_options = input_options_for(&profile.input_options, &recording.source);
+        let argv = render_argv_with_lists(
             &profile.command,
             &[
                 ("source", &recording.source),
@@ -158,6 +159,7 @@ impl JobService {
                 ("recording_id", &recording.id.to_string()),
                 ("protocols", &protocol_whitelist(&profile.allowed_schemes)),
             ],
+            &[("input_options", &input_options)],
         );
         let identity = self
             .inner
@@ -172,6 +174,8 @@ impl JobService {
                 }),
                 restartable: restarts_left(profile, job),
                 env: profile.env.clone(),
+                progress: profile.progress,
+                log_max_bytes: self.inner.settings.job_log_max_bytes,
             })
             .map_err(RunError::Spawn)?;
         if faults::armed(faults::Point::ExitAfterSpawn) {

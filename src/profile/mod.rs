@@ -3,6 +3,7 @@
 //! optional TOML file, validated as they load so a mistake fails at
 //! start-up rather than when a job starts.
 
+mod input;
 mod reach;
 mod steps;
 
@@ -15,7 +16,8 @@ use anyhow::{Context, bail};
 use rustix::process::Signal;
 use serde::{Deserialize, Deserializer};
 
-use crate::template::{RECORDER_PLACEHOLDERS, check_placeholders};
+use crate::template::{RECORDER_PLACEHOLDERS, check_list_placeholders, check_placeholders};
+pub use input::{HLS_KEY, ProgressFormat, input_options_for};
 pub use reach::{
     HostPattern, HostRules, ReachRule, Refusal, check_host, listener_option, protocol_whitelist,
 };
@@ -93,8 +95,20 @@ pub struct Profile {
     /// argv template; each argument is substituted on its own, never through
     /// a shell: `{source}`, `{output}`, `{duration}` (seconds, `0` when no
     /// limit was asked for), `{job_id}`, `{recording_id}`, `{protocols}`
-    /// (what `allowed_schemes` need, for ffmpeg's `-protocol_whitelist`).
+    /// (what `allowed_schemes` need, for ffmpeg's `-protocol_whitelist`),
+    /// and `{input_options}`, an argument of its own that becomes the
+    /// `input_options` of the source's kind (zero or more arguments).
     pub command: Vec<String>,
+    /// Arguments for `{input_options}` by the source's URL scheme (`http`,
+    /// `rtsp`, …), plus `hls` for an HTTP(S) source whose path ends in
+    /// `.m3u8` (after its scheme's).
+    #[serde(default)]
+    pub input_options: BTreeMap<String, Vec<String>>,
+    /// What the recorder's standard output carries: `none` (it goes to the
+    /// log) or `ffmpeg` (`-progress pipe:1`, read as the job's live
+    /// progress).
+    #[serde(default)]
+    pub progress: ProgressFormat,
     /// First signal of the stop sequence, sent to the recorder's process
     /// group. SIGINT makes ffmpeg write its trailer and exit.
     #[serde(default)]
@@ -163,21 +177,28 @@ fn default_restart_backoff() -> f64 {
 }
 
 impl Profile {
-    /// Copies any stream ffmpeg can read into Matroska, which stays readable
-    /// if the recorder dies before writing its trailer (a plain MP4 does
-    /// not). Clusters of at most 1 s, flushed as written: a SIGKILLed ffmpeg
-    /// loses about a second, and the file grows steadily (which is what stall
-    /// detection watches).
+    /// Copies any audio and video stream ffmpeg can read into Matroska,
+    /// which stays readable if the recorder dies before writing its trailer
+    /// (a plain MP4 does not). Clusters of at most 1 s, flushed as written:
+    /// a SIGKILLed ffmpeg loses about a second, and the file grows steadily.
+    /// Data streams (`-dn`: an HLS stream's timed ID3 metadata) are left
+    /// out, since Matroska refuses them and ffmpeg would exit at once.
+    /// Progress goes to recorderd as `key=value` blocks (`-progress
+    /// pipe:1`), not as `\r`-separated lines into the log (`-nostats`).
     pub fn ffmpeg() -> Self {
         Self {
             command: [
                 "ffmpeg",
                 "-nostdin",
                 "-hide_banner",
+                "-nostats",
+                "-progress",
+                "pipe:1",
                 "-loglevel",
                 "info",
                 "-protocol_whitelist",
                 "{protocols}",
+                "{input_options}",
                 "-i",
                 "{source}",
                 "-map",
@@ -195,6 +216,8 @@ impl Profile {
             ]
             .map(str::to_owned)
             .to_vec(),
+            input_options: input::builtin_input_options(),
+            progress: ProgressFormat::Ffmpeg,
             stop_signal: StopSignal::default(),
             stop_grace_seconds: default_grace(),
             output_extension: "mkv".to_owned(),
@@ -262,6 +285,12 @@ impl Profile {
             bail!("`command` must name a program");
         }
         check_placeholders(&self.command, RECORDER_PLACEHOLDERS)?;
+        check_list_placeholders(&self.command).map_err(anyhow::Error::msg)?;
+        for (key, options) in &self.input_options {
+            if options.iter().any(|o| o.contains('\0')) {
+                bail!("`input_options.{key}` holds a NUL character");
+            }
+        }
         for step in &self.post_processing {
             if step.is_empty() || step[0].is_empty() {
                 bail!("each `post_processing` entry must name a program");

@@ -17,6 +17,7 @@ mod faults;
 mod ffmpeg;
 mod lifecycle;
 mod live_faults;
+mod live_sources;
 mod metrics;
 mod nodes;
 mod openapi;

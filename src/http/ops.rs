@@ -125,6 +125,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
             .map(|(status, n)| (status.as_str().to_owned(), n))
             .collect(),
         recorders_supervised: state.jobs.supervised(),
+        progress: state.jobs.live_progress(),
     };
     // Rendering reads /proc/self for the process metrics.
     let metrics = state.metrics.clone();

@@ -10,7 +10,7 @@ pub mod webhook_cursor;
 
 pub use event::EventKind;
 pub use processing_step::StepStatus;
-pub use recording::{Analysis, RecordingStatus, Segments};
+pub use recording::{Analysis, RecordingStatus, Segments, TimeSpan, VideoAnalysis};
 pub use recording_job::{EndCause, JobStatus, LiveProgress, PastRun, PastRuns, StopReason};
 
 /// Serializes an absent value as its type's default (an empty list for a

@@ -54,20 +54,48 @@ pub struct Analysis {
     pub format: Option<String>,
     pub size_bytes: u64,
     pub bit_rate: Option<f64>,
-    /// Codec of the first audio stream.
+    /// Codec of the first audio stream (`null` without audio).
     pub codec: Option<String>,
     pub sample_rate: Option<f64>,
     pub channels: Option<i64>,
     /// EBU R128 integrated loudness.
     pub integrated_loudness_lufs: Option<f64>,
     pub true_peak_dbfs: Option<f64>,
-    /// Time quieter than `silence_threshold_db` for at least half a second.
-    pub silence_seconds: f64,
+    /// Time quieter than `silence_threshold_db` for at least half a second
+    /// (`null` without audio).
+    pub silence_seconds: Option<f64>,
     /// `silence_seconds` over the duration, when the duration is known.
     pub silence_ratio: Option<f64>,
     pub silence_threshold_db: i32,
     /// How many streams the file holds.
     pub streams: usize,
+    /// The first video stream, when there is one.
+    #[serde(default)]
+    pub video: Option<VideoAnalysis>,
+}
+
+/// What the `analyze` step measured of a recording's first video stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VideoAnalysis {
+    pub codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// Frames per second (the stream's average frame rate).
+    pub frame_rate: Option<f64>,
+    /// Stretches of black picture (`blackdetect`: at least 0.5 s).
+    pub black: Vec<TimeSpan>,
+    /// Stretches of frozen picture (`freezedetect`: at least 2 s).
+    pub frozen: Vec<TimeSpan>,
+    /// Whether a thumbnail was made (`GET /api/recordings/{id}/thumbnail`).
+    pub thumbnail: bool,
+}
+
+/// A stretch of a recording, in seconds from its start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TimeSpan {
+    pub start: f64,
+    /// `null` when it lasts to the end of the file.
+    pub end: Option<f64>,
 }
 
 /// Files a restarted recorder wrote after the first (`output_path`), in

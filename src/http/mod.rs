@@ -77,6 +77,7 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(recordings::show, recordings::delete),
         routes!(recordings::reprocess),
         routes!(recordings::media),
+        routes!(recordings::thumbnail),
         routes!(ops::dashboard),
         routes!(ops::healthz),
         routes!(ops::readyz),

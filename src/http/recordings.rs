@@ -259,3 +259,38 @@ pub async fn media(
     );
     Ok(response.map(Body::new))
 }
+
+#[utoipa::path(
+    get,
+    path = "/api/recordings/{id}/thumbnail",
+    operation_id = "recording_thumbnail",
+    tag = "recordings",
+    summary = "A still of the recorded video",
+    description = "One frame from the recording's first seconds, at most 360 pixels high, made by the `analyze` step for recordings with video (`analysis.video.thumbnail`). Also served with a trailing slash.",
+    params(("id" = i32, Path, description = "The recording's id")),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 304, description = "Not modified since `If-Modified-Since`"),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`recording_not_found` or `media_not_found` (no video, or not analyzed yet)", body = ErrorBody),
+        (status = 409, description = "`on_other_node`: the file is on the node named in `node`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
+    )
+)]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
+    request: Request,
+) -> Result<Response> {
+    let Path(id) = id?;
+    let path = state.recordings.thumbnail_path(id).await?;
+    let response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
+        RecordingError::MediaUnavailable {
+            id,
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(response.map(Body::new))
+}

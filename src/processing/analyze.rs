@@ -1,6 +1,8 @@
 //! The built-in `analyze` step: ffprobe reads the format and the first audio
-//! stream; one ffmpeg pass measures integrated loudness and true peak
-//! (EBU R128) and the share of silence.
+//! and video streams; one ffmpeg pass measures integrated loudness and true
+//! peak (EBU R128) and the share of silence of the audio, another the
+//! video's black and frozen stretches (`video.rs`). A file with either
+//! kind of stream is analyzed; one with neither fails the step.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -18,9 +20,13 @@ const SILENCE_MIN_SECONDS: f64 = 0.5;
 /// Largest amount of a tool's output kept for parsing.
 const MAX_OUTPUT: u64 = 8 * 1024 * 1024;
 
-/// Measures a recording. An empty or unreadable file is an error that says
-/// what ffprobe found wrong.
-pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, String> {
+/// Measures a recording; a thumbnail of its video goes to `workdir`. An
+/// empty or unreadable file is an error that says what ffprobe found wrong.
+pub async fn analyze(
+    supervisor: &Supervisor,
+    input: &Path,
+    workdir: &Path,
+) -> Result<Analysis, String> {
     let size = tokio::fs::metadata(input)
         .await
         .map_err(|e| format!("cannot read {}: {e}", input.display()))?
@@ -30,29 +36,47 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, 
     }
     let probe = probe(supervisor, input).await?;
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
-    let Some(audio) = streams.iter().find(|s| s["codec_type"] == "audio") else {
-        return Err("the file has no audio stream".to_owned());
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio");
+    // Cover art in an audio file is a "video" stream of one picture.
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video" && s["disposition"]["attached_pic"] != 1);
+    let stream_duration = audio.or(video).and_then(|s| number(&s["duration"]));
+    let duration = number(&probe["format"]["duration"]).or(stream_duration);
+    let levels = match audio {
+        Some(_) => Some(audio_levels(supervisor, input, duration).await?),
+        None => None,
     };
-    let duration = number(&probe["format"]["duration"]).or_else(|| number(&audio["duration"]));
-    let levels = audio_levels(supervisor, input, duration).await?;
-    let silence_ratio = match (levels.silence_seconds, duration) {
-        (silence, Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
+    let video = match video {
+        Some(stream) => {
+            Some(super::video::analyze_video(supervisor, input, workdir, stream, duration).await?)
+        }
+        None if levels.is_none() => {
+            return Err("the file has neither an audio nor a video stream".to_owned());
+        }
+        None => None,
+    };
+    let silence_seconds = levels.as_ref().map(|l| l.silence_seconds);
+    let silence_ratio = match (silence_seconds, duration) {
+        (Some(silence), Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
         _ => None,
     };
+    let audio_field = |name: &str| audio.map_or(&Value::Null, |a| &a[name]);
     Ok(Analysis {
         duration_seconds: duration,
         format: probe["format"]["format_name"].as_str().map(str::to_owned),
         size_bytes: size,
-        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(&audio["bit_rate"])),
-        codec: audio["codec_name"].as_str().map(str::to_owned),
-        sample_rate: number(&audio["sample_rate"]),
-        channels: audio["channels"].as_i64(),
-        integrated_loudness_lufs: levels.loudness,
-        true_peak_dbfs: levels.peak,
-        silence_seconds: levels.silence_seconds,
+        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(audio_field("bit_rate"))),
+        codec: audio_field("codec_name").as_str().map(str::to_owned),
+        sample_rate: number(audio_field("sample_rate")),
+        channels: audio_field("channels").as_i64(),
+        integrated_loudness_lufs: levels.as_ref().and_then(|l| l.loudness),
+        true_peak_dbfs: levels.as_ref().and_then(|l| l.peak),
+        silence_seconds,
         silence_ratio,
         silence_threshold_db: SILENCE_THRESHOLD_DB,
         streams: streams.len(),
+        video,
     })
 }
 
@@ -120,15 +144,15 @@ async fn audio_levels(
     })
 }
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(super) struct Output {
+    pub(super) success: bool,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Runs a tool to completion, keeping its output (bounded). The child is
 /// killed if this future is dropped (timeout or shutdown).
-async fn run(supervisor: &Supervisor, command: &mut Command) -> Result<Output, String> {
+pub(super) async fn run(supervisor: &Supervisor, command: &mut Command) -> Result<Output, String> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -177,7 +201,7 @@ async fn read_bounded(mut reader: impl tokio::io::AsyncRead + Unpin) -> String {
 }
 
 /// The line of a tool's output that best says what went wrong.
-fn first_line(text: &str) -> String {
+pub(super) fn first_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -193,7 +217,7 @@ fn first_line(text: &str) -> String {
 }
 
 /// ffprobe prints numbers as strings.
-fn number(value: &Value) -> Option<f64> {
+pub(super) fn number(value: &Value) -> Option<f64> {
     match value {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => n.as_f64(),

@@ -3,7 +3,8 @@
 //! timeout and retries with backoff; its state is a row of its own
 //! (`processing_steps`), so progress is visible and a restart resumes the
 //! steps not yet succeeded. The recording becomes `ready` when every step
-//! succeeded, `failed` with the failing step's error otherwise.
+//! succeeded (or failed but is `optional`: its failure stays on its row),
+//! `failed` with the failing step's error otherwise.
 //!
 //! Processing is at-least-once: a step interrupted by a crash or shutdown
 //! runs again, from its start, at the next start, so steps must tolerate
@@ -16,6 +17,7 @@ pub mod analyze;
 mod command;
 pub mod join;
 mod pipeline;
+pub mod video;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -138,6 +140,11 @@ impl Processing {
     /// The recording's scratch directory (`{workdir}`).
     pub fn workdir(&self, recording_id: i32) -> PathBuf {
         self.dirs.work.join(format!("recording-{recording_id}"))
+    }
+
+    /// Where the `analyze` step leaves the recording's thumbnail.
+    pub fn thumbnail_path(&self, recording_id: i32) -> PathBuf {
+        video::thumbnail_path(&self.workdir(recording_id))
     }
 
     /// The recording's processing log.

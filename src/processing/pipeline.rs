@@ -73,6 +73,10 @@ impl Processing {
             match outcome {
                 StepEnd::Succeeded => {}
                 StepEnd::Interrupted => return Ok(()),
+                StepEnd::Failed(reason) if config.optional => {
+                    // Recorded on the step's row; the recording goes on.
+                    warn!(%reason, "optional step failed; the pipeline goes on");
+                }
                 StepEnd::Failed(reason) => {
                     let reason = format!("step `{}` failed: {reason}", config.name);
                     return self.fail(recording_id, reason).await;
@@ -278,7 +282,7 @@ impl Processing {
         workdir: &Path,
     ) -> Result<Attempt, (Option<i32>, String)> {
         match config.builtin {
-            Some(BuiltinStep::Analyze) => analyze::analyze(&self.supervisor, input)
+            Some(BuiltinStep::Analyze) => analyze::analyze(&self.supervisor, input, workdir)
                 .await
                 .map(|analysis| Attempt {
                     exit_code: None,

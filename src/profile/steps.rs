@@ -36,6 +36,11 @@ pub struct StepConfig {
     /// Environment of this step's command, over the profile's `env`.
     #[serde(default)]
     pub env: super::EnvTable,
+    /// A failure of this step (after its retries) is recorded on its row
+    /// but does not fail the recording: the pipeline goes on, and the
+    /// recording can still be `ready`.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -71,6 +76,7 @@ impl StepConfig {
             retry_backoff_seconds: default_retry_backoff(),
             stdout: None,
             env: super::EnvTable::new(),
+            optional: false,
         }
     }
 
@@ -135,7 +141,9 @@ pub fn program_exists(program: &str) -> bool {
 }
 
 /// The pipeline the built-in profile runs: `analyze` where ffprobe and
-/// ffmpeg exist, and offline transcription where pocketsphinx does.
+/// ffmpeg exist, and offline transcription where pocketsphinx does. The
+/// transcription is optional: a camera's recording has no audio to
+/// transcribe, and is still ready with its analysis.
 pub(super) fn default_pipeline() -> Vec<StepConfig> {
     let mut steps = Vec::new();
     let ffmpeg = program_exists("ffmpeg");
@@ -146,26 +154,30 @@ pub(super) fn default_pipeline() -> Vec<StepConfig> {
         });
     }
     if ffmpeg && program_exists("pocketsphinx_continuous") {
-        steps.push(StepConfig::command(
-            "transcode",
-            &[
-                "ffmpeg",
-                "-nostdin",
-                "-y",
-                "-loglevel",
-                "error",
-                "-i",
-                "{input}",
-                "-vn",
-                "-ar",
-                "16000",
-                "-ac",
-                "1",
-                "{workdir}/audio-16k.wav",
-            ],
-        ));
+        steps.push(StepConfig {
+            optional: true,
+            ..StepConfig::command(
+                "transcode",
+                &[
+                    "ffmpeg",
+                    "-nostdin",
+                    "-y",
+                    "-loglevel",
+                    "error",
+                    "-i",
+                    "{input}",
+                    "-vn",
+                    "-ar",
+                    "16000",
+                    "-ac",
+                    "1",
+                    "{workdir}/audio-16k.wav",
+                ],
+            )
+        });
         steps.push(StepConfig {
             stdout: Some(StepOutput::Transcript),
+            optional: true,
             ..StepConfig::command(
                 "transcribe",
                 &[

@@ -191,6 +191,21 @@ impl Recordings {
         }
     }
 
+    /// The JPEG thumbnail the `analyze` step made of the recording's video.
+    pub async fn thumbnail_path(&self, id: i32) -> Result<PathBuf, RecordingError> {
+        let recording = self.get(id).await?;
+        self.recording_here(&recording).await?;
+        let path = self.inner.processing.thumbnail_path(id);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => Ok(path),
+            _ => Err(RecordingError::MediaUnavailable {
+                id,
+                reason: "no thumbnail (the recording has no video, or was not analyzed yet)"
+                    .to_owned(),
+            }),
+        }
+    }
+
     /// The end of a job's recorder log, with its source's secrets hidden:
     /// recorders print the URL they open (ffmpeg's `Input #0, … from
     /// '…'`), and the log is read by every reader.

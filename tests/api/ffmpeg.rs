@@ -79,6 +79,35 @@ pub(crate) async fn record_live_stream_with(
     profile: &str,
     input: &[&str],
 ) -> (i64, i64, Source) {
+    send_live_stream(app, profile, input, &["-c:a", "aac"]).await
+}
+
+/// [`record_live_stream_with`] for a picture without sound, sent as H.264.
+pub(crate) async fn record_live_video(
+    app: &TestApp,
+    profile: &str,
+    input: &[&str],
+) -> (i64, i64, Source) {
+    let h264 = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    send_live_stream(app, profile, input, &h264).await
+}
+
+/// Starts the job, then a sender of `input` encoded with `codec`.
+async fn send_live_stream(
+    app: &TestApp,
+    profile: &str,
+    input: &[&str],
+    codec: &[&str],
+) -> (i64, i64, Source) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free UDP port")
@@ -103,7 +132,8 @@ pub(crate) async fn record_live_stream_with(
         Command::new("ffmpeg")
             .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
             .args(input)
-            .args(["-c:a", "aac", "-f", "mpegts"])
+            .args(codec)
+            .args(["-f", "mpegts"])
             .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

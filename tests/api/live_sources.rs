@@ -17,7 +17,18 @@ on_both_databases!(
     a_12_s_job_from_a_live_hls_playlist_holds_12_s_from_its_start,
     a_source_that_fails_the_same_way_at_once_is_not_restarted_forever,
     a_source_that_stops_sending_leaves_its_data_behind_and_stalls,
+    a_video_only_stream_is_ready_with_its_analysis_and_thumbnail,
 );
+
+/// A live H.264 picture without sound, as most RTSP cameras send: a test
+/// pattern, then 3 s of black.
+const CAMERA: &[&str] = &[
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc=size=320x240:rate=25,drawbox=enable='gte(t,3)':color=black:t=fill",
+    "-an",
+];
 
 /// Seconds of one HLS segment of the test playlist.
 const SEGMENT_SECONDS: f64 = 2.0;
@@ -176,8 +187,9 @@ async fn a_source_that_fails_the_same_way_at_once_is_not_restarted_forever(backe
     }
 }
 
-/// The built-in profile's recorder, stopped as stalled after 3 s without
-/// data and never restarted.
+/// The built-in profile's recorder, stopped as stalled after 8 s without
+/// data (ffmpeg probes a live MPEG-TS input for up to 5 s before it writes)
+/// and never restarted.
 const WATCHED_FFMPEG: &str = r#"
 [profiles.watched]
 command = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1",
@@ -188,7 +200,7 @@ progress = "ffmpeg"
 output_extension = "mkv"
 allowed_schemes = ["udp"]
 clean_exit_codes = [0, 255]
-stall_timeout_seconds = 3
+stall_timeout_seconds = 8
 stop_grace_seconds = 2
 "#;
 
@@ -219,7 +231,7 @@ async fn a_source_that_stops_sending_leaves_its_data_behind_and_stalls(backend: 
     drop(source);
     let last_data = std::sync::Mutex::new(serde_json::Value::Null);
     let job = app
-        .wait_for_job(job_id, Duration::from_secs(30), |j| {
+        .wait_for_job(job_id, Duration::from_secs(40), |j| {
             if j["progress"]["last_data_at"].is_string()
                 && let Ok(mut last) = last_data.lock()
             {
@@ -246,7 +258,7 @@ async fn a_source_that_stops_sending_leaves_its_data_behind_and_stalls(backend: 
                 .expect("last_data_at");
         let silence = (stopped_at - last).as_seconds_f64();
         assert!(
-            (2.5..=8.0).contains(&silence),
+            (7.5..=14.0).contains(&silence),
             "stopped {silence:.1} s after the last data: {job}"
         );
     }
@@ -258,5 +270,69 @@ async fn a_source_that_stops_sending_leaves_its_data_behind_and_stalls(backend: 
     assert_eq!(
         recording["status"], "ready",
         "what came is kept: {recording}"
+    );
+}
+
+async fn a_video_only_stream_is_ready_with_its_analysis_and_thumbnail(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
+    if !ffmpeg_available() {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let (job_id, recording_id, _source) =
+        crate::ffmpeg::record_live_video(&app, "ffmpeg", CAMERA).await;
+    wait_recorded(&app, job_id, 1, 6.0).await;
+    app.stop(job_id).await;
+    let job = app.wait_for_job_end(job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let recording = app
+        .wait_for_recording(recording_id, Duration::from_secs(120), |r| {
+            matches!(r["status"].as_str(), Some("ready" | "failed"))
+        })
+        .await;
+    assert_eq!(recording["status"], "ready", "{recording}");
+    let analysis = &recording["analysis"];
+    let video = &analysis["video"];
+    assert_eq!(
+        analysis["codec"],
+        serde_json::Value::Null,
+        "no audio: {analysis}"
+    );
+    assert_eq!(video["codec"], "h264", "{analysis}");
+    assert_eq!(video["width"], 320, "{analysis}");
+    assert_eq!(video["height"], 240, "{analysis}");
+    let rate = video["frame_rate"].as_f64().unwrap_or(0.0);
+    assert!((rate - 25.0).abs() < 0.5, "{analysis}");
+    // The black part of the picture is found (it starts about 3 s into the
+    // source, which began before the recording).
+    let black = video["black"].as_array().cloned().unwrap_or_default();
+    assert!(!black.is_empty(), "black found: {analysis}");
+    assert_eq!(video["thumbnail"], true, "{analysis}");
+    // Transcription has nothing to hear: recorded as failed, not fatal.
+    for step in recording["steps"].as_array().into_iter().flatten() {
+        if step["name"] == "analyze" {
+            assert_eq!(step["status"], "succeeded", "{recording}");
+        }
+    }
+
+    let response = app
+        .client
+        .get(app.url(&format!("/api/recordings/{recording_id}/thumbnail")))
+        .send()
+        .await
+        .expect("GET thumbnail");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/jpeg")
+    );
+    let jpeg = response.bytes().await.expect("thumbnail body");
+    assert!(
+        jpeg.starts_with(&[0xFF, 0xD8]),
+        "a JPEG: {} bytes",
+        jpeg.len()
     );
 }

@@ -29,6 +29,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/api/recordings/{id}"),
     ("post", "/api/recordings/{id}/reprocess"),
     ("get", "/api/recordings/{id}/media"),
+    ("get", "/api/recordings/{id}/thumbnail"),
     ("get", "/api/openapi.json"),
     ("get", "/"),
     ("get", "/healthz"),

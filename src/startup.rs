@@ -344,6 +344,12 @@ fn spawn_background(
         jobs.clone()
             .watch_peers(settings.node_timeout, jobs.closing()),
     );
+    tracker.spawn(crate::recordings::run_retention(
+        services.recordings.clone(),
+        Arc::new(settings.profiles.clone()),
+        services.events.subscribe(),
+        shutdown.clone(),
+    ));
     tracker.spawn(sweep_processing(
         services.processing.clone(),
         settings.node_id.clone(),

@@ -155,6 +155,19 @@ impl JobService {
         job
     }
 
+    /// Free bytes of the recordings' disk (`None` when unreadable) and the
+    /// bytes of `ready` recordings each profile keeps, for the metrics.
+    pub async fn storage(&self) -> (Option<u64>, Vec<(String, u64)>) {
+        let settings = &self.inner.settings;
+        let free = crate::recordings::free_bytes(&settings.recordings_dir()).await;
+        let retained = self
+            .inner
+            .recordings
+            .retained_bytes(&settings.profiles)
+            .await;
+        (free, retained)
+    }
+
     /// The live progress of every recorder of this node that reports it.
     pub fn live_progress(&self) -> Vec<(i32, crate::entity::LiveProgress)> {
         self.inner.supervisor.progress().all()

@@ -120,9 +120,25 @@ impl JobService {
             return Ok(());
         }
         let dir = self.inner.settings.recordings_dir();
-        let free = tokio::task::spawn_blocking(move || output::free_bytes(&dir))
-            .await
-            .map_err(|e| JobError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+        let free = self.free_bytes(&dir).await?;
+        let free = match free {
+            // Below the floor: the profiles that allow it give up their
+            // oldest ready recordings first.
+            Ok(free) if free < floor => {
+                let profiles = &self.inner.settings.profiles;
+                let deleted = self
+                    .inner
+                    .recordings
+                    .reclaim_space(profiles, &dir, floor)
+                    .await;
+                if deleted > 0 {
+                    self.free_bytes(&dir).await?
+                } else {
+                    Ok(free)
+                }
+            }
+            other => other,
+        };
         match free {
             Ok(free) if free < floor => Err(JobError::InsufficientStorage { free, floor }),
             Ok(_) => Ok(()),
@@ -132,6 +148,14 @@ impl JobService {
                 Ok(())
             }
         }
+    }
+
+    /// Free bytes of the recordings' disk, read off the runtime.
+    async fn free_bytes(&self, dir: &std::path::Path) -> Result<std::io::Result<u64>, JobError> {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || output::free_bytes(&dir))
+            .await
+            .map_err(|e| JobError::Database(sea_orm::DbErr::Custom(e.to_string())))
     }
 
     /// Spawns one run of the job's recorder and stores its identity. On

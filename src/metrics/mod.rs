@@ -154,6 +154,11 @@ struct StatusLabels {
     status: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProfileLabels {
+    profile: String,
+}
+
 /// One series per running job: at most `--max-jobs` of them, gone with
 /// the job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -268,6 +273,10 @@ pub struct ScrapedCounts {
     pub recorders_supervised: usize,
     /// The live progress of this server's recorders that report it.
     pub progress: Vec<(i32, crate::entity::LiveProgress)>,
+    /// Free bytes of the recordings' disk, when readable.
+    pub disk_free_bytes: Option<u64>,
+    /// Bytes of `ready` recordings kept, per profile.
+    pub retained_bytes: Vec<(String, u64)>,
 }
 
 impl Collector for ScrapedCounts {
@@ -296,6 +305,7 @@ impl Collector for ScrapedCounts {
             None,
             supervised.metric_type(),
         )?)?;
+        self.encode_storage(&mut encoder)?;
         self.encode_progress(&mut encoder)
     }
 }
@@ -304,6 +314,33 @@ impl Collector for ScrapedCounts {
 type ProgressFigure = fn(&crate::entity::LiveProgress, time::OffsetDateTime) -> Option<f64>;
 
 impl ScrapedCounts {
+    /// The recordings' disk and what retention keeps on it.
+    fn encode_storage(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        if let Some(free) = self.disk_free_bytes {
+            let gauge = ConstGauge::new(free as f64);
+            gauge.encode(encoder.encode_descriptor(
+                "recorderd_disk_free_bytes",
+                "Free bytes of the filesystem holding the recordings.",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
+        let gauge = ConstGauge::new(0.0f64);
+        let mut family = encoder.encode_descriptor(
+            "recorderd_retained_bytes",
+            "Bytes of ready recordings kept, per profile.",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (profile, bytes) in &self.retained_bytes {
+            let labels = ProfileLabels {
+                profile: profile.clone(),
+            };
+            ConstGauge::new(*bytes as f64).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     /// One gauge family per figure of the running jobs' progress, a
     /// series per job.
     fn encode_progress(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
@@ -537,12 +574,16 @@ mod tests {
                     updated_at: time::OffsetDateTime::now_utc(),
                 },
             )],
+            disk_free_bytes: Some(4096),
+            retained_bytes: vec![("ffmpeg".to_owned(), 2000)],
         };
         let text = Metrics::default().render(counts).expect("render");
         for series in [
             "recorderd_job_bytes_written{job_id=\"7\"} 1500",
             "recorderd_job_bitrate_kbps{job_id=\"7\"} 128.5",
             "recorderd_job_media_seconds{job_id=\"7\"} 12.25",
+            "recorderd_disk_free_bytes 4096",
+            "recorderd_retained_bytes{profile=\"ffmpeg\"} 2000",
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }

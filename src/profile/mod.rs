@@ -158,6 +158,18 @@ pub struct Profile {
     /// where a client must not reach what only the server can.
     #[serde(default)]
     pub deny_private: bool,
+    /// `ready` recordings older than this many days are deleted.
+    #[serde(default)]
+    pub retain_days: Option<f64>,
+    /// The profile's `ready` recordings are kept under this many bytes
+    /// together: the oldest are deleted first.
+    #[serde(default)]
+    pub retain_bytes: Option<u64>,
+    /// When the recordings' disk falls below `--min-free-bytes`, this
+    /// profile's oldest `ready` recordings may be deleted to make room
+    /// (before a start is refused).
+    #[serde(default)]
+    pub reclaim_when_disk_low: bool,
     /// Environment of the recorder and the steps, beside `PATH`, `HOME`,
     /// `LANG`, `LC_*` and `TZ`: nothing else of the server's reaches them.
     #[serde(default)]
@@ -235,6 +247,9 @@ impl Profile {
             allow_hosts: Vec::new(),
             deny_hosts: Vec::new(),
             deny_private: false,
+            retain_days: None,
+            retain_bytes: None,
+            reclaim_when_disk_low: false,
             env: EnvTable::new(),
         }
     }
@@ -333,8 +348,21 @@ impl Profile {
         if self.allowed_schemes.is_empty() {
             bail!("`allowed_schemes` must list at least one URL scheme");
         }
+        if let Some(days) = self.retain_days
+            && !(days.is_finite() && days > 0.0 && days <= 36_500.0)
+        {
+            bail!("`retain_days` must be a number of days in (0, 36500]");
+        }
+        if self.retain_bytes == Some(0) {
+            bail!("`retain_bytes` must be at least 1");
+        }
         check_env(&self.env)?;
         Ok(())
+    }
+
+    /// Whether retention may delete this profile's recordings by itself.
+    pub fn has_retention(&self) -> bool {
+        self.retain_days.is_some() || self.retain_bytes.is_some()
     }
 
     /// First signal of the stop sequence.
@@ -484,6 +512,21 @@ mod tests {
             .expect("README has a profile example");
         let profiles = Profiles::from_toml(block).expect("README example parses");
         assert!(profiles.get(Some("ffmpeg_with_hook")).is_some());
+    }
+
+    #[test]
+    fn the_readme_retention_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[profiles.cameras]"))
+            .expect("README has a retention example");
+        let profiles = Profiles::from_toml(block).expect("README example parses");
+        let (_, cameras) = profiles.get(Some("cameras")).expect("profile cameras");
+        assert_eq!(cameras.retain_days, Some(14.0));
+        assert!(cameras.reclaim_when_disk_low && cameras.has_retention());
     }
 
     #[test]

@@ -7,6 +7,9 @@
 mod error;
 pub mod files;
 pub mod output;
+mod retention;
+
+pub use retention::{DeletedBecause, free_bytes, run_retention};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -25,6 +25,7 @@ mod outage;
 mod pipeline;
 mod reconcile;
 mod restart;
+mod retention;
 mod security;
 mod shutdown;
 mod sources;

@@ -114,10 +114,11 @@ fn event_retention(
 
 impl Settings {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let profiles = match &args.config {
+        let mut profiles = match &args.config {
             Some(path) => Profiles::from_file(path)?,
             None => Profiles::builtin(),
         };
+        profiles.use_whisper_model(&args.resolved_whisper_model());
         let init = args.init || rustix::process::getpid().as_raw_nonzero().get() == 1;
         let tokens = Tokens::load(TokenSources {
             single: args.api_token.as_deref(),

@@ -7,6 +7,7 @@
 //! runs its pipeline. `store` holds every query; `startup` wires it all up.
 
 pub mod access;
+pub mod announce;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;
+pub mod notify;
 pub mod processing;
 pub mod profile;
 pub mod recordings;

@@ -1,15 +1,15 @@
 use anyhow::Context;
 use clap::Parser;
-use recorderd::cli::args::{Cli, Command, ServeArgs};
-use recorderd::cli::{client, health};
+use recorderd::cli::args::{Cli, Command, ConfigCommand, ServeArgs};
+use recorderd::cli::{config, generate, health, jobs, recordings};
 use recorderd::config::Settings;
 use recorderd::startup::Application;
 use recorderd::{db, signals, telemetry};
 
-/// The client subcommands print the server's error and exit 1.
-fn exit_code(result: anyhow::Result<std::process::ExitCode>) -> anyhow::Result<()> {
+/// The commands that are not the server print their error and exit 1.
+fn exit_code(result: anyhow::Result<()>) -> anyhow::Result<()> {
     match result {
-        Ok(_) => Ok(()),
+        Ok(()) => Ok(()),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(1);
@@ -31,19 +31,20 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Some(Command::Health(args)) => health::check(&args).await,
+        Some(Command::Health(args)) => exit_code(health::check(&args).await),
         Some(Command::Jobs {
             client: args,
             command,
-        }) => {
-            return exit_code(client::jobs(&args, &command).await);
-        }
+        }) => exit_code(jobs::run(&args, &command).await),
         Some(Command::Recordings {
             client: args,
             command,
-        }) => {
-            return exit_code(client::recordings(&args, &command).await);
-        }
+        }) => exit_code(recordings::run(&args, &command).await),
+        Some(Command::Config {
+            command: ConfigCommand::Check { file, output },
+        }) => exit_code(config::check(&file, output)),
+        Some(Command::Completions { shell }) => exit_code(generate::completions(shell)),
+        Some(Command::Man { dir }) => exit_code(generate::man(dir.as_deref())),
         Some(Command::Openapi) => {
             println!("{}", recorderd::http::openapi().to_pretty_json()?);
             Ok(())

@@ -129,6 +129,7 @@ impl Application {
     /// those whose process is gone, adopting live ones), resumes unfinished
     /// post-processing, and binds — all before the first request is served.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        crate::announce::configuration(&settings);
         for dir in [
             settings.data_dir.clone(),
             settings.recordings_dir(),
@@ -227,10 +228,14 @@ impl Application {
             shutdown.clone(),
         ));
         info!(%address, "listening on http://{address}");
+        crate::notify::ready(address);
 
         stop.await;
         shutdown.cancel();
+        crate::notify::stopping();
         info!(policy = ?settings.shutdown_policy, "shutting down: no new requests");
+        let finishing = services.supervisor.clone();
+        let _extending = crate::notify::extend_while(move || finishing.len());
         // In-flight requests finish first, so no start slips in after the
         // recorders have been dealt with.
         match tokio::time::timeout(Duration::from_secs(10), server).await {

@@ -12,6 +12,7 @@ mod m20261129_000005_webhook_cursors;
 mod m20261129_000006_nodes;
 mod m20261130_000007_typed_columns;
 mod m20261130_000008_restart_window;
+mod m20261130_000009_transcripts_and_search;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_nodes::Migration),
             Box::new(m20261130_000007_typed_columns::Migration),
             Box::new(m20261130_000008_restart_window::Migration),
+            Box::new(m20261130_000009_transcripts_and_search::Migration),
         ]
     }
 }

@@ -47,24 +47,36 @@ pub enum Command {
         command: RecordingsCommand,
     },
     /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
-    /// Meant for container health checks: needs no curl.
-    Health(HealthArgs),
+    /// Meant for health checks (a container's, a load balancer's): needs no
+    /// curl. Without `--url` it asks the server `RECORDERD_BIND` names.
+    Health(ClientArgs),
     /// Print the API's OpenAPI 3.1 document (the one served at
     /// `/api/openapi.json`) and exit: for client generators, no server needed.
     Openapi,
+    /// Check a configuration file without a server.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print a completion script for a shell, e.g.
+    /// `recorderd completions bash > /etc/bash_completion.d/recorderd`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `recorderd man | man -l -`; with
+    /// `--dir`, write one page per command there.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
-/// How the command-line client reaches the server.
+/// How the command-line client reaches the server and prints its answers.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The server's base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "RECORDERD_URL",
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub url: String,
+    /// The server's base URL. Default: `RECORDERD_BIND`'s address when that
+    /// is set (a wildcard address asked on loopback), else
+    /// `http://127.0.0.1:8000`.
+    #[arg(long, global = true, env = "RECORDERD_URL", alias = "address")]
+    pub url: Option<String>,
     /// API token, when the server requires one.
     #[arg(
         long,
@@ -73,9 +85,24 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Print the server's JSON instead of a table.
+    /// `table` for people, `json` (the server's JSON; one object per line
+    /// for streams) for programs.
+    #[arg(long, global = true, env = "RECORDERD_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Same as `--output json`.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Seconds to wait for the server: to connect and for each answer (a
+    /// stream or a download waits this long for its next bytes). Default:
+    /// 30, or 5 for `health`.
+    #[arg(long, global = true, env = "RECORDERD_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -85,6 +112,7 @@ pub enum JobsCommand {
         source: String,
         #[arg(long)]
         title: Option<String>,
+        /// One of the server's profiles (`jobs profiles` lists them).
         #[arg(long)]
         profile: Option<String>,
         /// Stop by itself after this many seconds.
@@ -108,11 +136,15 @@ pub enum JobsCommand {
     },
     /// One job.
     Show { job_id: i64 },
-    /// The end of a job's recorder output.
+    /// The end of a job's recorder output; with `--follow`, then what it
+    /// writes until it ends.
     Logs {
         job_id: i64,
         #[arg(long, default_value_t = 16384)]
         bytes: u64,
+        /// Keep printing what the recorder writes, until it has ended.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Follow transitions as they happen (Ctrl-C to stop).
     Watch {
@@ -123,6 +155,8 @@ pub enum JobsCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// The profiles a start can name.
+    Profiles,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -131,29 +165,75 @@ pub enum RecordingsCommand {
     List {
         #[arg(long)]
         status: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
         #[arg(long, default_value_t = 1)]
         page: u64,
         #[arg(long, default_value_t = 50)]
         page_size: u64,
     },
-    /// One recording with its jobs, steps, analysis and transcript.
+    /// Recordings whose title or transcript holds the words, best match
+    /// first, with where they were said: words, "a phrase", -without, or.
+    Search {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long, default_value_t = 20)]
+        page_size: u64,
+    },
+    /// One recording: its steps (status, time, error), runs, analysis and
+    /// transcript.
     Show { recording_id: i64 },
+    /// The transcript, a timed line per segment; `--vtt` for WebVTT.
+    Transcript {
+        recording_id: i64,
+        #[arg(long)]
+        vtt: bool,
+    },
+    /// Run the processing pipeline again.
+    Reprocess {
+        recording_id: i64,
+        /// Wait until it is ready (exit 0) or failed (exit 1).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Save the recorded file.
+    Download {
+        recording_id: i64,
+        /// Where to (`-` for standard output). Default: the file's own name,
+        /// here.
+        #[arg(long, short)]
+        output_file: Option<PathBuf>,
+        /// The MP4 browsers play instead of the recorded file.
+        #[arg(long)]
+        mp4: bool,
+        /// Replace a file that exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a recording with its files and history (asks first, unless
+    /// `--yes`; without a terminal, `--yes` is required).
+    Delete {
+        recording_id: i64,
+        #[arg(long, short)]
+        yes: bool,
+    },
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct HealthArgs {
-    /// The server to ask: `host:port`, or a base URL like the other client
-    /// commands take (`--url` is another name for this flag).
-    #[arg(
-        long,
-        visible_alias = "url",
-        env = "RECORDERD_HEALTH_ADDRESS",
-        default_value = "127.0.0.1:8000"
-    )]
-    pub address: String,
-    /// Seconds to wait for an answer.
-    #[arg(long, default_value_t = 5)]
-    pub timeout: u64,
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a profiles file as `serve --config` would, saying the line
+    /// of the first mistake; list its profiles and the steps that would
+    /// run on this machine.
+    Check {
+        file: PathBuf,
+        /// `table` or `json`.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -342,6 +422,12 @@ pub struct ServeArgs {
     /// of the nodes must agree far better than this.
     #[arg(long = "node-timeout", env = "RECORDERD_NODE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86400))]
     pub node_timeout_secs: u64,
+    /// whisper.cpp model (`ggml-*.bin`) for the built-in `transcribe` step:
+    /// with `whisper-cli` on the PATH and this file present, whisper.cpp
+    /// transcribes; otherwise pocketsphinx. Default:
+    /// `<data-dir>/models/ggml-base.en.bin`.
+    #[arg(long, env = "RECORDERD_WHISPER_MODEL")]
+    pub whisper_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -379,5 +465,17 @@ impl DatabaseArgs {
 
     pub fn database_wait(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.database_wait_secs)
+    }
+}
+
+impl ServeArgs {
+    /// The whisper.cpp model the built-in `transcribe` step looks for.
+    pub fn resolved_whisper_model(&self) -> PathBuf {
+        self.whisper_model.clone().unwrap_or_else(|| {
+            self.database
+                .data_dir
+                .join("models")
+                .join("ggml-base.en.bin")
+        })
     }
 }

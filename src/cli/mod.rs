@@ -1,7 +1,14 @@
-//! The command line: its flags and subcommands (`args`), the client
-//! subcommands that drive a running server over HTTP (`client`), and the
-//! container health check (`health`).
+//! The command line: its flags and subcommands (`args`); the client
+//! commands that drive a running server over HTTP (`client` shared by
+//! `jobs`, `watch`, `recordings` and `health`, printed through `table`);
+//! and what needs no server: `config check`, completions and the manual.
 
 pub mod args;
 pub mod client;
+pub mod config;
+pub mod generate;
 pub mod health;
+pub mod jobs;
+pub mod recordings;
+pub mod table;
+pub mod watch;

@@ -6,11 +6,12 @@ pub mod node;
 pub mod processing_step;
 pub mod recording;
 pub mod recording_job;
+pub mod transcript_segment;
 pub mod webhook_cursor;
 
 pub use event::EventKind;
 pub use processing_step::StepStatus;
-pub use recording::{Analysis, RecordingStatus, Segments, TimeSpan, VideoAnalysis};
+pub use recording::{Analysis, RecordingStatus, Segments, TimeSpan, VideoInfo};
 pub use recording_job::{EndCause, JobStatus, LiveProgress, PastRun, PastRuns, StopReason};
 
 /// Serializes an absent value as its type's default (an empty list for a

@@ -69,25 +69,27 @@ pub struct Analysis {
     pub silence_threshold_db: i32,
     /// How many streams the file holds.
     pub streams: usize,
-    /// The first video stream, when there is one.
+    /// The first video stream, for recordings with one.
     #[serde(default)]
-    pub video: Option<VideoAnalysis>,
+    pub video: Option<VideoInfo>,
 }
 
-/// What the `analyze` step measured of a recording's first video stream.
+/// What the first video stream of a recording is, and what the `analyze`
+/// step saw in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VideoAnalysis {
+pub struct VideoInfo {
+    /// As ffprobe names it (`h264`, `vp9`, …).
     pub codec: Option<String>,
     pub width: Option<i64>,
     pub height: Option<i64>,
-    /// Frames per second (the stream's average frame rate).
+    /// Frames per second (its average).
     pub frame_rate: Option<f64>,
     /// Stretches of black picture (`blackdetect`: at least 0.5 s).
+    #[serde(default)]
     pub black: Vec<TimeSpan>,
     /// Stretches of frozen picture (`freezedetect`: at least 2 s).
+    #[serde(default)]
     pub frozen: Vec<TimeSpan>,
-    /// Whether a thumbnail was made (`GET /api/recordings/{id}/thumbnail`).
-    pub thumbnail: bool,
 }
 
 /// A stretch of a recording, in seconds from its start.

@@ -81,6 +81,7 @@ pub enum ErrorCode {
     /// A limit of this node is reached (`--max-jobs`, `--max-event-streams`);
     /// `Retry-After` says when to try again.
     AtCapacity,
+    NotPlayable,
 }
 
 /// The body of every error response.
@@ -253,6 +254,8 @@ fn recording_parts(error: &RecordingError, msg: String) -> (StatusCode, ErrorBod
         }
         R::NothingToProcess { .. } => plain(StatusCode::CONFLICT, C::NothingToProcess, msg),
         R::MediaUnavailable { .. } => plain(StatusCode::NOT_FOUND, C::MediaNotFound, msg),
+        R::NotYetPlayable { .. } => plain(StatusCode::CONFLICT, C::RecordingBusy, msg),
+        R::NotPlayable { .. } => plain(StatusCode::UNPROCESSABLE_ENTITY, C::NotPlayable, msg),
         R::OnOtherNode { node, .. } => {
             let mut body = ErrorBody::new(C::OnOtherNode, msg);
             body.error.node = Some(node.clone());

@@ -13,6 +13,10 @@ use super::error::ErrorBody;
 use super::{ApiError, ApiJson, AppState, Result, page_bounds, to_completion};
 use crate::entity::JobStatus;
 use crate::jobs::StartRequest;
+
+/// Fields of a request body that the server does not know: their names,
+/// their values skipped unread.
+type IgnoredFields = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
 use crate::store::{Job, Recording};
 
 /// Answer to a start: the new job and its recording.
@@ -42,6 +46,8 @@ pub struct StartResponse {
                 ("recording" = (operation_id = "show_recording", parameters(("id" = "$response.body#/recording/id")), description = "This job's recording")),
                 ("media" = (operation_id = "recording_media", parameters(("id" = "$response.body#/recording/id")), description = "What it recorded")),
                 ("reprocess" = (operation_id = "reprocess_recording", parameters(("id" = "$response.body#/recording/id")), description = "Process the recording again")),
+                ("transcript" = (operation_id = "recording_transcript", parameters(("id" = "$response.body#/recording/id")), description = "What was said in it")),
+                ("playable" = (operation_id = "recording_playable", parameters(("id" = "$response.body#/recording/id")), description = "It, as browsers play it")),
             )
         ),
         (status = 400, description = "`malformed_json`, `invalid_source` (with `rule` when what the source would reach is refused: `listener_option`, `builtin_deny`, `deny_private`, `deny_hosts`, `allow_hosts`), `invalid_field`, `unknown_profile` or `invalid_body`", body = ErrorBody),
@@ -49,7 +55,7 @@ pub struct StartResponse {
         (status = 403, description = "`forbidden`: the token's role is `read`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body`: a field is missing, unknown or of the wrong type", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: a field is missing or of the wrong type (unknown fields are ignored)", body = ErrorBody),
         (status = 500, description = "`spawn_failed` (the job is recorded as failed) or `internal_error`", body = ErrorBody),
         (status = 503, description = "`shutting_down`; `at_capacity`: this node runs `--max-jobs` recorders already, retry after `Retry-After` seconds; or `database_unavailable` (the database does not answer now; retry later)", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`: the recordings' disk is below the free space it must keep", body = ErrorBody),
@@ -59,6 +65,7 @@ pub async fn start(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<(StatusCode, Json<StartResponse>)> {
+    log_ignored("start", &request.ignored);
     let jobs = state.jobs.clone();
     let started = to_completion(async move { jobs.start(request).await }).await?;
     Ok((
@@ -72,12 +79,23 @@ pub async fn start(
     ))
 }
 
-/// Body of a stop.
+/// Body of a stop. Unknown fields are ignored, as for a start.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StopRequest {
     #[serde(deserialize_with = "crate::jobs::whole_number")]
     job_id: i32,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    ignored: IgnoredFields,
+}
+
+/// Says, for whoever debugs a client, which fields of its body were not
+/// read.
+fn log_ignored(operation: &str, ignored: &IgnoredFields) {
+    if !ignored.is_empty() {
+        let fields: Vec<&str> = ignored.keys().map(String::as_str).collect();
+        tracing::debug!(operation, ?fields, "unknown fields ignored");
+    }
 }
 
 /// Answer to a stop: the job, `stopping` or already ended.
@@ -115,6 +133,7 @@ pub async fn stop(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StopRequest>,
 ) -> Result<Json<StopResponse>> {
+    log_ignored("stop", &request.ignored);
     let jobs = state.jobs.clone();
     let job = to_completion(async move { jobs.stop(request.job_id).await }).await?;
     Ok(Json(StopResponse {
@@ -279,33 +298,44 @@ pub async fn show(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// The last this many bytes (16 KiB by default).
+    /// At most this many bytes (16 KiB by default): the last ones, or
+    /// with `offset` the first ones from there.
     #[param(minimum = 1, maximum = 1048576)]
     bytes: Option<u64>,
+    /// Read from this byte on instead of the end: pass the last answer's
+    /// `next_offset` to follow the log as it grows.
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
+    offset: Option<u64>,
 }
 
-/// The end of a recorder's output.
+/// A stretch of a recorder's output.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LogTailResponse {
     pub job_id: i32,
     /// The whole log's size in bytes.
     pub size: u64,
-    /// Whether `content` is only the end of the log.
+    /// Whether `content` is only part of the log.
     pub truncated: bool,
-    /// Lossily decoded as UTF-8.
+    /// Lossily decoded as UTF-8 (a read never ends inside a character).
     pub content: String,
+    /// Where in the log `content` starts, in bytes.
+    pub offset: u64,
+    /// Where it ends: the `offset` of the read that follows.
+    pub next_offset: u64,
 }
 
 /// Largest log tail returned at once.
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
+/// Largest offset into a log: what every JSON client reads exactly.
+const MAX_LOG_OFFSET: u64 = (1 << 53) - 1;
 
 #[utoipa::path(
     get,
     path = "/api/recordings/jobs/{id}/log",
     operation_id = "job_log",
     tag = "jobs",
-    summary = "The end of a job's recorder output",
-    description = "The recorder's standard output and error, as written to its log file. Also served with a trailing slash.",
+    summary = "The end of a job's recorder output, or what follows an offset",
+    description = "The recorder's standard output and error, as written to its log file. To follow it as it grows, read with `offset` set to the previous answer's `next_offset` until the job has ended and a read brings nothing. Also served with a trailing slash.",
     params(("id" = i32, Path, description = "The job's id"), LogQuery),
     responses(
         (status = 200, description = "The log's tail", body = LogTailResponse),
@@ -330,11 +360,18 @@ pub async fn log(
             "`bytes` must be between 1 and {MAX_LOG_BYTES}"
         )));
     }
-    let tail = state.recordings.log_tail(id, bytes).await?;
+    if query.offset.is_some_and(|o| o > MAX_LOG_OFFSET) {
+        return Err(ApiError::BadQuery(format!(
+            "`offset` must be between 0 and {MAX_LOG_OFFSET}"
+        )));
+    }
+    let tail = state.recordings.log_tail(id, query.offset, bytes).await?;
     Ok(Json(LogTailResponse {
         job_id: id,
         size: tail.size,
         truncated: tail.truncated,
         content: tail.content,
+        offset: tail.offset,
+        next_offset: tail.next_offset,
     }))
 }

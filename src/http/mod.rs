@@ -6,10 +6,14 @@ mod auth;
 pub mod error;
 mod events;
 mod jobs;
+mod media;
 mod openapi;
 mod ops;
+mod profiles;
 mod recordings;
 mod serve;
+mod transcripts;
+mod ui;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, Method, header};
@@ -77,8 +81,13 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(recordings::show, recordings::delete),
         routes!(recordings::reprocess),
         routes!(recordings::media),
-        routes!(recordings::thumbnail),
-        routes!(ops::dashboard),
+        routes!(transcripts::transcript),
+        routes!(transcripts::captions),
+        routes!(media::playable),
+        routes!(media::thumbnail),
+        routes!(profiles::list),
+        routes!(ui::dashboard),
+        routes!(ui::asset),
         routes!(ops::healthz),
         routes!(ops::readyz),
         routes!(ops::metrics),

@@ -1,33 +1,18 @@
-//! What operators and tools look at: the dashboard, the probes, the
-//! metrics and the API's own description.
+//! What operators and tools look at: the probes, the metrics and the
+//! API's own description. (The dashboard is `ui`'s.)
 
 use std::sync::{Arc, LazyLock};
 
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ErrorBody, ErrorCode};
 use super::{AppState, Result};
 use crate::metrics::ScrapedCounts;
-
-#[utoipa::path(
-    get,
-    path = "/",
-    tag = "operations",
-    summary = "The dashboard",
-    description = "One self-contained page: live jobs (from the event stream), the start form, stop and cleanup buttons, recent recordings with their processing state. Needs the API token when one is configured.",
-    responses(
-        (status = 200, description = "The page", content_type = "text/html", body = String),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-    )
-)]
-pub async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
-}
 
 /// Answer of the liveness probe.
 #[derive(Debug, Serialize, ToSchema)]

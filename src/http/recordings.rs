@@ -1,19 +1,19 @@
 //! `/api/recordings/…`: what was recorded and what became of it.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, Result, page_bounds, to_completion};
-use crate::entity::{Analysis, RecordingStatus};
-use crate::recordings::RecordingError;
+use super::transcripts::TranscriptSegment;
+use super::{ApiError, AppState, Result, page_bounds, to_completion};
+use crate::entity::{Analysis, JobStatus, RecordingStatus};
+use crate::recordings::listing::Listed;
+use crate::recordings::search::{MAX_QUERY_CHARS, SearchQuery};
+use crate::store::search::Filters;
 use crate::store::{Job, Recording, Step};
 
 /// Filters and page of the recording list.
@@ -22,6 +22,16 @@ use crate::store::{Job, Recording, Step};
 pub struct RecordingsQuery {
     /// Only recordings in this status.
     status: Option<RecordingStatus>,
+    /// Only recordings made with this profile.
+    #[param(max_length = 255)]
+    profile: Option<String>,
+    /// Full-text search over titles and transcripts, as in a web search
+    /// box: words (all must be there, in any form: `record` finds
+    /// `recording`), `"a phrase"`, `-excluded`, `or`. Results come best
+    /// match first, each with the passages (`matches`) where its words
+    /// were said.
+    #[param(max_length = 500)]
+    q: Option<String>,
     /// From 1.
     #[param(minimum = 1, maximum = 1000000)]
     page: Option<u64>,
@@ -29,14 +39,62 @@ pub struct RecordingsQuery {
     page_size: Option<u64>,
 }
 
-/// A page of recordings, newest first.
+/// A recording in a list, with what a list shows of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingListItem {
+    #[serde(flatten)]
+    pub recording: Recording,
+    /// When its first recorder started.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<time::OffsetDateTime>,
+    /// When its last recorder ended; `null` while it records.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<time::OffsetDateTime>,
+    /// The node that recorded it (its latest job's).
+    pub node: Option<String>,
+    /// Its latest job (the one to stop while it records).
+    pub job_id: Option<i32>,
+    pub job_status: Option<JobStatus>,
+    /// Measured by the `analyze` step once it ran, else from its
+    /// recorder's times (up to now while it records).
+    pub duration_seconds: Option<f64>,
+    /// What its files hold on the answering node; `null` when they are not
+    /// there.
+    pub size_bytes: Option<u64>,
+    /// With `q`: where its words were said (at most three passages, in the
+    /// order said); empty when only the title matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<TranscriptSegment>>,
+}
+
+impl From<Listed> for RecordingListItem {
+    fn from(listed: Listed) -> Self {
+        Self {
+            recording: listed.recording,
+            started_at: listed.started_at,
+            ended_at: listed.ended_at,
+            node: listed.node,
+            job_id: listed.job_id,
+            job_status: listed.job_status,
+            duration_seconds: listed.duration_seconds,
+            size_bytes: listed.size_bytes,
+            matches: listed
+                .passages
+                .map(|p| p.iter().map(TranscriptSegment::from).collect()),
+        }
+    }
+}
+
+/// A page of recordings, newest first (best match first for a search).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordingPage {
     /// How many recordings match, over all pages.
     pub count: u64,
     pub page: u64,
     pub page_size: u64,
-    pub recordings: Vec<Recording>,
+    pub recordings: Vec<RecordingListItem>,
 }
 
 #[utoipa::path(
@@ -44,8 +102,8 @@ pub struct RecordingPage {
     path = "/api/recordings",
     operation_id = "list_recordings",
     tag = "recordings",
-    summary = "List recordings",
-    description = "Every recording, newest first, filtered and paged. Also served with a trailing slash.",
+    summary = "List and search recordings",
+    description = "Every recording, newest first, filtered and paged; with `q`, those whose title or transcript holds the words, best match first, each with the passages where they were said. Also served with a trailing slash.",
     params(RecordingsQuery),
     responses(
         (status = 200, description = "A page of recordings", body = RecordingPage),
@@ -61,12 +119,52 @@ pub async fn list(
 ) -> Result<Json<RecordingPage>> {
     let Query(query) = query?;
     let (page, page_size) = page_bounds(query.page, query.page_size)?;
-    let (recordings, count) = state.recordings.list(query.status, page, page_size).await?;
+    // The limit holds for what was sent, whatever it holds.
+    if query
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(ApiError::BadQuery(format!(
+            "`q` must be at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    // Control characters mean nothing to a search, and PostgreSQL refuses
+    // a NUL in any text: they are spaces here.
+    let text = query.q.as_deref().map(|q| q.replace(char::is_control, " "));
+    let search = match text.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(
+            SearchQuery::parse(text)
+                .ok_or_else(|| ApiError::BadQuery("`q` has no word to search for".to_owned()))?,
+        ),
+    };
+    if query
+        .profile
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > 255 || p.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadQuery(
+            "`profile` must be a profile's name: at most 255 characters, no control characters"
+                .to_owned(),
+        ));
+    }
+    let filters = Filters {
+        status: query.status,
+        profile: query.profile.as_deref().filter(|p| !p.is_empty()),
+    };
+    let (recordings, count) = state
+        .recordings
+        .list(filters, search.as_ref(), page, page_size)
+        .await?;
     Ok(Json(RecordingPage {
         count,
         page,
         page_size,
-        recordings,
+        recordings: recordings
+            .into_iter()
+            .map(RecordingListItem::from)
+            .collect(),
     }))
 }
 
@@ -232,65 +330,9 @@ pub async fn delete(
 pub async fn media(
     State(state): State<AppState>,
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
-    mut request: Request,
-) -> Result<Response> {
-    let Path(id) = id?;
-    let path = state.recordings.media_path(id).await?;
-    // RFC 9110 §14.2: a range in a unit the server does not understand is
-    // ignored, and the whole file served.
-    let headers = request.headers_mut();
-    if headers
-        .get(axum::http::header::RANGE)
-        .is_some_and(|range| !range.as_bytes().starts_with(b"bytes="))
-    {
-        headers.remove(axum::http::header::RANGE);
-    }
-    let mut response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
-        RecordingError::MediaUnavailable {
-            id,
-            reason: e.to_string(),
-        }
-    })?;
-    // A recording is data, never a page of this origin, whatever its
-    // extension says: a browser opening it runs nothing in it.
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_SECURITY_POLICY,
-        axum::http::HeaderValue::from_static("sandbox; default-src 'none'"),
-    );
-    Ok(response.map(Body::new))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/recordings/{id}/thumbnail",
-    operation_id = "recording_thumbnail",
-    tag = "recordings",
-    summary = "A still of the recorded video",
-    description = "One frame from the recording's first seconds, at most 360 pixels high, made by the `analyze` step for recordings with video (`analysis.video.thumbnail`). Also served with a trailing slash.",
-    params(("id" = i32, Path, description = "The recording's id")),
-    responses(
-        (status = 200, description = "The thumbnail", content_type = "image/jpeg", body = Vec<u8>),
-        (status = 304, description = "Not modified since `If-Modified-Since`"),
-        (status = 400, description = "`invalid_path`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 404, description = "`recording_not_found` or `media_not_found` (no video, or not analyzed yet)", body = ErrorBody),
-        (status = 409, description = "`on_other_node`: the file is on the node named in `node`", body = ErrorBody),
-        (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
-    )
-)]
-pub async fn thumbnail(
-    State(state): State<AppState>,
-    id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
     request: Request,
 ) -> Result<Response> {
     let Path(id) = id?;
-    let path = state.recordings.thumbnail_path(id).await?;
-    let response = ServeFile::new(path).oneshot(request).await.map_err(|e| {
-        RecordingError::MediaUnavailable {
-            id,
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(response.map(Body::new))
+    let path = state.recordings.media_path(id).await?;
+    super::media::serve(id, path, request).await
 }

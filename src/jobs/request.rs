@@ -15,9 +15,9 @@ const MAX_TITLE_LEN: usize = 200;
 /// Longest duration limit accepted: a week.
 const MAX_DURATION_SECONDS: u64 = 7 * 24 * 3600;
 
-/// Body of `POST /api/recordings/jobs/start/`.
+/// Body of `POST /api/recordings/jobs/start/`. Fields it does not know are
+/// ignored, as the seed's API ignored them: its clients send extras.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// The stream to record: a URL whose scheme the profile allows
     /// (e.g. `rtmp://host/live/key`).
@@ -33,6 +33,11 @@ pub struct StartRequest {
     #[schema(minimum = 1, maximum = 604800)]
     #[serde(default, deserialize_with = "whole_seconds")]
     pub duration_seconds: Option<u64>,
+    /// The names of fields this server does not know, kept only to be
+    /// logged.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub ignored: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 /// A start request that passed validation, with its profile resolved.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::entity::Analysis;
+use crate::entity::{Analysis, VideoInfo};
 use crate::supervisor::Supervisor;
 
 /// Silence is quieter than this for at least `SILENCE_MIN_SECONDS`.
@@ -20,13 +20,9 @@ const SILENCE_MIN_SECONDS: f64 = 0.5;
 /// Largest amount of a tool's output kept for parsing.
 const MAX_OUTPUT: u64 = 8 * 1024 * 1024;
 
-/// Measures a recording; a thumbnail of its video goes to `workdir`. An
-/// empty or unreadable file is an error that says what ffprobe found wrong.
-pub async fn analyze(
-    supervisor: &Supervisor,
-    input: &Path,
-    workdir: &Path,
-) -> Result<Analysis, String> {
+/// Measures a recording. An empty or unreadable file is an error that says
+/// what ffprobe found wrong.
+pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, String> {
     let size = tokio::fs::metadata(input)
         .await
         .map_err(|e| format!("cannot read {}: {e}", input.display()))?
@@ -48,9 +44,7 @@ pub async fn analyze(
         None => None,
     };
     let video = match video {
-        Some(stream) => {
-            Some(super::video::analyze_video(supervisor, input, workdir, stream, duration).await?)
-        }
+        Some(stream) => Some(super::video::analyze_video(supervisor, input, stream).await?),
         None if levels.is_none() => {
             return Err("the file has neither an audio nor a video stream".to_owned());
         }
@@ -80,8 +74,28 @@ pub async fn analyze(
     })
 }
 
+/// What ffprobe says of a video stream (its black and frozen stretches
+/// are measured apart, by decoding it).
+pub(super) fn video_info(stream: &Value) -> VideoInfo {
+    VideoInfo {
+        codec: stream["codec_name"].as_str().map(str::to_owned),
+        width: stream["width"].as_i64(),
+        height: stream["height"].as_i64(),
+        frame_rate: stream["avg_frame_rate"].as_str().and_then(ratio),
+        black: Vec::new(),
+        frozen: Vec::new(),
+    }
+}
+
+/// `30000/1001` as a number; `0/0` (unknown) as none.
+fn ratio(text: &str) -> Option<f64> {
+    let (num, den) = text.split_once('/')?;
+    let (num, den) = (num.parse::<f64>().ok()?, den.parse::<f64>().ok()?);
+    (den > 0.0 && num > 0.0).then(|| num / den)
+}
+
 /// ffprobe's description of the file's format and streams.
-async fn probe(supervisor: &Supervisor, input: &Path) -> Result<Value, String> {
+pub(super) async fn probe(supervisor: &Supervisor, input: &Path) -> Result<Value, String> {
     let probe = run(
         supervisor,
         Command::new("ffprobe")

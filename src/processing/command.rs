@@ -11,10 +11,11 @@ use tokio::process::Command;
 
 use crate::entity::Analysis;
 use crate::profile::EnvTable;
+use crate::store::transcripts::NewSegment;
 use crate::supervisor::Supervisor;
 
-/// Most of a step's standard output kept as its result.
-const MAX_STDOUT: u64 = 1024 * 1024;
+/// Most of a command step's standard output kept as its result.
+pub(super) const MAX_STDOUT: u64 = 1024 * 1024;
 
 /// How one attempt of a step went.
 pub(super) struct Attempt {
@@ -23,6 +24,8 @@ pub(super) struct Attempt {
     pub(super) result: Option<String>,
     /// What the built-in `analyze` step measured.
     pub(super) analysis: Option<Analysis>,
+    /// The transcript the built-in `transcribe` step heard.
+    pub(super) segments: Option<Vec<NewSegment>>,
 }
 
 /// Runs one command: stdout kept (bounded) as its result, stderr appended
@@ -33,6 +36,7 @@ pub(super) async fn run_command(
     argv: &[String],
     env: &EnvTable,
     log_path: &Path,
+    max_stdout: u64,
 ) -> Result<Attempt, (Option<i32>, String)> {
     let stderr = OpenOptions::new()
         .create(true)
@@ -51,7 +55,7 @@ pub(super) async fn run_command(
         .map_err(|e| (None, format!("`{}` could not be started: {e}", argv[0])))?;
     let mut stdout = Vec::new();
     if let Some(mut out) = child.stdout.take() {
-        let _ = (&mut out).take(MAX_STDOUT).read_to_end(&mut stdout).await;
+        let _ = (&mut out).take(max_stdout).read_to_end(&mut stdout).await;
         // Drained past the limit so the step never blocks on a full pipe.
         let _ = tokio::io::copy(&mut out, &mut tokio::io::sink()).await;
     }
@@ -65,6 +69,7 @@ pub(super) async fn run_command(
             exit_code: Some(0),
             result: Some(stdout),
             analysis: None,
+            segments: None,
         }),
         (Some(code), _) => Err((Some(code), format!("`{}` exited with code {code}", argv[0]))),
         (None, Some(signal)) => Err((None, format!("`{}` was killed by signal {signal}", argv[0]))),

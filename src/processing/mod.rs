@@ -17,6 +17,9 @@ pub mod analyze;
 mod command;
 pub mod join;
 mod pipeline;
+pub mod playable;
+pub mod recognized;
+pub mod transcribe;
 pub mod video;
 
 use std::collections::HashSet;
@@ -67,6 +70,8 @@ pub struct Processing {
     in_flight: Arc<Mutex<HashSet<i32>>>,
     events: Option<EventLog>,
     metrics: Arc<Metrics>,
+    /// Recordings made playable in browsers, one at a time.
+    conversions: playable::Conversions,
 }
 
 impl Processing {
@@ -90,6 +95,7 @@ impl Processing {
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             events: None,
             metrics: Arc::new(Metrics::default()),
+            conversions: playable::Conversions::default(),
         }
     }
 
@@ -137,14 +143,14 @@ impl Processing {
         self.in_flight().contains(&recording_id)
     }
 
+    /// The profiles whose pipelines this runs.
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
     /// The recording's scratch directory (`{workdir}`).
     pub fn workdir(&self, recording_id: i32) -> PathBuf {
         self.dirs.work.join(format!("recording-{recording_id}"))
-    }
-
-    /// Where the `analyze` step leaves the recording's thumbnail.
-    pub fn thumbnail_path(&self, recording_id: i32) -> PathBuf {
-        video::thumbnail_path(&self.workdir(recording_id))
     }
 
     /// The recording's processing log.

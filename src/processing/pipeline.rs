@@ -10,8 +10,8 @@ use backon::BackoffBuilder;
 use sea_orm::DbErr;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::command::{Attempt, run_command};
-use super::{Processing, analyze, join};
+use super::command::{Attempt, MAX_STDOUT, run_command};
+use super::{Processing, analyze, join, recognized, transcribe};
 use crate::backoff;
 use crate::entity::{RecordingStatus, StepStatus};
 use crate::metrics::StepOutcome;
@@ -282,14 +282,19 @@ impl Processing {
         workdir: &Path,
     ) -> Result<Attempt, (Option<i32>, String)> {
         match config.builtin {
-            Some(BuiltinStep::Analyze) => analyze::analyze(&self.supervisor, input, workdir)
+            Some(BuiltinStep::Analyze) => analyze::analyze(&self.supervisor, input)
                 .await
                 .map(|analysis| Attempt {
                     exit_code: None,
                     result: serde_json::to_string(&analysis).ok(),
                     analysis: Some(analysis),
+                    segments: None,
                 })
                 .map_err(|e| (None, e)),
+            Some(BuiltinStep::Transcribe) => {
+                let log = self.log_path(recording_id);
+                transcribe::transcribe(&self.supervisor, config, input, workdir, &log).await
+            }
             None => {
                 let id = recording_id.to_string();
                 let argv = render_argv(
@@ -305,6 +310,7 @@ impl Processing {
                     &argv,
                     &config.env,
                     &self.log_path(recording_id),
+                    MAX_STDOUT,
                 )
                 .await
             }
@@ -322,9 +328,14 @@ impl Processing {
             (Some(BuiltinStep::Analyze), _) => {
                 store::recordings::set_analysis(&self.db, recording_id, done.analysis.clone()).await
             }
+            (Some(BuiltinStep::Transcribe), _) => {
+                let segments = done.segments.as_deref().unwrap_or_default();
+                store::transcripts::replace(&self.db, recording_id, segments).await
+            }
             (None, Some(StepOutput::Transcript)) => {
-                let transcript = done.result.as_deref().map(|r| r.trim().to_owned());
-                store::recordings::set_transcript(&self.db, recording_id, transcript).await
+                let printed = done.result.as_deref().unwrap_or_default();
+                let segments = recognized::segments_from_text(printed);
+                store::transcripts::replace(&self.db, recording_id, &segments).await
             }
             (None, None) => Ok(()),
         }

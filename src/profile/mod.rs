@@ -3,8 +3,10 @@
 //! optional TOML file, validated as they load so a mistake fails at
 //! start-up rather than when a job starts.
 
+mod check;
 mod input;
 mod reach;
+mod report;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -17,12 +19,17 @@ use rustix::process::Signal;
 use serde::{Deserialize, Deserializer};
 
 use crate::template::{RECORDER_PLACEHOLDERS, check_list_placeholders, check_placeholders};
+pub use check::Problem;
 pub use input::{HLS_KEY, ProgressFormat, input_options_for};
 pub use reach::{
     HostPattern, HostRules, ReachRule, Refusal, check_host, listener_option, protocol_whitelist,
 };
+pub use report::StepPlan;
 use steps::default_pipeline;
-pub use steps::{BuiltinStep, StepConfig, StepOutput, program_exists};
+pub use steps::{
+    BuiltinStep, POCKETSPHINX_PROGRAM, Recognizer, StepConfig, StepOutput, TRANSCRIBE_AUDIO,
+    WHISPER_PROGRAM, program_exists,
+};
 
 /// Environment variables a profile gives its recorder and steps, beside
 /// the few every child gets (see `supervisor::env`).
@@ -62,22 +69,18 @@ impl Profiles {
         Self::from_toml(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// [`Self::check_toml`], its problem as an error.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        let file: ProfilesFile = toml::from_str(text).context("invalid TOML")?;
-        let mut profiles = Self::builtin();
-        for (name, profile) in file.profiles {
-            profile
-                .validate()
-                .with_context(|| format!("profile `{name}`"))?;
-            profiles.by_name.insert(name, profile);
+        Ok(Self::check_toml(text)?)
+    }
+
+    /// Gives every built-in `transcribe` step that names no model of its
+    /// own this whisper.cpp model.
+    pub fn use_whisper_model(&mut self, model: &Path) {
+        let steps = self.by_name.values_mut().flat_map(|p| p.steps.iter_mut());
+        for step in steps.filter(|s| s.builtin == Some(BuiltinStep::Transcribe)) {
+            step.model.get_or_insert_with(|| model.to_owned());
         }
-        if let Some(default) = file.default_profile {
-            if !profiles.by_name.contains_key(&default) {
-                bail!("default_profile `{default}` is not a configured profile");
-            }
-            profiles.default = default;
-        }
-        Ok(profiles)
     }
 
     pub fn get(&self, name: Option<&str>) -> Option<(&str, &Profile)> {
@@ -174,6 +177,10 @@ pub struct Profile {
     /// `LANG`, `LC_*` and `TZ`: nothing else of the server's reaches them.
     #[serde(default)]
     pub env: EnvTable,
+    /// Steps of the built-in pipeline left out on this machine, each with
+    /// the program it lacks (said at start-up).
+    #[serde(skip)]
+    pub skipped_steps: Vec<(String, String)>,
 }
 
 fn default_grace() -> f64 {
@@ -198,6 +205,7 @@ impl Profile {
     /// Progress goes to recorderd as `key=value` blocks (`-progress
     /// pipe:1`), not as `\r`-separated lines into the log (`-nostats`).
     pub fn ffmpeg() -> Self {
+        let pipeline = default_pipeline();
         Self {
             command: [
                 "ffmpeg",
@@ -239,7 +247,7 @@ impl Profile {
             .map(str::to_owned)
             .to_vec(),
             post_processing: Vec::new(),
-            steps: default_pipeline(),
+            steps: pipeline.steps,
             stall_timeout_seconds: Some(30.0),
             clean_exit_codes: vec![0, 255],
             restart_attempts: 3,
@@ -251,6 +259,7 @@ impl Profile {
             retain_bytes: None,
             reclaim_when_disk_low: false,
             env: EnvTable::new(),
+            skipped_steps: pipeline.skipped,
         }
     }
 

@@ -2,6 +2,7 @@
 //! template or a built-in step, with its timeout and retries; and the
 //! pipeline the built-in profile runs, chosen by the programs installed.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -41,6 +42,15 @@ pub struct StepConfig {
     /// recording can still be `ready`.
     #[serde(default)]
     pub optional: bool,
+    /// `builtin = "transcribe"`: the whisper.cpp model; whisper-cli is used
+    /// when it is installed and this file exists, pocketsphinx otherwise.
+    /// Without it, the server's `--whisper-model`.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// `builtin = "transcribe"` with whisper.cpp: the spoken language
+    /// (`en`, `de`, `auto`, …), for multilingual models.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -48,6 +58,9 @@ pub struct StepConfig {
 pub enum BuiltinStep {
     /// ffprobe and ffmpeg measure duration, codec, loudness and silence.
     Analyze,
+    /// Speech to text with times: whisper.cpp's `whisper-cli` where it and
+    /// its model are installed, pocketsphinx otherwise.
+    Transcribe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -77,6 +90,8 @@ impl StepConfig {
             stdout: None,
             env: super::EnvTable::new(),
             optional: false,
+            model: None,
+            language: None,
         }
     }
 
@@ -112,6 +127,27 @@ impl StepConfig {
             bail!("step `{}`: `command` must name a program", self.name);
         }
         check_placeholders(&self.command, PROCESSING_PLACEHOLDERS)?;
+        let transcribes = self.builtin == Some(BuiltinStep::Transcribe);
+        if !transcribes && (self.model.is_some() || self.language.is_some()) {
+            bail!(
+                "step `{}`: `model` and `language` belong to `builtin = \"transcribe\"`",
+                self.name
+            );
+        }
+        if self.builtin.is_some() && self.stdout.is_some() {
+            bail!(
+                "step `{}`: a built-in step stores its own result; `stdout` is for commands",
+                self.name
+            );
+        }
+        if let Some(language) = &self.language
+            && (language.is_empty() || !language.chars().all(|c| c.is_ascii_alphabetic()))
+        {
+            bail!(
+                "step `{}`: `language` must be a code such as `en` or `auto`",
+                self.name
+            );
+        }
         for (field, value, max) in [
             ("timeout_seconds", self.timeout_seconds, 7.0 * 24.0 * 3600.0),
             ("retry_backoff_seconds", self.retry_backoff_seconds, 3600.0),
@@ -140,55 +176,131 @@ pub fn program_exists(program: &str) -> bool {
     })
 }
 
+/// How the built-in profile's pipeline came out on this machine: the steps
+/// it runs, and those left out for a missing program.
+#[derive(Debug, Clone, Default)]
+pub struct DefaultPipeline {
+    pub steps: Vec<StepConfig>,
+    /// Each step left out, with the program it lacks.
+    pub skipped: Vec<(String, String)>,
+}
+
 /// The pipeline the built-in profile runs: `analyze` where ffprobe and
-/// ffmpeg exist, and offline transcription where pocketsphinx does. The
-/// transcription is optional: a camera's recording has no audio to
-/// transcribe, and is still ready with its analysis.
-pub(super) fn default_pipeline() -> Vec<StepConfig> {
-    let mut steps = Vec::new();
+/// ffmpeg exist, and transcription where ffmpeg and a speech recognizer
+/// (whisper-cli or pocketsphinx) do; transcription is optional.
+pub(super) fn default_pipeline() -> DefaultPipeline {
+    let mut pipeline = DefaultPipeline::default();
     let ffmpeg = program_exists("ffmpeg");
-    if ffmpeg && program_exists("ffprobe") {
-        steps.push(StepConfig {
+    let mut need = |step: &str, programs: &[&str]| -> bool {
+        let missing: Vec<&str> = programs
+            .iter()
+            .copied()
+            .filter(|p| !program_exists(p))
+            .collect();
+        if !missing.is_empty() {
+            pipeline
+                .skipped
+                .push((step.to_owned(), missing.join(" and ")));
+        }
+        missing.is_empty()
+    };
+    if need("analyze", &["ffmpeg", "ffprobe"]) {
+        pipeline.steps.push(StepConfig {
             builtin: Some(BuiltinStep::Analyze),
             ..StepConfig::command("analyze", &[])
         });
     }
-    if ffmpeg && program_exists("pocketsphinx_continuous") {
-        steps.push(StepConfig {
-            optional: true,
-            ..StepConfig::command(
-                "transcode",
-                &[
-                    "ffmpeg",
-                    "-nostdin",
-                    "-y",
-                    "-loglevel",
-                    "error",
-                    "-i",
-                    "{input}",
-                    "-vn",
-                    "-ar",
-                    "16000",
-                    "-ac",
-                    "1",
-                    "{workdir}/audio-16k.wav",
-                ],
-            )
-        });
-        steps.push(StepConfig {
-            stdout: Some(StepOutput::Transcript),
-            optional: true,
-            ..StepConfig::command(
-                "transcribe",
-                &[
-                    "pocketsphinx_continuous",
-                    "-infile",
-                    "{workdir}/audio-16k.wav",
-                    "-logfn",
-                    "/dev/null",
-                ],
-            )
-        });
+    let recognizer = program_exists(WHISPER_PROGRAM) || program_exists(POCKETSPHINX_PROGRAM);
+    if !ffmpeg || !recognizer {
+        let missing = match (ffmpeg, recognizer) {
+            (false, false) => format!("ffmpeg and {WHISPER_PROGRAM} or {POCKETSPHINX_PROGRAM}"),
+            (false, true) => "ffmpeg".to_owned(),
+            _ => format!("{WHISPER_PROGRAM} or {POCKETSPHINX_PROGRAM}"),
+        };
+        pipeline
+            .skipped
+            .push(("transcode".to_owned(), missing.clone()));
+        pipeline.skipped.push(("transcribe".to_owned(), missing));
+        return pipeline;
     }
-    steps
+    // Both optional: a camera's recording has no audio to transcribe, and
+    // is still ready with its analysis.
+    pipeline.steps.push(StepConfig {
+        optional: true,
+        ..StepConfig::command(
+            "transcode",
+            &[
+                "ffmpeg",
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                "{input}",
+                "-vn",
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                TRANSCRIBE_AUDIO,
+            ],
+        )
+    });
+    pipeline.steps.push(StepConfig {
+        builtin: Some(BuiltinStep::Transcribe),
+        optional: true,
+        timeout_seconds: 3600.0,
+        ..StepConfig::command("transcribe", &[])
+    });
+    pipeline
+}
+
+/// The 16 kHz mono WAV both recognizers read, in the recording's work
+/// directory: the `transcode` step writes it, `transcribe` makes it itself
+/// when it is missing.
+pub const TRANSCRIBE_AUDIO: &str = "{workdir}/audio-16k.wav";
+/// whisper.cpp's command-line program.
+pub const WHISPER_PROGRAM: &str = "whisper-cli";
+/// CMU pocketsphinx's command-line program.
+pub const POCKETSPHINX_PROGRAM: &str = "pocketsphinx_continuous";
+
+/// Which recognizer a `transcribe` step uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recognizer {
+    Whisper { model: PathBuf },
+    Pocketsphinx,
+}
+
+impl Recognizer {
+    /// whisper-cli with `model` where both exist, pocketsphinx where it
+    /// exists; `Err` says what is missing. Decided when the step runs, so a
+    /// model installed later is picked up without a restart.
+    pub fn choose(model: Option<&Path>) -> Result<Self, String> {
+        let whisper = program_exists(WHISPER_PROGRAM);
+        if whisper && let Some(model) = model.filter(|m| m.is_file()) {
+            return Ok(Self::Whisper {
+                model: model.to_owned(),
+            });
+        }
+        if program_exists(POCKETSPHINX_PROGRAM) {
+            return Ok(Self::Pocketsphinx);
+        }
+        let model = model.map_or_else(|| "none".to_owned(), |m| m.display().to_string());
+        Err(format!(
+            "no speech recognizer: {WHISPER_PROGRAM} {} with model {model}, {POCKETSPHINX_PROGRAM} not installed",
+            if whisper {
+                "installed"
+            } else {
+                "not installed"
+            }
+        ))
+    }
+
+    /// For logs and the start-up summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Whisper { model } => format!("whisper.cpp, model {}", model.display()),
+            Self::Pocketsphinx => "pocketsphinx".to_owned(),
+        }
+    }
 }

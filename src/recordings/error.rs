@@ -22,6 +22,10 @@ pub enum RecordingError {
     NothingToProcess { id: i32 },
     #[error("the media of recording {id} is not available: {reason}")]
     MediaUnavailable { id: i32, reason: String },
+    #[error("recording {id} cannot be played yet: {reason}")]
+    NotYetPlayable { id: i32, reason: &'static str },
+    #[error("recording {id} cannot be played in a browser: {reason}")]
+    NotPlayable { id: i32, reason: String },
     #[error("the files of {what} are on node `{node}`; ask that node")]
     OnOtherNode { what: String, node: String },
     #[error(transparent)]

@@ -6,8 +6,12 @@
 
 mod error;
 pub mod files;
+pub mod listing;
 pub mod output;
+pub mod playable;
 mod retention;
+pub mod search;
+pub mod transcript;
 
 pub use retention::{DeletedBecause, free_bytes, run_retention};
 
@@ -25,7 +29,7 @@ pub use files::LogTail;
 use crate::entity::{EndCause, EventKind, RecordingStatus};
 use crate::events::EventLog;
 use crate::processing::Processing;
-use crate::store::{self, Job, Recording, Step};
+use crate::store::{self, Job, Recording, Segment, Step};
 
 /// A recording with everything known about it.
 #[derive(Debug, Clone)]
@@ -80,16 +84,6 @@ impl Recordings {
             .ok_or(RecordingError::NotFound { id })
     }
 
-    /// One page of recordings, newest first, and how many match in all.
-    pub async fn list(
-        &self,
-        status: Option<RecordingStatus>,
-        page: u64,
-        page_size: u64,
-    ) -> Result<(Vec<Recording>, u64), RecordingError> {
-        Ok(store::recordings::list_recordings(&self.inner.db, status, page, page_size).await?)
-    }
-
     /// The recording with its jobs and its pipeline's steps.
     pub async fn detail(&self, id: i32) -> Result<RecordingDetail, RecordingError> {
         let recording = self.get(id).await?;
@@ -101,6 +95,18 @@ impl Recordings {
             jobs,
             steps,
         })
+    }
+
+    /// The recording and its transcript's segments, in order.
+    pub async fn transcript(&self, id: i32) -> Result<(Recording, Vec<Segment>), RecordingError> {
+        let recording = self.get(id).await?;
+        let segments = store::transcripts::of_recording(&self.inner.db, id).await?;
+        Ok((recording, segments))
+    }
+
+    /// The profiles this server offers, for clients to choose from.
+    pub fn profiles(&self) -> &crate::profile::Profiles {
+        self.inner.processing.profiles()
     }
 
     /// Runs the recording's whole pipeline again.
@@ -194,25 +200,16 @@ impl Recordings {
         }
     }
 
-    /// The JPEG thumbnail the `analyze` step made of the recording's video.
-    pub async fn thumbnail_path(&self, id: i32) -> Result<PathBuf, RecordingError> {
-        let recording = self.get(id).await?;
-        self.recording_here(&recording).await?;
-        let path = self.inner.processing.thumbnail_path(id);
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => Ok(path),
-            _ => Err(RecordingError::MediaUnavailable {
-                id,
-                reason: "no thumbnail (the recording has no video, or was not analyzed yet)"
-                    .to_owned(),
-            }),
-        }
-    }
-
-    /// The end of a job's recorder log, with its source's secrets hidden:
-    /// recorders print the URL they open (ffmpeg's `Input #0, … from
-    /// '…'`), and the log is read by every reader.
-    pub async fn log_tail(&self, job_id: i32, max_bytes: u64) -> Result<LogTail, RecordingError> {
+    /// The end of a job's recorder log, or with `from`, what it holds from
+    /// that byte on (to follow it as it grows), with its source's secrets
+    /// hidden: recorders print the URL they open (ffmpeg's `Input #0, …
+    /// from '…'`), and the log is read by every reader.
+    pub async fn log_tail(
+        &self,
+        job_id: i32,
+        from: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<LogTail, RecordingError> {
         let job = store::jobs::find_job(&self.inner.db, job_id)
             .await?
             .ok_or(RecordingError::JobNotFound { id: job_id })?;
@@ -223,9 +220,12 @@ impl Recordings {
         self.files_here(format!("job {job_id}"), job.node, &path)
             .await?;
         let unreadable = |source| RecordingError::LogUnreadable { id: job_id, source };
-        let read = tokio::task::spawn_blocking(move || files::read_tail(&path, max_bytes))
-            .await
-            .map_err(|e| unreadable(std::io::Error::other(e)))?;
+        let read = tokio::task::spawn_blocking(move || match from {
+            Some(offset) => files::read_from(&path, offset, max_bytes),
+            None => files::read_tail(&path, max_bytes),
+        })
+        .await
+        .map_err(|e| unreadable(std::io::Error::other(e)))?;
         match read {
             Ok(mut tail) => {
                 if let Some(source) = source {

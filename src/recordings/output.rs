@@ -56,6 +56,23 @@ pub fn state_of(files: &[PathBuf]) -> OutputState {
     first.unwrap_or(OutputState::Missing)
 }
 
+/// How many bytes each recording's files hold (blocking); `None` for a
+/// recording none of whose files is here.
+pub fn sizes_of(files: Vec<Vec<PathBuf>>) -> Vec<Option<u64>> {
+    files
+        .iter()
+        .map(|files| {
+            let sizes: Vec<u64> = files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .collect();
+            (!sizes.is_empty()).then(|| sizes.iter().sum())
+        })
+        .collect()
+}
+
 /// What a recording's runs left, as a whole and for its last run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outputs {

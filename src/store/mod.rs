@@ -4,13 +4,16 @@
 
 pub mod jobs;
 pub mod recordings;
+pub mod search;
 pub mod steps;
+pub mod transcripts;
 
-use crate::entity::{processing_step, recording, recording_job};
+use crate::entity::{processing_step, recording, recording_job, transcript_segment};
 
 pub type Job = recording_job::Model;
 pub type Recording = recording::Model;
 pub type Step = processing_step::Model;
+pub type Segment = transcript_segment::Model;
 
 /// Longest `IN (…)` list a statement gets (bound parameters per statement
 /// are limited).

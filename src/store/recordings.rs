@@ -7,7 +7,8 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::{IN_LIST_CHUNK, Recording};
+use super::search::Filters;
+use super::{IN_LIST_CHUNK, Job, Recording};
 use crate::entity::{
     Analysis, RecordingStatus, Segments, processing_step, recording, recording_job,
 };
@@ -22,13 +23,16 @@ pub async fn find_recording(
 /// One page of recordings, newest first, and the total matching.
 pub async fn list_recordings(
     db: &DatabaseConnection,
-    status: Option<RecordingStatus>,
+    filters: Filters<'_>,
     page: u64,
     page_size: u64,
 ) -> Result<(Vec<Recording>, u64), DbErr> {
     let mut query = recording::Entity::find().order_by_desc(recording::Column::Id);
-    if let Some(status) = status {
+    if let Some(status) = filters.status {
         query = query.filter(recording::Column::Status.eq(status));
+    }
+    if let Some(profile) = filters.profile {
+        query = query.filter(recording::Column::Profile.eq(profile));
     }
     let paginator = query.paginate(db, page_size);
     let total = paginator.num_items().await?;
@@ -72,6 +76,24 @@ pub async fn recordings_by_ids(
         found.extend(
             recording::Entity::find()
                 .filter(recording::Column::Id.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?,
+        );
+    }
+    Ok(found)
+}
+
+/// Every job of these recordings, oldest first.
+pub async fn jobs_of_recordings(
+    db: &DatabaseConnection,
+    recording_ids: &[i32],
+) -> Result<Vec<Job>, DbErr> {
+    let mut found = Vec::new();
+    for chunk in recording_ids.chunks(IN_LIST_CHUNK) {
+        found.extend(
+            recording_job::Entity::find()
+                .filter(recording_job::Column::RecordingId.is_in(chunk.iter().copied()))
+                .order_by_asc(recording_job::Column::Id)
                 .all(db)
                 .await?,
         );
@@ -160,15 +182,6 @@ pub async fn set_analysis(
     set(db, recording_id, recording::Column::Analysis, analysis).await
 }
 
-/// Stores the transcript a step produced.
-pub async fn set_transcript(
-    db: &DatabaseConnection,
-    recording_id: i32,
-    transcript: Option<String>,
-) -> Result<(), DbErr> {
-    set(db, recording_id, recording::Column::Transcript, transcript).await
-}
-
 /// Forgets the segments of restarted runs once they are joined.
 pub async fn clear_segments(db: &DatabaseConnection, recording_id: i32) -> Result<(), DbErr> {
     set(
@@ -194,8 +207,9 @@ async fn set(
     Ok(())
 }
 
-/// `ready`/`failed` → `processing` with every step forgotten, so the whole
-/// pipeline runs again. False when the recording was in another state.
+/// `ready`/`failed` → `processing` with every step and what the steps
+/// produced (analysis, transcript) forgotten, so the whole pipeline runs
+/// again. False when the recording was in another state.
 pub async fn reset_for_reprocessing(
     db: &DatabaseConnection,
     recording_id: i32,
@@ -234,6 +248,7 @@ pub async fn reset_for_reprocessing(
         .filter(processing_step::Column::RecordingId.eq(recording_id))
         .exec(&txn)
         .await?;
+    super::transcripts::delete_of(&txn, recording_id).await?;
     txn.commit().await?;
     Ok(true)
 }

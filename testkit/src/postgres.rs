@@ -26,6 +26,41 @@ pub async fn drop_database(admin_url: &str, name: &str) {
     }
 }
 
+/// Drops the database `name` once its last connection is gone, from
+/// synchronous code such as a `Drop` (on a thread of its own, so it may run
+/// inside an async runtime). Without `FORCE`: a database another process
+/// still uses is left alone rather than cut from under it; a server that
+/// has just exited may need a moment for its sessions to end, so the drop is
+/// retried for a few seconds. Best effort: what is left is dropped by the
+/// next `.ci/run`.
+pub fn drop_database_when_unused(admin_url: &str, name: &str) {
+    let (admin_url, name) = (admin_url.to_owned(), name.to_owned());
+    let dropping = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok(admin) = Database::connect(&admin_url).await else {
+                return;
+            };
+            for _ in 0..20 {
+                let dropped = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+                    .await;
+                if dropped.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            let _ = admin.close().await;
+        });
+    });
+    let _ = dropping.join();
+}
+
 /// `admin_url` with its database replaced by `name`, its query (e.g.
 /// `?sslmode=disable`) kept.
 pub fn database_url(admin_url: &str, name: &str) -> String {

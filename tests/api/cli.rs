@@ -1,5 +1,7 @@
 //! The command-line client against a running server: each subcommand, and
-//! its `--json` output parsed back; `jobs watch` across a server restart.
+//! its `--json` output parsed back, the server named by `--url` or by
+//! `RECORDERD_URL`; `jobs logs --follow` until the recorder ends; `jobs
+//! watch` across a server restart.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -16,16 +18,37 @@ use crate::on_both_databases;
 
 on_both_databases!(
     every_cli_subcommand_works_against_a_running_server,
+    recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_the_cli,
     watch_prints_each_event_once_across_a_server_restart,
 );
 
+/// The CLI with `--url`.
 fn run(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(server_binary())
-        .args(args)
-        .args(["--url", &app.address])
+    let mut command = cli();
+    command.args(args).args(["--url", &app.address]);
+    finish(command)
+}
+
+/// The CLI with the server in `RECORDERD_URL` instead.
+fn run_env(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let mut command = cli();
+    command.args(args).env("RECORDERD_URL", &app.address);
+    finish(command)
+}
+
+fn cli() -> Command {
+    let mut command = Command::new(server_binary());
+    command
         .env_remove("RECORDERD_API_TOKEN")
-        .output()
-        .expect("run the CLI");
+        .env_remove("RECORDERD_URL")
+        .env_remove("RECORDERD_BIND")
+        .env_remove("RECORDERD_OUTPUT")
+        .stdin(Stdio::null());
+    command
+}
+
+fn finish(mut command: Command) -> (bool, String, String) {
+    let output = command.output().expect("run the CLI");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -109,6 +132,10 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
     );
     let (ok, text, _) = run(&app, &["jobs", "logs", &job_id.to_string()]);
     assert!(ok && text.contains("stop signal received"), "{text}");
+    // An ended job's log, followed: printed whole, then the command ends.
+    let (ok, followed, stderr) = run(&app, &["jobs", "logs", &job_id.to_string(), "--follow"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(followed, text);
     let cleanup = json(&app, &["jobs", "cleanup"]);
     assert_eq!(cleanup["updated_count"], 0);
 
@@ -120,9 +147,41 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
     let (ok, table, _) = run(&app, &["recordings", "list"]);
     assert!(ok && table.contains("from the CLI"), "{table}");
 
-    // `health` takes the same `--url` as the other commands.
+    // `health` takes the same `--url` as the other commands, and its old
+    // `--address` still works.
     let (ok, ready, stderr) = run(&app, &["health"]);
     assert!(ok && ready.starts_with("ready: "), "{ready}{stderr}");
+    let address = app.address.trim_start_matches("http://");
+    let (ok, ready, stderr) = finish({
+        let mut command = cli();
+        command.args(["health", "--address", address]);
+        command
+    });
+    assert!(ok && ready.starts_with("ready: "), "{ready}{stderr}");
+
+    // Every reading command finds the server through `RECORDERD_URL` as
+    // well as `--url`, and answers the same.
+    for args in [
+        &["jobs", "active"][..],
+        &["jobs", "list"],
+        &["jobs", "show", &job_id.to_string()],
+        &["jobs", "logs", &job_id.to_string()],
+        &["jobs", "profiles"],
+        &["recordings", "list"],
+        &["recordings", "show", &recording_id.to_string()],
+        &["recordings", "transcript", &recording_id.to_string()],
+        &["health"],
+    ] {
+        let with_flag = json(&app, args);
+        let mut json_args = args.to_vec();
+        json_args.extend(["--output", "json"]);
+        let (ok, stdout, stderr) = run_env(&app, &json_args);
+        assert!(ok, "{args:?} with RECORDERD_URL failed: {stderr}");
+        let with_env: Value = serde_json::from_str(&stdout).expect("JSON");
+        if !args.contains(&"health") {
+            assert_eq!(with_flag, with_env, "{args:?}");
+        }
+    }
 
     // Errors: the server's message, a non-zero exit.
     let (ok, _, stderr) = run(&app, &["jobs", "stop", &job_id.to_string()]);
@@ -145,6 +204,172 @@ async fn every_cli_subcommand_works_against_a_running_server(backend: Backend) {
         })
         .collect();
     assert_eq!(kinds, ["job.started", "job.stopping", "job.completed"]);
+}
+
+async fn recordings_are_searched_shown_reprocessed_downloaded_and_deleted_from_the_cli(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let started = json(
+        &app,
+        &["jobs", "start", "test://follow", "--title", "Follow me"],
+    );
+    let job_id = started["job"]["id"].as_i64().expect("job id").to_string();
+    let recording_id = started["recording"]["id"].as_i64().expect("recording id");
+    app.wait_for_recorder_output(recording_id).await;
+
+    // `logs --follow` prints what the recorder writes as it writes it, and
+    // ends by itself once the recorder has ended.
+    let mut follower = cli()
+        .args(["jobs", "logs", &job_id, "--follow"])
+        .env("RECORDERD_URL", &app.address)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run logs --follow");
+    let stdout = follower.stdout.take().expect("its stdout");
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(15), lines.recv())
+        .await
+        .expect("a first line within 15 s")
+        .expect("a line");
+    assert!(!first.contains("stop signal received"), "{first}");
+    let (ok, _, stderr) = run_env(&app, &["jobs", "stop", &job_id]);
+    assert!(ok, "{stderr}");
+    let mut followed = vec![first];
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(15), lines.recv()).await {
+        followed.push(line);
+    }
+    let status = tokio::task::spawn_blocking(move || follower.wait())
+        .await
+        .expect("join")
+        .expect("wait for logs --follow");
+    assert!(status.success(), "logs --follow: {status}");
+    assert!(
+        followed.iter().any(|l| l.contains("stop signal received")),
+        "the line written after the follow began: {followed:?}"
+    );
+    let recording = app.wait_for_recording_settled(recording_id).await;
+    let id = recording_id.to_string();
+
+    // `show`: steps with status, duration and error; runs; no "N item(s)".
+    let (ok, shown, stderr) = run(&app, &["recordings", "show", &id]);
+    assert!(ok, "{stderr}");
+    assert!(shown.starts_with("Follow me  (recording "), "{shown}");
+    let step = shown
+        .lines()
+        .find(|l| l.starts_with("post-processing-1"))
+        .unwrap_or_else(|| panic!("no step line: {shown}"));
+    assert!(step.contains("succeeded"), "{step}");
+    assert!(
+        shown.contains("Recorder runs") && shown.contains("requested"),
+        "{shown}"
+    );
+    assert!(!shown.contains("item(s)"), "{shown}");
+
+    let (ok, out, stderr) = run_env(&app, &["recordings", "reprocess", &id, "--wait"]);
+    assert!(ok && out.contains("ready"), "{out}{stderr}");
+    assert_eq!(app.processing_runs(recording_id), 2);
+    let (ok, out, stderr) = run(&app, &["recordings", "reprocess", &id, "--json"]);
+    assert!(ok, "{stderr}");
+    let reprocessing: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(reprocessing["recording"]["status"], "processing", "{out}");
+    app.wait_for_recording_settled(recording_id).await;
+
+    // `download`: the recorded bytes, into a file named after it; an
+    // existing file is replaced only with --force.
+    let target = app.dir.join("downloaded.txt");
+    let target_text = target.display().to_string();
+    let (ok, _, stderr) = run(&app, &["recordings", "download", &id, "-o", &target_text]);
+    assert!(ok, "{stderr}");
+    let recorded = std::fs::read(recording["output_path"].as_str().unwrap_or_default())
+        .expect("the recorded file");
+    assert_eq!(std::fs::read(&target).expect("the download"), recorded);
+    let (ok, _, stderr) = run_env(&app, &["recordings", "download", &id, "-o", &target_text]);
+    assert!(!ok && stderr.contains("--force"), "{stderr}");
+    let (ok, _, stderr) = run_env(
+        &app,
+        &["recordings", "download", &id, "-o", &target_text, "--force"],
+    );
+    assert!(ok, "{stderr}");
+
+    // `search` and `transcript`: a timed transcript's words and times.
+    let (ok, out, stderr) = run_env(
+        &app,
+        &[
+            "jobs",
+            "start",
+            "test://fox",
+            "--profile",
+            "captioned",
+            "--title",
+            "Foxes",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let captioned: Value = serde_json::from_str(&out).expect("JSON");
+    let fox = captioned["recording"]["id"].as_i64().expect("recording id");
+    app.wait_for_recording_settled(fox).await;
+    let (ok, found, stderr) = run_env(&app, &["recordings", "search", "brown", "fox"]);
+    assert!(ok, "{stderr}");
+    assert!(found.contains("Foxes"), "{found}");
+    assert!(found.contains("0:01  The quick brown fox"), "{found}");
+    let page = json(&app, &["recordings", "search", "lazy"]);
+    assert_eq!(
+        page["recordings"][0]["matches"][0]["start_seconds"], 4.0,
+        "{page}"
+    );
+    let (ok, lines, _) = run(&app, &["recordings", "transcript", &fox.to_string()]);
+    assert!(
+        ok && lines.contains("0:04  jumps over the lazy dogs"),
+        "{lines}"
+    );
+    let (ok, vtt, _) = run(
+        &app,
+        &["recordings", "transcript", &fox.to_string(), "--vtt"],
+    );
+    assert!(ok && vtt.starts_with("WEBVTT"), "{vtt}");
+
+    let (ok, out, stderr) = run_env(&app, &["jobs", "cleanup"]);
+    assert!(ok && out.contains("0 job(s) updated"), "{out}{stderr}");
+    // The stream from its start, through RECORDERD_URL.
+    let (ok, out, stderr) = run_env(
+        &app,
+        &[
+            "jobs",
+            "watch",
+            "--last-event-id",
+            "0",
+            "--limit",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let kinds: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")["event"].clone())
+        .collect();
+    assert_eq!(kinds, ["job.started", "job.stopping"], "{out}");
+
+    // `delete` asks first; without a terminal it needs --yes.
+    let (ok, _, stderr) = run(&app, &["recordings", "delete", &id]);
+    assert!(!ok && stderr.contains("--yes"), "{stderr}");
+    let (ok, out, stderr) = run_env(&app, &["recordings", "delete", &id, "--yes"]);
+    assert!(ok && out.contains("deleted"), "{out}{stderr}");
+    let (ok, _, stderr) = run(&app, &["recordings", "show", &id]);
+    assert!(!ok && stderr.contains("404"), "{stderr}");
 }
 
 /// A TCP relay from a port of its own to wherever the server listens now:

@@ -11,7 +11,8 @@ use crate::on_both_databases;
 
 on_both_databases!(
     bad_inputs_get_clear_errors_over_http,
-    a_recorder_that_cannot_be_spawned_leaves_no_running_job
+    a_recorder_that_cannot_be_spawned_leaves_no_running_job,
+    fields_a_start_or_stop_does_not_know_are_ignored,
 );
 
 fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
@@ -83,4 +84,31 @@ async fn a_recorder_that_cannot_be_spawned_leaves_no_running_job(backend: Backen
         .recording(job["recording_id"].as_i64().unwrap_or_default())
         .await;
     assert_eq!(recording["status"], "failed", "{recording}");
+}
+
+/// The seed's clients send fields of their own (a Django form's
+/// `quality`, say): they are ignored, not refused.
+async fn fields_a_start_or_stop_does_not_know_are_ignored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, body) = app
+        .start(json!({
+            "source": "test://extra",
+            "title": "With extras",
+            "quality": "high",
+            "tags": ["a", "b"],
+            "options": { "bitrate": 128 },
+        }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["recording"]["title"], "With extras", "{body}");
+    let job_id = body["job"]["id"].as_i64().expect("job id");
+    let (status, body) = app
+        .post(
+            "/api/recordings/jobs/stop/",
+            json!({ "job_id": job_id, "reason": "end of show" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = app.wait_for_job_end(job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
 }

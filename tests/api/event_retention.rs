@@ -5,19 +5,13 @@
 //! stream resumed from a pruned id is told of the gap first. A live
 //! stream, connected before any event, is the record of what happened.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use futures::StreamExt;
-use hmac::{Hmac, KeyInit, Mac};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use serde_json::{Value, json};
-use sha2::Sha256;
+use serde_json::json;
 
+use crate::helpers::events::{EventStream, Seen};
+use crate::helpers::webhook::{Receiver, verify};
 use crate::helpers::{AppOptions, Backend, TestApp};
 use crate::on_both_databases;
 use recorderd::entity::{event, webhook_cursor};
@@ -33,158 +27,23 @@ const SECRET: &str = "retention-secret-for-tests";
 /// (`job.failed`, `recording.failed`), with no process to wait for.
 const JOBS: usize = 40;
 
-/// One event, as the stream or a receiver got it.
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    id: i64,
-    kind: String,
-    data: Value,
+/// Every event `receiver` accepted, each signed with [`SECRET`].
+fn accepted(receiver: &Receiver) -> Vec<Seen> {
+    let accepted = receiver.accepted();
+    for r in &accepted {
+        assert!(
+            verify(SECRET, &r.signature, &r.body),
+            "bad signature: {r:?}"
+        );
+    }
+    accepted.iter().map(|r| r.seen()).collect()
 }
 
-/// A webhook receiver that accepts everything, unless it is down.
-#[derive(Clone, Default)]
-struct Receiver {
-    accepted: Arc<Mutex<Vec<Seen>>>,
-    refused: Arc<Mutex<usize>>,
-    down: Arc<AtomicBool>,
-}
-
-async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    if receiver.down.load(Ordering::SeqCst) {
-        *receiver.refused.lock().expect("receiver lock") += 1;
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(
-        verify(&header("x-recorderd-signature"), &body),
-        "bad signature"
-    );
-    let parsed: Value = serde_json::from_slice(&body).expect("JSON body");
-    let seen = Seen {
-        id: header("x-recorderd-event-id").parse().expect("event id"),
-        kind: header("x-recorderd-event"),
-        data: parsed["data"].clone(),
-    };
-    assert_eq!(parsed["id"], seen.id, "{parsed}");
-    assert_eq!(parsed["event"], seen.kind.as_str(), "{parsed}");
-    receiver.accepted.lock().expect("receiver lock").push(seen);
-    StatusCode::NO_CONTENT
-}
-
-impl Receiver {
-    async fn serve(&self) -> String {
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let address = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{address}/hook")
-    }
-
-    fn accepted(&self) -> Vec<Seen> {
-        self.accepted.lock().expect("receiver lock").clone()
-    }
-
-    /// Waits until event `id` is accepted; returns everything accepted.
-    async fn wait_for(&self, app: &TestApp, id: i64) -> Vec<Seen> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let accepted = self.accepted();
-            if accepted.iter().any(|e| e.id == id) {
-                return accepted;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "event {id} never arrived; accepted: {accepted:#?}\nserver log:\n{}",
-                app.server_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits until the server has tried, and failed, to deliver.
-    async fn wait_for_a_refusal(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while *self.refused.lock().expect("receiver lock") == 0 {
-            assert!(Instant::now() < deadline, "no delivery was attempted");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-fn verify(signature: &str, body: &[u8]) -> bool {
-    let Some((t, v1)) = signature
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split_once(",v1="))
-    else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("HMAC key");
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    expected == v1
-}
-
-/// The event stream, resumed after `last_event_id` when given.
-struct EventStream {
-    events: futures::stream::BoxStream<
-        'static,
-        Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
-    >,
-}
-
-impl EventStream {
-    async fn connect(app: &TestApp, last_event_id: Option<i64>) -> Self {
-        use eventsource_stream::Eventsource;
-        let mut request = app.client.get(app.url("/api/recordings/jobs/events/"));
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.expect("connect to the event stream");
-        assert_eq!(response.status(), reqwest::StatusCode::OK);
-        Self {
-            events: response.bytes_stream().eventsource().boxed(),
-        }
-    }
-
-    /// The next event (30 s at most).
-    async fn next(&mut self) -> Seen {
-        let event = tokio::time::timeout(Duration::from_secs(30), self.events.next())
-            .await
-            .expect("no event streamed in 30 s")
-            .expect("the event stream ended")
-            .expect("a well-formed event");
-        Seen {
-            id: event.id.parse().expect("event id"),
-            kind: event.event,
-            data: serde_json::from_str(&event.data).expect("JSON data"),
-        }
-    }
-
-    /// Events until the one with id `last` (included).
-    async fn until(&mut self, last: i64) -> Vec<Seen> {
-        let mut seen = vec![self.next().await];
-        while seen[seen.len() - 1].id < last {
-            seen.push(self.next().await);
-        }
-        seen
-    }
+/// Waits until `receiver` accepted event `id`; returns every event it
+/// accepted.
+async fn accepted_up_to(receiver: &Receiver, app: &TestApp, id: i64) -> Vec<Seen> {
+    receiver.wait_for(app, |r| r.event_id == id).await;
+    accepted(receiver)
 }
 
 fn options(retention: &[&str], webhook: Option<&str>) -> AppOptions {
@@ -255,23 +114,23 @@ async fn a_receiver_down_while_more_than_the_retention_is_written_gets_every_eve
     backend: Backend,
 ) {
     let receiver = Receiver::default();
-    receiver.down.store(true, Ordering::SeqCst);
+    receiver.set_down(true);
     let url = receiver.serve().await;
     let app = TestApp::spawn_with(backend, options(&["--event-retention", "20"], Some(&url))).await;
     let mut live = EventStream::connect(&app, None).await;
     let written = many_events(&app, &mut live).await;
-    receiver.wait_for_a_refusal().await;
+    receiver.wait_for_an_attempt().await;
 
     // Pruning ran every 2 events; none the receiver still owed went.
     let last = written[written.len() - 1].id;
     assert_eq!(stored_up_to(&app, last).await, written.len() as u64);
-    receiver.down.store(false, Ordering::SeqCst);
-    let accepted = receiver.wait_for(&app, last).await;
+    receiver.set_down(false);
+    let accepted = accepted_up_to(&receiver, &app, last).await;
     assert_eq!(accepted, written, "every event, once, in order");
 
     // Delivered, they no longer hold the log: the next events prune them.
     let more = many_events(&app, &mut live).await;
-    receiver.wait_for(&app, more[more.len() - 1].id).await;
+    accepted_up_to(&receiver, &app, more[more.len() - 1].id).await;
     wait_for_pruning(&app, last, |stored| stored == 0).await;
 }
 
@@ -279,19 +138,19 @@ async fn a_receiver_behind_the_cap_gets_one_gap_naming_what_was_pruned_then_the_
     backend: Backend,
 ) {
     let receiver = Receiver::default();
-    receiver.down.store(true, Ordering::SeqCst);
+    receiver.set_down(true);
     let url = receiver.serve().await;
     let retention = ["--event-retention", "10", "--event-retention-max", "30"];
     let app = TestApp::spawn_with(backend, options(&retention, Some(&url))).await;
     let mut live = EventStream::connect(&app, None).await;
     let written = many_events(&app, &mut live).await;
-    receiver.wait_for_a_refusal().await;
+    receiver.wait_for_an_attempt().await;
     let last = written[written.len() - 1].id;
     // Past the cap (30, pruning every event), the receiver's events went.
     wait_for_pruning(&app, last - 32, |stored| stored == 0).await;
 
-    receiver.down.store(false, Ordering::SeqCst);
-    let accepted = receiver.wait_for(&app, last).await;
+    receiver.set_down(false);
+    let accepted = accepted_up_to(&receiver, &app, last).await;
     let gap = &accepted[0];
     assert_eq!(gap.kind, "events.gap", "{accepted:#?}");
     let (first_id, last_id) = (gap.data["first_id"].as_i64(), gap.data["last_id"].as_i64());
@@ -356,7 +215,7 @@ async fn a_stream_resumed_from_a_pruned_id_is_told_of_the_gap_first(backend: Bac
 
     let from = written[4].id;
     let mut resumed = EventStream::connect(&app, Some(from)).await;
-    let got = resumed.until(last).await;
+    let got = resumed.until_id(last).await;
     let gap = &got[0];
     assert_eq!(gap.kind, "events.gap", "{got:#?}");
     assert_eq!(gap.data["first_id"], from + 1, "{gap:?}");

@@ -240,6 +240,62 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
         "unreadable or short file: {duration} s, {}",
         String::from_utf8_lossy(&probe.stderr)
     );
+    browsers_get_an_mp4_of_it(&app, recording_id, duration).await;
+}
+
+/// The Matroska file as browsers play it: an MP4 of the same length, its
+/// AAC copied, served with ranges; no still, as it has no video.
+async fn browsers_get_an_mp4_of_it(app: &TestApp, recording_id: i64, duration: f64) {
+    let url = app.url(&format!("/api/recordings/{recording_id}/media.mp4"));
+    let response = app.client.get(&url).send().await.expect("GET media.mp4");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "video/mp4");
+    let mp4 = response.bytes().await.expect("the MP4");
+    let path = app.dir.join("played.mp4");
+    std::fs::write(&path, &mp4).expect("write the MP4");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=format_name,duration:stream=codec_name",
+        ])
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(&path)
+        .output()
+        .expect("run ffprobe");
+    let described = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        described.contains("codec_name=aac") && described.contains("format_name=mov,mp4"),
+        "{described}"
+    );
+    let played: f64 = described
+        .lines()
+        .find_map(|l| l.strip_prefix("duration="))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        (played - duration).abs() < 0.5,
+        "{played} s of {duration} s"
+    );
+    // The moov atom first: a player starts before the whole file arrives.
+    let moov = mp4.windows(4).position(|w| w == b"moov");
+    let mdat = mp4.windows(4).position(|w| w == b"mdat");
+    assert!(moov < mdat, "moov at {moov:?}, mdat at {mdat:?}");
+    let part = app
+        .client
+        .get(&url)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .expect("GET a range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.bytes().await.expect("range").as_ref(), &mp4[100..200]);
+    let (status, body) = app
+        .get(&format!("/api/recordings/{recording_id}/thumbnail.jpg"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "media_not_found", "{body}");
 }
 
 on_both_databases!(speech_is_recorded_analyzed_and_transcribed);
@@ -359,6 +415,53 @@ async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
         silence * 100.0,
         (1.0 - best_wer).max(0.0) * 100.0
     );
+    spoken_words_are_timed_and_found(&app, recording_id, duration).await;
+}
+
+/// The transcript of a real recording has times within it, and a search
+/// for a word said and heard finds the recording, at a passage that holds
+/// the word.
+async fn spoken_words_are_timed_and_found(app: &TestApp, recording_id: i64, duration: f64) {
+    let (_, transcript) = app
+        .get(&format!("/api/recordings/{recording_id}/transcript"))
+        .await;
+    let segments = transcript["segments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!segments.is_empty(), "{transcript}");
+    let mut previous = -1.0;
+    for segment in &segments {
+        let start = segment["start_seconds"].as_f64().unwrap_or(-1.0);
+        let end = segment["end_seconds"].as_f64().unwrap_or(-1.0);
+        assert!(
+            previous <= start && start < end && end <= duration + 0.5,
+            "segments in order, within the {duration:.2} s recorded: {transcript}"
+        );
+        previous = start;
+    }
+    let heard = transcript["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    let word = SENTENCE
+        .split_whitespace()
+        .filter(|w| w.len() > 3)
+        .find(|w| heard.split_whitespace().any(|h| h == *w))
+        .unwrap_or_else(|| panic!("no word of {SENTENCE:?} was heard: {heard:?}"));
+    let (status, page) = app.get(&format!("/api/recordings/?q={word}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["recordings"][0]["id"], recording_id, "{word}: {page}");
+    let passage = &page["recordings"][0]["matches"][0];
+    let at = passage["start_seconds"].as_f64().unwrap_or(-1.0);
+    assert!(
+        passage["text"]
+            .as_str()
+            .is_some_and(|t| t.to_lowercase().contains(word))
+            && (0.0..duration).contains(&at),
+        "{word}: {page}"
+    );
+    eprintln!("search: {word:?} found at {at:.2} s in {passage}");
 }
 
 on_both_databases!(a_crashed_ffmpeg_is_restarted_and_its_files_joined);

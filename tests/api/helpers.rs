@@ -4,7 +4,7 @@
 //! over HTTP. What the benchmark harness does alike (names, databases,
 //! profiles, `/proc`, starting the binary) comes from `testkit`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,77 +14,17 @@ use serde_json::{Value, json};
 use testkit::process::Signal;
 use testkit::server::{ServeConfig, example_beside, serve_command, wait_until_listening};
 
+mod backend;
+pub mod events;
 mod profiles;
 mod turn;
+mod waits;
+pub mod webhook;
 
+pub use backend::Backend;
 pub use profiles::profiles_toml;
 pub use testkit::process::{is_alive as process_exists, start_time};
 pub use turn::{exclusive, exclusive_blocking, shared};
-
-/// Which database a test runs against.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    Sqlite,
-    /// Admin URL of a PostgreSQL server; each test creates its own database.
-    Postgres(String),
-}
-
-/// Environment variable naming a PostgreSQL server for the suite, e.g.
-/// `postgres://postgres:postgres@127.0.0.1:5432/postgres`.
-pub const POSTGRES_ENV: &str = "RECORDERD_TEST_POSTGRES_URL";
-
-impl Backend {
-    /// The PostgreSQL backend, or `None` (after saying so loudly) when no
-    /// server is configured. Under CI a missing server is a failure.
-    pub fn postgres() -> Option<Self> {
-        match std::env::var(POSTGRES_ENV) {
-            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
-            _ => {
-                if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-                    panic!(
-                        "{POSTGRES_ENV} is not set under CI: the PostgreSQL half of the suite must run"
-                    );
-                }
-                eprintln!(
-                    "\n*** SKIPPED (PostgreSQL): {POSTGRES_ENV} is not set, so this test ran on SQLite only. \
-                     .ci/run starts PostgreSQL and sets it. ***\n"
-                );
-                None
-            }
-        }
-    }
-
-    /// A fresh database for a test named `name`, whose files are in `dir`.
-    pub async fn fresh_database(&self, dir: &Path, name: &str) -> String {
-        match self {
-            Self::Sqlite => format!("sqlite://{}/test.db?mode=rwc", dir.display()),
-            Self::Postgres(admin) => {
-                testkit::postgres::create_database(admin, &format!("recorderd_test_{name}"))
-                    .await
-                    .expect("create the test database")
-            }
-        }
-    }
-}
-
-/// Runs an async test body once on SQLite and once on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::helpers::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(backend) = $crate::helpers::Backend::postgres() {
-                    super::$name(backend).await
-                }
-            }
-        }
-    )*};
-}
 
 pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_recorderd"))
@@ -152,6 +92,9 @@ pub struct TestApp {
     pub server_log: PathBuf,
     server: Option<Child>,
     options: AppOptions,
+    /// The PostgreSQL database this app made for itself, as (admin URL,
+    /// name): dropped when the test passes.
+    owned_database: Option<(String, String)>,
     /// This test's hold on the turn lock (see [`turn`]), kept while the
     /// server may run.
     _turn: turn::Turn,
@@ -181,6 +124,12 @@ impl TestApp {
             }
             (None, _) => backend.fresh_database(&dir, &name).await,
         };
+        let owned_database = match (&options.database_url, &backend) {
+            (None, Backend::Postgres(admin)) => {
+                Some((admin.clone(), Backend::database_name(&name)))
+            }
+            _ => None,
+        };
         std::fs::write(
             dir.join("profiles.toml"),
             options
@@ -200,6 +149,7 @@ impl TestApp {
             database_url,
             server: None,
             options,
+            owned_database,
             _turn: turn,
         };
         app.start_server().await;
@@ -384,151 +334,6 @@ impl TestApp {
         body
     }
 
-    /// Polls a job through `GET /jobs/{id}/` (never `active` or `cleanup`,
-    /// which would reconcile) until `done` holds; fails with the last state.
-    pub async fn wait_for_job(
-        &self,
-        id: i64,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let job = self.job(id).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} did not reach the expected state in {timeout:?}; last seen: {job}\nserver log:\n{}",
-                self.server_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub async fn wait_for_job_end(&self, id: i64) -> Value {
-        self.wait_for_job(id, Duration::from_secs(15), |j| is_terminal(&j["status"]))
-            .await
-    }
-
-    pub async fn wait_for_recording(
-        &self,
-        id: i64,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let recording = self.recording(id).await;
-            if done(&recording) {
-                return recording;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "recording {id} did not reach the expected state in {timeout:?}; last seen: {recording}\nserver log:\n{}",
-                self.server_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub async fn wait_for_recording_settled(&self, id: i64) -> Value {
-        self.wait_for_recording(id, Duration::from_secs(15), |r| {
-            matches!(r["status"].as_str(), Some("ready" | "failed"))
-        })
-        .await
-    }
-
-    /// Polls `probe` until it yields a value; fails after `timeout`,
-    /// saying what was awaited, the last state `probe` reported, and the
-    /// server's log.
-    pub async fn wait_until<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut probe: impl FnMut() -> Result<T, String>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match probe() {
-                Ok(value) => return value,
-                Err(last) => assert!(
-                    Instant::now() < deadline,
-                    "{what}: not within {timeout:?}; last seen: {last}\nserver log:\n{}",
-                    self.server_log_text()
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until the recorder of `recording_id` has written to its
-    /// output. The test recorder installs its signal handlers before it
-    /// opens its output, so from then on a stop is one it handles (a
-    /// signal arriving earlier would kill it outright).
-    pub async fn wait_for_recorder_output(&self, recording_id: i64) {
-        let recording = self.recording(recording_id).await;
-        let output = PathBuf::from(recording["output_path"].as_str().unwrap_or_default());
-        self.wait_until(
-            &format!("recording {recording_id} being written"),
-            Duration::from_secs(15),
-            || match std::fs::metadata(&output) {
-                Ok(meta) if meta.len() > 0 => Ok(()),
-                Ok(_) => Err(format!("{} is empty", output.display())),
-                Err(e) => Err(format!("{}: {e}", output.display())),
-            },
-        )
-        .await;
-    }
-
-    /// Waits until every process in `pids` has ended.
-    pub async fn wait_for_processes_to_end(&self, pids: &[i32]) {
-        self.wait_until("processes ending", Duration::from_secs(15), || {
-            let alive: Vec<&i32> = pids.iter().filter(|pid| process_exists(**pid)).collect();
-            if alive.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("still running: {alive:?}"))
-            }
-        })
-        .await;
-    }
-
-    /// Waits until `count` event streams (`GET …/jobs/events`) have been
-    /// answered. A request is counted in `/metrics` once its handler has
-    /// answered, and the stream's handler subscribes before it answers: an
-    /// event committed from then on reaches each of them.
-    pub async fn wait_for_event_streams(&self, count: u64) {
-        let series = "recorderd_http_request_seconds_count{method=\"GET\",route=\"/api/recordings/jobs/events\",status=\"200\"}";
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let metrics = self
-                .client
-                .get(self.url("/metrics"))
-                .send()
-                .await
-                .expect("GET /metrics")
-                .text()
-                .await
-                .expect("metrics text");
-            let opened = metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(series))
-                .and_then(|value| value.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if opened >= count as f64 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{opened} of {count} event streams opened in 15 s\nserver log:\n{}",
-                self.server_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// How many times post-processing ran for each recording.
     pub fn processing_runs(&self, recording_id: i64) -> usize {
         std::fs::read_to_string(self.dir.join("processed.log"))
@@ -563,6 +368,9 @@ impl Drop for TestApp {
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some((admin, name)) = self.owned_database.take() {
+                testkit::postgres::drop_database_when_unused(&admin, &name);
+            }
         } else {
             eprintln!("test files kept in {}", self.dir.display());
         }

@@ -29,16 +29,21 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/api/recordings/{id}"),
     ("post", "/api/recordings/{id}/reprocess"),
     ("get", "/api/recordings/{id}/media"),
-    ("get", "/api/recordings/{id}/thumbnail"),
+    ("get", "/api/recordings/{id}/media.mp4"),
+    ("get", "/api/recordings/{id}/thumbnail.jpg"),
+    ("get", "/api/recordings/{id}/transcript"),
+    ("get", "/api/recordings/{id}/transcript.vtt"),
+    ("get", "/api/profiles"),
     ("get", "/api/openapi.json"),
     ("get", "/"),
+    ("get", "/ui/{file}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
 ];
 
 /// Open without a token; every other operation needs it when one is set.
-const OPEN: &[&str] = &["/healthz", "/readyz"];
+const OPEN: &[&str] = &["/healthz", "/readyz", "/ui/{file}"];
 
 fn resolve<'a>(document: &'a Value, reference: &str) -> &'a Value {
     let pointer = reference
@@ -230,7 +235,7 @@ async fn the_document_is_complete_and_every_operation_in_it_is_served() {
     // Every documented operation is served, at its path and, under /api,
     // with a trailing slash: none falls through to the router's fallback.
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "1");
+        let concrete = path.replace("{id}", "1").replace("{file}", "app.js");
         let mut variants = vec![concrete.clone()];
         if concrete.starts_with("/api/recordings") {
             variants.push(format!("{concrete}/"));

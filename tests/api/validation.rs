@@ -149,9 +149,13 @@ fn cases() -> Vec<Case> {
         start(json!({ "title": "no source" }))
             .is(S::UNPROCESSABLE_ENTITY, "invalid_body")
             .mentioning("source"),
-        start(json!({ "source": "test://a", "duraton": 5 }))
+        // An unknown field is ignored (see errors.rs), a known one of the
+        // wrong type is not.
+        start(json!({ "source": "test://a", "quality": "high", "title": 7 }))
             .is(S::UNPROCESSABLE_ENTITY, "invalid_body")
-            .mentioning("duraton"),
+            .mentioning("title"),
+        post(STOP, json!({ "job_id": "seven", "reason": "done" }))
+            .is(S::UNPROCESSABLE_ENTITY, "invalid_body"),
         start(json!({ "source": 42 })).is(S::UNPROCESSABLE_ENTITY, "invalid_body"),
         // A start's fields.
         with("profile", json!("nope"))
@@ -373,4 +377,7 @@ async fn each_bad_input_gets_its_status_and_error_code(backend: Backend) {
         .await
         .expect("shut down");
     let _ = std::fs::remove_dir_all(&dir);
+    if let Backend::Postgres(admin) = &backend {
+        testkit::postgres::drop_database_when_unused(admin, &Backend::database_name(&name));
+    }
 }

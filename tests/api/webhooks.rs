@@ -3,141 +3,20 @@
 //! resumes after the server is SIGKILLed while the receiver was down.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 
+use crate::helpers::webhook::Receiver;
 use crate::helpers::{AppOptions, Backend, TestApp};
 use crate::on_both_databases;
 
 const SECRET: &str = "webhook-secret-for-tests";
 
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    event_id: i64,
-    kind: String,
-    attempt: u32,
-    signature: String,
-    body: Bytes,
-    /// What the receiver answered.
-    accepted: bool,
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    received: Arc<Mutex<Vec<Received>>>,
-    /// Requests still to refuse with 500.
-    failures_left: Arc<AtomicU32>,
-    /// Refuse everything with 503.
-    down: Arc<AtomicBool>,
-}
-
-async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let down = receiver.down.load(Ordering::SeqCst);
-    let fail = !down
-        && receiver
-            .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-    let accepted = !down && !fail;
-    receiver
-        .received
-        .lock()
-        .expect("receiver lock")
-        .push(Received {
-            event_id: header("x-recorderd-event-id").parse().unwrap_or(-1),
-            kind: header("x-recorderd-event"),
-            attempt: header("x-recorderd-delivery-attempt").parse().unwrap_or(0),
-            signature: header("x-recorderd-signature"),
-            body,
-            accepted,
-        });
-    if down {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else if fail {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::NO_CONTENT
-    }
-}
-
-impl Receiver {
-    /// Serves `POST /hook` on a free loopback port; returns its URL.
-    async fn serve(&self) -> String {
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let address = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{address}/hook")
-    }
-
-    fn accepted(&self) -> Vec<Received> {
-        self.received
-            .lock()
-            .expect("receiver lock")
-            .iter()
-            .filter(|r| r.accepted)
-            .cloned()
-            .collect()
-    }
-
-    fn all(&self) -> Vec<Received> {
-        self.received.lock().expect("receiver lock").clone()
-    }
-
-    /// Waits until an accepted delivery satisfies `done`.
-    async fn wait_for(&self, app: &TestApp, done: impl Fn(&Received) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.accepted().iter().any(&done) {
-            assert!(
-                Instant::now() < deadline,
-                "the expected delivery did not arrive; received: {:#?}\nserver log:\n{}",
-                self.all(),
-                app.server_log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-/// Checks `t=<t>,v1=<hex>` against an HMAC computed here.
+/// Whether `signature` is this suite's secret's over `body`.
 fn verify(signature: &str, body: &[u8]) -> bool {
-    let Some((t, v1)) = signature
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split_once(",v1="))
-    else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("HMAC key");
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    expected == v1
+    crate::helpers::webhook::verify(SECRET, signature, body)
 }
 
 fn options(url: &str) -> AppOptions {
@@ -164,7 +43,7 @@ on_both_databases!(every_transition_is_posted_in_order_signed_and_retried);
 
 async fn every_transition_is_posted_in_order_signed_and_retried(backend: Backend) {
     let receiver = Receiver::default();
-    receiver.failures_left.store(2, Ordering::SeqCst);
+    receiver.fail_next(2);
     let url = receiver.serve().await;
     let app = TestApp::spawn_with(backend, options(&url)).await;
     let (job_id, recording_id) = app.start_ok("test").await;
@@ -230,7 +109,7 @@ on_both_databases!(delivery_resumes_after_a_crash_while_the_receiver_was_down);
 
 async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Backend) {
     let receiver = Receiver::default();
-    receiver.down.store(true, Ordering::SeqCst);
+    receiver.set_down(true);
     let url = receiver.serve().await;
     let mut app = TestApp::spawn_with(backend, options(&url)).await;
     let (job_id, recording_id) = app.start_ok("test").await;
@@ -238,11 +117,7 @@ async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Bac
     app.stop(job_id).await;
     app.wait_for_recording_settled(recording_id).await;
     // At least one refused attempt, so the crash comes mid-retry.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while receiver.all().is_empty() {
-        assert!(Instant::now() < deadline, "no delivery was attempted");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    receiver.wait_for_an_attempt().await;
     // Every event of the run is stored before the crash, which only
     // interrupts delivery.
     let db = app.db().await;
@@ -262,7 +137,7 @@ async fn delivery_resumes_after_a_crash_while_the_receiver_was_down(backend: Bac
     }
     app.signal_server(9).await;
 
-    receiver.down.store(false, Ordering::SeqCst);
+    receiver.set_down(false);
     app.start_server().await;
     receiver
         .wait_for(&app, |r| r.kind == "recording.ready")
@@ -395,6 +270,7 @@ fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// The receiver over TLS: what the HTTPS test alone needs.
 impl Receiver {
     /// Serves `POST /hook` over TLS with `cert` and `key` on a free
     /// loopback port; returns its `https://` URL.
@@ -415,9 +291,7 @@ impl Receiver {
         .with_single_cert(certs, key)
         .expect("a server certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
-            .with_state(self.clone());
+        let app = self.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");

@@ -110,6 +110,16 @@ name = "words"
 command = ["sh", "-c", "wc -l < \"$0\" | tr -d ' '; echo lines recorded", "{input}"]
 stdout = "transcript"
 "#;
+    // A transcript with times, as whisper-cli prints one, from a command.
+    text += &with_steps("captioned")
+        .args(["--exit-after", "0.3"])
+        .to_toml();
+    text += r#"
+[[profiles.captioned.steps]]
+name = "captions"
+command = ["printf", "[00:00:01.000 --> 00:00:03.500]  The quick brown fox\n[00:00:04.000 --> 00:00:06.250]  jumps over the lazy dogs\n"]
+stdout = "transcript"
+"#;
     text += &with_steps("slow_step")
         .args(["--exit-after", "0.3"])
         .to_toml();

@@ -90,7 +90,7 @@ async fn start_up_waits_for_a_database_that_comes_up_late() {
     // Before creating the database: not while another test stops the
     // server.
     let _turn = shared().await;
-    let name = format!("recorderd_test_{}", testkit::unique_name());
+    let name = Backend::database_name(&testkit::unique_name());
     let real = testkit::postgres::create_database(admin, &name)
         .await
         .expect("create the test database");
@@ -128,4 +128,5 @@ async fn start_up_waits_for_a_database_that_comes_up_late() {
     assert_eq!(job["status"], "completed", "{job}");
     drop(app);
     opener.abort();
+    testkit::postgres::drop_database_when_unused(admin, &name);
 }

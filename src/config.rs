@@ -36,6 +36,8 @@ pub struct Settings {
     pub database_wait: Duration,
     /// Free space the recordings' disk must keep for a start (0: no check).
     pub min_free_bytes: u64,
+    /// Cap of each running job's log (`None`: no cap).
+    pub job_log_max_bytes: Option<u64>,
     pub reconcile_interval: Option<Duration>,
     /// How often stuck processing is looked for.
     pub processing_sweep: Duration,
@@ -216,6 +218,7 @@ impl Settings {
             database_url: database_url.clone(),
             database_wait: args.database.database_wait(),
             min_free_bytes: args.min_free_bytes,
+            job_log_max_bytes: (args.job_log_max_bytes > 0).then_some(args.job_log_max_bytes),
             processing_sweep: Duration::from_secs(args.processing_sweep_secs),
             reconcile_interval: (args.reconcile_interval_secs > 0)
                 .then(|| Duration::from_secs(args.reconcile_interval_secs)),

@@ -433,6 +433,12 @@ fn spawn_background(
             warn!(error = %e, "cannot start the jobs placed on this node");
         }
     });
+    tracker.spawn(crate::recordings::run_retention(
+        services.recordings.clone(),
+        Arc::new(settings.profiles.clone()),
+        services.events.subscribe(),
+        shutdown.clone(),
+    ));
     tracker.spawn(sweep_processing(
         services.processing.clone(),
         settings.node_id.clone(),

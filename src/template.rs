@@ -11,7 +11,12 @@ pub const RECORDER_PLACEHOLDERS: &[&str] = &[
     "job_id",
     "recording_id",
     "protocols",
+    "input_options",
 ];
+
+/// Placeholders that stand for a list of arguments rather than text: each
+/// must be a whole argument of its own, and expands to zero or more.
+pub const LIST_PLACEHOLDERS: &[&str] = &["input_options"];
 
 /// Placeholders of a processing step's `command`.
 pub const PROCESSING_PLACEHOLDERS: &[&str] = &["input", "workdir", "recording_id"];
@@ -50,6 +55,44 @@ pub fn check_placeholders(args: &[String], known: &[&str]) -> Result<(), Unknown
         }
     }
     Ok(())
+}
+
+/// Refuses a list placeholder ([`LIST_PLACEHOLDERS`]) inside a larger
+/// argument: a list cannot be spliced into text without a shell's quoting.
+pub fn check_list_placeholders(args: &[String]) -> Result<(), String> {
+    for arg in args {
+        for name in LIST_PLACEHOLDERS {
+            let whole = format!("{{{name}}}");
+            if arg.contains(&whole) && *arg != whole {
+                return Err(format!(
+                    "`{whole}` stands for several arguments: it must be an argument of its own, not part of `{arg}`"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`render_argv`], where an argument that is exactly `{name}` of one of
+/// `lists` becomes that list's arguments (none when it is empty).
+pub fn render_argv_with_lists(
+    template: &[String],
+    values: &[(&str, &str)],
+    lists: &[(&str, &[String])],
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(template.len());
+    for arg in template {
+        let list = lists.iter().find(|(name, _)| {
+            arg.strip_prefix('{')
+                .and_then(|a| a.strip_suffix('}'))
+                .is_some_and(|a| a == *name)
+        });
+        match list {
+            Some((_, items)) => out.extend(items.iter().cloned()),
+            None => out.extend(render_argv(std::slice::from_ref(arg), values)),
+        }
+    }
+    out
 }
 
 /// Substitutes placeholders in each argument separately, in one pass over
@@ -115,6 +158,29 @@ mod tests {
         let template = strings(&["{", "{}", "{\"a\":1}", "{unknown}", "x{source"]);
         let argv = render_argv(&template, &[("source", "s")]);
         assert_eq!(argv, template);
+    }
+
+    #[test]
+    fn a_list_placeholder_becomes_its_arguments_or_none() {
+        let template = strings(&["ffmpeg", "{input_options}", "-i", "{source}"]);
+        let options = strings(&["-rtsp_transport", "tcp"]);
+        let argv = render_argv_with_lists(
+            &template,
+            &[("source", "rtsp://cam/1")],
+            &[("input_options", &options)],
+        );
+        assert_eq!(
+            argv,
+            ["ffmpeg", "-rtsp_transport", "tcp", "-i", "rtsp://cam/1"]
+        );
+        let argv = render_argv_with_lists(
+            &template,
+            &[("source", "udp://x")],
+            &[("input_options", &[])],
+        );
+        assert_eq!(argv, ["ffmpeg", "-i", "udp://x"]);
+        assert!(check_list_placeholders(&template).is_ok());
+        assert!(check_list_placeholders(&strings(&["-x={input_options}"])).is_err());
     }
 
     #[test]

@@ -336,6 +336,11 @@ pub struct ServeArgs {
     /// disables the check.
     #[arg(long, env = "RECORDERD_MIN_FREE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub min_free_bytes: u64,
+    /// Size (bytes) each job's log is kept under while its recorder runs:
+    /// beyond it the log's content moves to `<log>.1` (replacing the one
+    /// before) and the log starts again. 0: no cap.
+    #[arg(long, env = "RECORDERD_JOB_LOG_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub job_log_max_bytes: u64,
     /// Processing steps run at once, across all recordings (transcription
     /// is CPU-heavy).
     #[arg(long, env = "RECORDERD_PROCESSING_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]

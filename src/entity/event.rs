@@ -38,6 +38,11 @@ pub enum EventKind {
     #[sea_orm(string_value = "recording.failed")]
     #[serde(rename = "recording.failed")]
     RecordingFailed,
+    /// A recording deleted by retention or to keep the disk's free space
+    /// (payload: the recording and `deleted_because`).
+    #[sea_orm(string_value = "recording.deleted")]
+    #[serde(rename = "recording.deleted")]
+    RecordingDeleted,
     /// Never published: pruning writes it in place of the events it
     /// removes before some reader got them.
     #[sea_orm(string_value = "events.gap")]
@@ -58,6 +63,7 @@ impl EventKind {
             Self::RecordingProcessing => "recording.processing",
             Self::RecordingReady => "recording.ready",
             Self::RecordingFailed => "recording.failed",
+            Self::RecordingDeleted => "recording.deleted",
             Self::EventsGap => "events.gap",
         }
     }

@@ -12,8 +12,8 @@ pub mod webhook_cursor;
 
 pub use event::EventKind;
 pub use processing_step::StepStatus;
-pub use recording::{Analysis, RecordingStatus, Segments, VideoInfo};
-pub use recording_job::{EndCause, JobStatus, PastRun, PastRuns, StopReason};
+pub use recording::{Analysis, RecordingStatus, Segments, TimeSpan, VideoInfo};
+pub use recording_job::{EndCause, JobStatus, LiveProgress, PastRun, PastRuns, StopReason};
 
 /// Serializes an absent value as its type's default (an empty list for a
 /// JSON list column), so clients always get the same shape.

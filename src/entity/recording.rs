@@ -54,15 +54,16 @@ pub struct Analysis {
     pub format: Option<String>,
     pub size_bytes: u64,
     pub bit_rate: Option<f64>,
-    /// Codec of the first audio stream.
+    /// Codec of the first audio stream (`null` without audio).
     pub codec: Option<String>,
     pub sample_rate: Option<f64>,
     pub channels: Option<i64>,
     /// EBU R128 integrated loudness.
     pub integrated_loudness_lufs: Option<f64>,
     pub true_peak_dbfs: Option<f64>,
-    /// Time quieter than `silence_threshold_db` for at least half a second.
-    pub silence_seconds: f64,
+    /// Time quieter than `silence_threshold_db` for at least half a second
+    /// (`null` without audio).
+    pub silence_seconds: Option<f64>,
     /// `silence_seconds` over the duration, when the duration is known.
     pub silence_ratio: Option<f64>,
     pub silence_threshold_db: i32,
@@ -73,7 +74,8 @@ pub struct Analysis {
     pub video: Option<VideoInfo>,
 }
 
-/// What the first video stream of a recording is.
+/// What the first video stream of a recording is, and what the `analyze`
+/// step saw in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoInfo {
     /// As ffprobe names it (`h264`, `vp9`, …).
@@ -82,6 +84,20 @@ pub struct VideoInfo {
     pub height: Option<i64>,
     /// Frames per second (its average).
     pub frame_rate: Option<f64>,
+    /// Stretches of black picture (`blackdetect`: at least 0.5 s).
+    #[serde(default)]
+    pub black: Vec<TimeSpan>,
+    /// Stretches of frozen picture (`freezedetect`: at least 2 s).
+    #[serde(default)]
+    pub frozen: Vec<TimeSpan>,
+}
+
+/// A stretch of a recording, in seconds from its start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TimeSpan {
+    pub start: f64,
+    /// `null` when it lasts to the end of the file.
+    pub end: Option<f64>,
 }
 
 /// Files a restarted recorder wrote after the first (`output_path`), in

@@ -130,6 +130,10 @@ pub struct PastRun {
     pub ended_at: Option<TimeDateTimeWithTimeZone>,
     /// The wait before the next run was started.
     pub restarted_after_ms: u64,
+    /// How long that run lasted, from its start to its end (`null` for
+    /// runs recorded before this was).
+    #[serde(default)]
+    pub lasted_ms: Option<u64>,
 }
 
 /// The earlier runs of a job, oldest first (stored as JSON).
@@ -146,6 +150,31 @@ pub struct PastRun {
 )]
 #[serde(transparent)]
 pub struct PastRuns(pub Vec<PastRun>);
+
+/// What a running recorder reported last, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LiveProgress {
+    /// Bytes the current run has written to its output.
+    pub bytes_written: u64,
+    /// Average bitrate of the current run's output, in kbit/s; `null`
+    /// until the recorder can tell.
+    pub bitrate_kbps: Option<f64>,
+    /// Seconds of media the current run has written.
+    pub media_seconds: f64,
+    /// When the output last grew (bytes or media time): a source that
+    /// stops sending leaves this behind while the recorder lives on.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_data_at: Option<TimeDateTimeWithTimeZone>,
+    /// When the recorder last reported.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: TimeDateTimeWithTimeZone,
+}
+
+// The figures are parsed from finite decimal numbers (never NaN), so
+// equality is total; the job model that carries them derives `Eq`.
+impl Eq for LiveProgress {}
 
 /// One run of a recorder for a recording, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
@@ -202,6 +231,11 @@ pub struct Model {
     /// The generation of its node's lease it runs under: only the node
     /// holding that lease acts on it (`null` for jobs from before leases).
     pub lease_generation: Option<i64>,
+    /// What the recorder reported last, while it runs on the node that
+    /// answers (`null` otherwise, and for recorders that report nothing):
+    /// live figures, never stored.
+    #[sea_orm(ignore)]
+    pub progress: Option<LiveProgress>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

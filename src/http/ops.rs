@@ -98,6 +98,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
         .status_counts()
         .await
         .map_err(crate::jobs::JobError::from)?;
+    let (disk_free_bytes, retained_bytes) = state.jobs.storage().await;
     let counts = ScrapedCounts {
         jobs: counts
             .jobs
@@ -110,6 +111,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response> {
             .map(|(status, n)| (status.as_str().to_owned(), n))
             .collect(),
         recorders_supervised: state.jobs.supervised(),
+        progress: state.jobs.live_progress(),
+        disk_free_bytes,
+        retained_bytes,
     };
     // Rendering reads /proc/self for the process metrics.
     let metrics = state.metrics.clone();

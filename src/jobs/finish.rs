@@ -12,11 +12,12 @@ use std::time::Duration;
 use sea_orm::DbErr;
 use tracing::info;
 
-use super::JobService;
 use super::request::find_profile;
 use super::status::{Ending, JobContext, verdict};
+use super::{JobService, crash_loop};
 use crate::entity::{EventKind, JobStatus, RecordingStatus};
 use crate::recordings::output::{self, OutputState, Outputs};
+use crate::redact;
 use crate::store::jobs::{Fence, FinishGroup, RecordingOutcome, Verdict};
 use crate::store::{self, Job, Recording};
 use crate::supervisor::ExitOutcome;
@@ -54,8 +55,8 @@ impl JobService {
             let Some(outputs) = outputs.into_iter().next() else {
                 return Ok(None);
             };
-            let disk = self.full_disk(&job, &ending).await;
-            let (verdict, outcome) = self.decide(&job, &recording, &ending, &outputs, disk);
+            let context = self.failure_context(&job, &recording, &ending).await;
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, &outputs, context);
             let ended = [(job.id, ending.ended_at())];
             let ended =
                 store::jobs::finish_jobs(db, &ended, job.status, &verdict, &outcome, &fence)
@@ -91,8 +92,8 @@ impl JobService {
         let outputs = read_outputs(files).await?;
         let mut decided = Vec::with_capacity(items.len());
         for ((job, recording, ending), outputs) in items.into_iter().zip(&outputs) {
-            let disk = self.full_disk(&job, &ending).await;
-            let (verdict, outcome) = self.decide(&job, &recording, &ending, outputs, disk);
+            let context = self.failure_context(&job, &recording, &ending).await;
+            let (verdict, outcome) = self.decide(&job, &recording, &ending, outputs, context);
             let ended_at = ending.ended_at();
             decided.push((job, recording, verdict, outcome, ended_at));
         }
@@ -144,26 +145,43 @@ impl JobService {
         Ok(ended_count)
     }
 
-    /// Why a recorder that failed by itself could not write, when its disk
-    /// is full (read off the disk only for such failures).
-    async fn full_disk(&self, job: &Job, ending: &Ending) -> Option<String> {
-        let failed_by_itself = matches!(
-            ending,
-            Ending::Process {
-                outcome: ExitOutcome::Exited(code),
-                stop_signal: None,
-                ..
-            } if *code != 0
-        );
-        if !failed_by_itself {
-            return None;
+    /// What explains a recorder that failed by itself: a full disk, or the
+    /// cause its log names, and whether it failed at once again and again
+    /// (read off the disk only for such failures).
+    async fn failure_context(
+        &self,
+        job: &Job,
+        recording: &Recording,
+        ending: &Ending,
+    ) -> FailureContext {
+        let Ending::Process {
+            outcome: outcome @ (ExitOutcome::Exited(_) | ExitOutcome::Signalled(_)),
+            stop_signal: None,
+            ended_at,
+            ..
+        } = ending
+        else {
+            return FailureContext::default();
+        };
+        if *outcome == ExitOutcome::Exited(0) {
+            return FailureContext::default();
         }
+        let fast_failures = crash_loop::repeated_fast_failures(job, outcome, *ended_at);
         let recordings = self.inner.settings.recordings_dir();
         let log = std::path::PathBuf::from(&job.log_path);
-        tokio::task::spawn_blocking(move || output::disk_full(&recordings, &log))
-            .await
-            .ok()
-            .flatten()
+        let source = recording.source.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let disk_full = output::disk_full(&recordings, &log);
+            // Recorders print the URL they open: its secrets stay out.
+            let log_cause = output::log_cause(&log).map(|c| redact::scrub(&c, &source));
+            (disk_full, log_cause)
+        });
+        let (disk_full, log_cause) = read.await.unwrap_or_default();
+        FailureContext {
+            disk_full,
+            log_cause,
+            fast_failures,
+        }
     }
 
     /// The job's verdict and its recording's fate, from what is known.
@@ -173,7 +191,7 @@ impl JobService {
         recording: &Recording,
         ending: &Ending,
         outputs: &Outputs,
-        full_disk: Option<String>,
+        context: FailureContext,
     ) -> (Verdict, RecordingOutcome) {
         let output = &outputs.state;
         let profile = find_profile(&self.inner.settings.profiles, Some(&recording.profile))
@@ -199,13 +217,8 @@ impl JobService {
             },
             ending,
         );
-        if let Some(full) = full_disk
-            && verdict.status == JobStatus::Failed
-        {
-            verdict.error = Some(match verdict.error {
-                Some(error) => format!("{full} ({error})"),
-                None => full,
-            });
+        if verdict.status == JobStatus::Failed {
+            verdict.error = context.explain(verdict.error.take());
         }
         // With no step to run and no segments to join, the recording is
         // ready as soon as its job ends: no processing round for nothing.
@@ -229,7 +242,8 @@ impl JobService {
         let Some(outputs) = outputs.into_iter().next() else {
             return Ok(None);
         };
-        let (verdict, outcome) = self.decide(job, recording, &ending, &outputs, None);
+        let context = FailureContext::default();
+        let (verdict, outcome) = self.decide(job, recording, &ending, &outputs, context);
         let ended = [(job.id, ending.ended_at())];
         let ended = store::jobs::finish_jobs(
             &self.inner.db,
@@ -340,6 +354,42 @@ fn recording_outcome(
     }
 }
 
+/// What is known about why a recorder failed by itself, beside its exit
+/// status.
+#[derive(Debug, Default)]
+struct FailureContext {
+    /// The recordings' disk is full.
+    disk_full: Option<String>,
+    /// The line of the recorder's log that says why.
+    log_cause: Option<String>,
+    /// Runs in a row that failed this way within a second of their start.
+    fast_failures: usize,
+}
+
+impl FailureContext {
+    /// The job's error, told with what explains it.
+    fn explain(self, error: Option<String>) -> Option<String> {
+        let mut error = match (self.disk_full, error) {
+            (Some(full), Some(error)) => Some(format!("{full} ({error})")),
+            (Some(full), None) => Some(full),
+            (None, Some(error)) => Some(match self.log_cause {
+                Some(cause) => format!("{error}: {cause}"),
+                None => error,
+            }),
+            (None, None) => None,
+        };
+        if self.fast_failures >= crash_loop::FAST_FAILURES_TO_GIVE_UP
+            && let Some(error) = error.as_mut()
+        {
+            error.push_str(&format!(
+                " (it failed this way within 2 s of starting {} times in a row, so it was not started again)",
+                self.fast_failures
+            ));
+        }
+        error
+    }
+}
+
 /// One job's decided end: the job, its recording, the verdict, the
 /// recording's fate and when the recorder ended.
 type Decided = (
@@ -409,6 +459,7 @@ mod tests {
             end_cause: None,
             restart_at: None,
             lease_generation: None,
+            progress: None,
         }
     }
 

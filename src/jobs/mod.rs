@@ -3,6 +3,7 @@
 //! supervisor reports, the job service decides; storage is `store`'s.
 
 mod admission;
+mod crash_loop;
 mod error;
 mod exits;
 mod finish;

@@ -26,7 +26,11 @@ impl JobService {
     /// Jobs in `running` or `stopping`, after reconciling those no task of
     /// this process owns: a job whose process is gone is never listed.
     pub async fn active(&self) -> Result<Vec<Job>, JobError> {
-        Ok(self.reconcile_and_list().await?.1)
+        let jobs = self.reconcile_and_list().await?.1;
+        Ok(jobs
+            .into_iter()
+            .map(|job| self.with_progress(job))
+            .collect())
     }
 
     /// Reconciles every live job now; returns how many were ended.

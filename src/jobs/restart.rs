@@ -11,6 +11,9 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::crash_loop::{
+    FAST_FAILURES_TO_GIVE_UP, exit_fields, repeated_fast_failures, run_started_at,
+};
 use super::start::{Run, RunError};
 use super::status::{Ending, LIMIT_TOLERANCE};
 use super::{JobError, JobService};
@@ -18,7 +21,7 @@ use crate::entity::{EventKind, JobStatus, PastRun, StopReason};
 use crate::profile::Profile;
 use crate::recordings::output::segment_path;
 use crate::store::{self, Job, Recording};
-use crate::supervisor::{ExitEvent, ExitOutcome};
+use crate::supervisor::ExitEvent;
 
 /// What became of an exit the profile might restart.
 pub(super) enum Restart {
@@ -94,6 +97,15 @@ impl JobService {
         }
         let (recording, profile) = self.recording_and_profile(&job).await?;
         if !super::start::restarts_left(&profile, &job) {
+            return Ok(None);
+        }
+        let fast = repeated_fast_failures(&job, &exit.outcome, exit.ended_at);
+        if fast >= FAST_FAILURES_TO_GIVE_UP {
+            warn!(
+                runs = fast,
+                outcome = ?exit.outcome,
+                "the recorder failed the same way within 2 s of each start; not restarting it"
+            );
             return Ok(None);
         }
         if let Err(e) = self.check_free_space().await {
@@ -195,11 +207,8 @@ impl JobService {
     ) -> Result<Option<(Job, PathBuf)>, JobError> {
         let next = job.attempt + 1;
         let segment = segment_path(Path::new(&recording.output_path), next);
-        let (exit_code, exit_signal) = match exit.outcome {
-            ExitOutcome::Exited(code) => (Some(code), None),
-            ExitOutcome::Signalled(signal) => (None, Some(signal)),
-            ExitOutcome::Vanished(_) => (None, None),
-        };
+        let (exit_code, exit_signal) = exit_fields(&exit.outcome);
+        let lasted = Duration::try_from(exit.ended_at - run_started_at(job)).unwrap_or_default();
         let restart_at = OffsetDateTime::now_utc() + backoff;
         // From the run's end, not from now: a claim made late (after a
         // database outage) counts the time nothing recorded.
@@ -212,6 +221,7 @@ impl JobService {
             exit_signal,
             ended_at: Some(exit.ended_at),
             restarted_after_ms: waited.as_millis() as u64,
+            lasted_ms: Some(lasted.as_millis() as u64),
         });
         let mut segments = recording.segments.clone().unwrap_or_default();
         segments.0.push(segment.display().to_string());

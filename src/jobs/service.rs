@@ -155,7 +155,35 @@ impl JobService {
     pub async fn job(&self, job_id: i32) -> Result<Job, JobError> {
         store::jobs::find_job(&self.inner.db, job_id)
             .await?
+            .map(|job| self.with_progress(job))
             .ok_or(JobError::JobNotFound { id: job_id })
+    }
+
+    /// The job with its recorder's live progress, when it is live and its
+    /// recorder runs here and reports any.
+    pub(super) fn with_progress(&self, mut job: Job) -> Job {
+        if !job.status.is_terminal() {
+            job.progress = self.inner.supervisor.progress().get(job.id);
+        }
+        job
+    }
+
+    /// Free bytes of the recordings' disk (`None` when unreadable) and the
+    /// bytes of `ready` recordings each profile keeps, for the metrics.
+    pub async fn storage(&self) -> (Option<u64>, Vec<(String, u64)>) {
+        let settings = &self.inner.settings;
+        let free = crate::recordings::free_bytes(&settings.recordings_dir()).await;
+        let retained = self
+            .inner
+            .recordings
+            .retained_bytes(&settings.profiles)
+            .await;
+        (free, retained)
+    }
+
+    /// The live progress of every recorder of this node that reports it.
+    pub fn live_progress(&self) -> Vec<(i32, crate::entity::LiveProgress)> {
+        self.inner.supervisor.progress().all()
     }
 
     /// One page of jobs, newest first, and how many match in all.
@@ -166,7 +194,13 @@ impl JobService {
         page: u64,
         page_size: u64,
     ) -> Result<(Vec<Job>, u64), JobError> {
-        Ok(store::jobs::list_jobs(&self.inner.db, status, recording_id, page, page_size).await?)
+        let (jobs, count) =
+            store::jobs::list_jobs(&self.inner.db, status, recording_id, page, page_size).await?;
+        let jobs = jobs
+            .into_iter()
+            .map(|job| self.with_progress(job))
+            .collect();
+        Ok((jobs, count))
     }
 
     /// Jobs and recordings by status, for the metrics.

@@ -14,12 +14,12 @@ use super::status::Ending;
 use super::{JobError, JobService, StartRequest, Started};
 use crate::entity::{EventKind, JobStatus};
 use crate::faults;
-use crate::profile::{Profile, protocol_whitelist};
+use crate::profile::{Profile, input_options_for, protocol_whitelist};
 use crate::recordings::output;
 use crate::redact;
 use crate::store::{self, Job, Recording};
 use crate::supervisor::{ProcessIdentity, SpawnError, SpawnSpec, StallCheck};
-use crate::template::render_argv;
+use crate::template::render_argv_with_lists;
 
 /// One run of a job's recorder: what differs between a first start and a
 /// restart is only where it writes.
@@ -129,9 +129,25 @@ impl JobService {
             return Ok(());
         }
         let dir = self.inner.settings.recordings_dir();
-        let free = tokio::task::spawn_blocking(move || output::free_bytes(&dir))
-            .await
-            .map_err(|e| JobError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+        let free = self.free_bytes(&dir).await?;
+        let free = match free {
+            // Below the floor: the profiles that allow it give up their
+            // oldest ready recordings first.
+            Ok(free) if free < floor => {
+                let profiles = &self.inner.settings.profiles;
+                let deleted = self
+                    .inner
+                    .recordings
+                    .reclaim_space(profiles, &dir, floor)
+                    .await;
+                if deleted > 0 {
+                    self.free_bytes(&dir).await?
+                } else {
+                    Ok(free)
+                }
+            }
+            other => other,
+        };
         match free {
             Ok(free) if free < floor => Err(JobError::InsufficientStorage { free, floor }),
             Ok(_) => Ok(()),
@@ -141,6 +157,14 @@ impl JobService {
                 Ok(())
             }
         }
+    }
+
+    /// Free bytes of the recordings' disk, read off the runtime.
+    async fn free_bytes(&self, dir: &std::path::Path) -> Result<std::io::Result<u64>, JobError> {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || output::free_bytes(&dir))
+            .await
+            .map_err(|e| JobError::Database(sea_orm::DbErr::Custom(e.to_string())))
     }
 
     /// Spawns one run of the job's recorder and stores its identity. On
@@ -161,7 +185,8 @@ impl JobService {
             return Err(RunError::NoLease);
         }
         let output_text = output.display().to_string();
-        let argv = render_argv(
+        let input_options = input_options_for(&profile.input_options, &recording.source);
+        let argv = render_argv_with_lists(
             &profile.command,
             &[
                 ("source", &recording.source),
@@ -171,6 +196,7 @@ impl JobService {
                 ("recording_id", &recording.id.to_string()),
                 ("protocols", &protocol_whitelist(&profile.allowed_schemes)),
             ],
+            &[("input_options", &input_options)],
         );
         let identity = self
             .inner
@@ -185,6 +211,8 @@ impl JobService {
                 }),
                 restartable: restarts_left(profile, job),
                 env: profile.env.clone(),
+                progress: profile.progress,
+                log_max_bytes: self.inner.settings.job_log_max_bytes,
             })
             .map_err(RunError::Spawn)?;
         self.inner

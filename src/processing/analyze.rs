@@ -1,6 +1,8 @@
 //! The built-in `analyze` step: ffprobe reads the format and the first audio
-//! stream; one ffmpeg pass measures integrated loudness and true peak
-//! (EBU R128) and the share of silence.
+//! and video streams; one ffmpeg pass measures integrated loudness and true
+//! peak (EBU R128) and the share of silence of the audio, another the
+//! video's black and frozen stretches (`video.rs`). A file with either
+//! kind of stream is analyzed; one with neither fails the step.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -30,43 +32,58 @@ pub async fn analyze(supervisor: &Supervisor, input: &Path) -> Result<Analysis, 
     }
     let probe = probe(supervisor, input).await?;
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
-    let Some(audio) = streams.iter().find(|s| s["codec_type"] == "audio") else {
-        return Err("the file has no audio stream".to_owned());
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio");
+    // Cover art in an audio file is a "video" stream of one picture.
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video" && s["disposition"]["attached_pic"] != 1);
+    let stream_duration = audio.or(video).and_then(|s| number(&s["duration"]));
+    let duration = number(&probe["format"]["duration"]).or(stream_duration);
+    let levels = match audio {
+        Some(_) => Some(audio_levels(supervisor, input, duration).await?),
+        None => None,
     };
-    let duration = number(&probe["format"]["duration"]).or_else(|| number(&audio["duration"]));
-    let levels = audio_levels(supervisor, input, duration).await?;
-    let silence_ratio = match (levels.silence_seconds, duration) {
-        (silence, Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
+    let video = match video {
+        Some(stream) => Some(super::video::analyze_video(supervisor, input, stream).await?),
+        None if levels.is_none() => {
+            return Err("the file has neither an audio nor a video stream".to_owned());
+        }
+        None => None,
+    };
+    let silence_seconds = levels.as_ref().map(|l| l.silence_seconds);
+    let silence_ratio = match (silence_seconds, duration) {
+        (Some(silence), Some(total)) if total > 0.0 => Some((silence / total).clamp(0.0, 1.0)),
         _ => None,
     };
+    let audio_field = |name: &str| audio.map_or(&Value::Null, |a| &a[name]);
     Ok(Analysis {
         duration_seconds: duration,
         format: probe["format"]["format_name"].as_str().map(str::to_owned),
         size_bytes: size,
-        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(&audio["bit_rate"])),
-        codec: audio["codec_name"].as_str().map(str::to_owned),
-        sample_rate: number(&audio["sample_rate"]),
-        channels: audio["channels"].as_i64(),
-        integrated_loudness_lufs: levels.loudness,
-        true_peak_dbfs: levels.peak,
-        silence_seconds: levels.silence_seconds,
+        bit_rate: number(&probe["format"]["bit_rate"]).or_else(|| number(audio_field("bit_rate"))),
+        codec: audio_field("codec_name").as_str().map(str::to_owned),
+        sample_rate: number(audio_field("sample_rate")),
+        channels: audio_field("channels").as_i64(),
+        integrated_loudness_lufs: levels.as_ref().and_then(|l| l.loudness),
+        true_peak_dbfs: levels.as_ref().and_then(|l| l.peak),
+        silence_seconds,
         silence_ratio,
         silence_threshold_db: SILENCE_THRESHOLD_DB,
         streams: streams.len(),
-        video: streams
-            .iter()
-            .find(|s| s["codec_type"] == "video")
-            .map(video_info),
+        video,
     })
 }
 
-/// What ffprobe says of a video stream.
-fn video_info(stream: &Value) -> VideoInfo {
+/// What ffprobe says of a video stream (its black and frozen stretches
+/// are measured apart, by decoding it).
+pub(super) fn video_info(stream: &Value) -> VideoInfo {
     VideoInfo {
         codec: stream["codec_name"].as_str().map(str::to_owned),
         width: stream["width"].as_i64(),
         height: stream["height"].as_i64(),
         frame_rate: stream["avg_frame_rate"].as_str().and_then(ratio),
+        black: Vec::new(),
+        frozen: Vec::new(),
     }
 }
 

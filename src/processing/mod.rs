@@ -3,7 +3,8 @@
 //! timeout and retries with backoff; its state is a row of its own
 //! (`processing_steps`), so progress is visible and a restart resumes the
 //! steps not yet succeeded. The recording becomes `ready` when every step
-//! succeeded, `failed` with the failing step's error otherwise.
+//! succeeded (or failed but is `optional`: its failure stays on its row),
+//! `failed` with the failing step's error otherwise.
 //!
 //! Processing is at-least-once: a step interrupted by a crash or shutdown
 //! runs again, from its start, at the next start, so steps must tolerate
@@ -26,6 +27,7 @@ pub mod playable;
 pub mod recognized;
 mod shared;
 pub mod transcribe;
+pub mod video;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -77,6 +77,10 @@ impl Processing {
             match outcome {
                 StepEnd::Succeeded => {}
                 StepEnd::Interrupted => return Ok(()),
+                StepEnd::Failed(reason) if config.optional => {
+                    // Recorded on the step's row; the recording goes on.
+                    warn!(%reason, "optional step failed; the pipeline goes on");
+                }
                 StepEnd::Failed(reason) => {
                     let reason = format!("step `{}` failed: {reason}", config.name);
                     return self.fail(recording_id, reason).await;

@@ -4,6 +4,7 @@
 //! start-up rather than when a job starts.
 
 mod check;
+mod input;
 mod reach;
 mod report;
 mod steps;
@@ -17,8 +18,9 @@ use anyhow::{Context, bail};
 use rustix::process::Signal;
 use serde::{Deserialize, Deserializer};
 
-use crate::template::{RECORDER_PLACEHOLDERS, check_placeholders};
+use crate::template::{RECORDER_PLACEHOLDERS, check_list_placeholders, check_placeholders};
 pub use check::Problem;
+pub use input::{HLS_KEY, ProgressFormat, input_options_for};
 pub use reach::{
     HostPattern, HostRules, ReachRule, Refusal, check_host, listener_option, protocol_whitelist,
 };
@@ -96,8 +98,20 @@ pub struct Profile {
     /// argv template; each argument is substituted on its own, never through
     /// a shell: `{source}`, `{output}`, `{duration}` (seconds, `0` when no
     /// limit was asked for), `{job_id}`, `{recording_id}`, `{protocols}`
-    /// (what `allowed_schemes` need, for ffmpeg's `-protocol_whitelist`).
+    /// (what `allowed_schemes` need, for ffmpeg's `-protocol_whitelist`),
+    /// and `{input_options}`, an argument of its own that becomes the
+    /// `input_options` of the source's kind (zero or more arguments).
     pub command: Vec<String>,
+    /// Arguments for `{input_options}` by the source's URL scheme (`http`,
+    /// `rtsp`, …), plus `hls` for an HTTP(S) source whose path ends in
+    /// `.m3u8` (after its scheme's).
+    #[serde(default)]
+    pub input_options: BTreeMap<String, Vec<String>>,
+    /// What the recorder's standard output carries: `none` (it goes to the
+    /// log) or `ffmpeg` (`-progress pipe:1`, read as the job's live
+    /// progress).
+    #[serde(default)]
+    pub progress: ProgressFormat,
     /// First signal of the stop sequence, sent to the recorder's process
     /// group. SIGINT makes ffmpeg write its trailer and exit.
     #[serde(default)]
@@ -152,6 +166,18 @@ pub struct Profile {
     /// where a client must not reach what only the server can.
     #[serde(default)]
     pub deny_private: bool,
+    /// `ready` recordings older than this many days are deleted.
+    #[serde(default)]
+    pub retain_days: Option<f64>,
+    /// The profile's `ready` recordings are kept under this many bytes
+    /// together: the oldest are deleted first.
+    #[serde(default)]
+    pub retain_bytes: Option<u64>,
+    /// When the recordings' disk falls below `--min-free-bytes`, this
+    /// profile's oldest `ready` recordings may be deleted to make room
+    /// (before a start is refused).
+    #[serde(default)]
+    pub reclaim_when_disk_low: bool,
     /// Environment of the recorder and the steps, beside `PATH`, `HOME`,
     /// `LANG`, `LC_*` and `TZ`: nothing else of the server's reaches them.
     #[serde(default)]
@@ -175,11 +201,14 @@ fn default_restart_backoff() -> f64 {
 }
 
 impl Profile {
-    /// Copies any stream ffmpeg can read into Matroska, which stays readable
-    /// if the recorder dies before writing its trailer (a plain MP4 does
-    /// not). Clusters of at most 1 s, flushed as written: a SIGKILLed ffmpeg
-    /// loses about a second, and the file grows steadily (which is what stall
-    /// detection watches).
+    /// Copies any audio and video stream ffmpeg can read into Matroska,
+    /// which stays readable if the recorder dies before writing its trailer
+    /// (a plain MP4 does not). Clusters of at most 1 s, flushed as written:
+    /// a SIGKILLed ffmpeg loses about a second, and the file grows steadily.
+    /// Data streams (`-dn`: an HLS stream's timed ID3 metadata) are left
+    /// out, since Matroska refuses them and ffmpeg would exit at once.
+    /// Progress goes to recorderd as `key=value` blocks (`-progress
+    /// pipe:1`), not as `\r`-separated lines into the log (`-nostats`).
     pub fn ffmpeg() -> Self {
         let pipeline = default_pipeline();
         Self {
@@ -187,10 +216,14 @@ impl Profile {
                 "ffmpeg",
                 "-nostdin",
                 "-hide_banner",
+                "-nostats",
+                "-progress",
+                "pipe:1",
                 "-loglevel",
                 "info",
                 "-protocol_whitelist",
                 "{protocols}",
+                "{input_options}",
                 "-i",
                 "{source}",
                 "-map",
@@ -208,6 +241,8 @@ impl Profile {
             ]
             .map(str::to_owned)
             .to_vec(),
+            input_options: input::builtin_input_options(),
+            progress: ProgressFormat::Ffmpeg,
             stop_signal: StopSignal::default(),
             stop_grace_seconds: default_grace(),
             node_labels: Vec::new(),
@@ -226,6 +261,9 @@ impl Profile {
             allow_hosts: Vec::new(),
             deny_hosts: Vec::new(),
             deny_private: false,
+            retain_days: None,
+            retain_bytes: None,
+            reclaim_when_disk_low: false,
             env: EnvTable::new(),
             skipped_steps: pipeline.skipped,
         }
@@ -277,6 +315,12 @@ impl Profile {
             bail!("`command` must name a program");
         }
         check_placeholders(&self.command, RECORDER_PLACEHOLDERS)?;
+        check_list_placeholders(&self.command).map_err(anyhow::Error::msg)?;
+        for (key, options) in &self.input_options {
+            if options.iter().any(|o| o.contains('\0')) {
+                bail!("`input_options.{key}` holds a NUL character");
+            }
+        }
         for step in &self.post_processing {
             if step.is_empty() || step[0].is_empty() {
                 bail!("each `post_processing` entry must name a program");
@@ -319,8 +363,21 @@ impl Profile {
         if self.allowed_schemes.is_empty() {
             bail!("`allowed_schemes` must list at least one URL scheme");
         }
+        if let Some(days) = self.retain_days
+            && !(days.is_finite() && days > 0.0 && days <= 36_500.0)
+        {
+            bail!("`retain_days` must be a number of days in (0, 36500]");
+        }
+        if self.retain_bytes == Some(0) {
+            bail!("`retain_bytes` must be at least 1");
+        }
         check_env(&self.env)?;
         Ok(())
+    }
+
+    /// Whether retention may delete this profile's recordings by itself.
+    pub fn has_retention(&self) -> bool {
+        self.retain_days.is_some() || self.retain_bytes.is_some()
     }
 
     /// First signal of the stop sequence.
@@ -470,6 +527,21 @@ mod tests {
             .expect("README has a profile example");
         let profiles = Profiles::from_toml(block).expect("README example parses");
         assert!(profiles.get(Some("ffmpeg_with_hook")).is_some());
+    }
+
+    #[test]
+    fn the_readme_retention_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let block = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[profiles.cameras]"))
+            .expect("README has a retention example");
+        let profiles = Profiles::from_toml(block).expect("README example parses");
+        let (_, cameras) = profiles.get(Some("cameras")).expect("profile cameras");
+        assert_eq!(cameras.retain_days, Some(14.0));
+        assert!(cameras.reclaim_when_disk_low && cameras.has_retention());
     }
 
     #[test]

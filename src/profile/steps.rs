@@ -37,6 +37,11 @@ pub struct StepConfig {
     /// Environment of this step's command, over the profile's `env`.
     #[serde(default)]
     pub env: super::EnvTable,
+    /// A failure of this step (after its retries) is recorded on its row
+    /// but does not fail the recording: the pipeline goes on, and the
+    /// recording can still be `ready`.
+    #[serde(default)]
+    pub optional: bool,
     /// `builtin = "transcribe"`: the whisper.cpp model; whisper-cli is used
     /// when it is installed and this file exists, pocketsphinx otherwise.
     /// Without it, the server's `--whisper-model`.
@@ -84,6 +89,7 @@ impl StepConfig {
             retry_backoff_seconds: default_retry_backoff(),
             stdout: None,
             env: super::EnvTable::new(),
+            optional: false,
             model: None,
             language: None,
         }
@@ -181,7 +187,7 @@ pub struct DefaultPipeline {
 
 /// The pipeline the built-in profile runs: `analyze` where ffprobe and
 /// ffmpeg exist, and transcription where ffmpeg and a speech recognizer
-/// (whisper-cli or pocketsphinx) do.
+/// (whisper-cli or pocketsphinx) do; transcription is optional.
 pub(super) fn default_pipeline() -> DefaultPipeline {
     let mut pipeline = DefaultPipeline::default();
     let ffmpeg = program_exists("ffmpeg");
@@ -217,26 +223,32 @@ pub(super) fn default_pipeline() -> DefaultPipeline {
         pipeline.skipped.push(("transcribe".to_owned(), missing));
         return pipeline;
     }
-    pipeline.steps.push(StepConfig::command(
-        "transcode",
-        &[
-            "ffmpeg",
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-i",
-            "{input}",
-            "-vn",
-            "-ar",
-            "16000",
-            "-ac",
-            "1",
-            TRANSCRIBE_AUDIO,
-        ],
-    ));
+    // Both optional: a camera's recording has no audio to transcribe, and
+    // is still ready with its analysis.
+    pipeline.steps.push(StepConfig {
+        optional: true,
+        ..StepConfig::command(
+            "transcode",
+            &[
+                "ffmpeg",
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                "{input}",
+                "-vn",
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                TRANSCRIBE_AUDIO,
+            ],
+        )
+    });
     pipeline.steps.push(StepConfig {
         builtin: Some(BuiltinStep::Transcribe),
+        optional: true,
         timeout_seconds: 3600.0,
         ..StepConfig::command("transcribe", &[])
     });

@@ -12,8 +12,11 @@ pub mod listing;
 pub mod output;
 pub mod playable;
 mod remote;
+mod retention;
 pub mod search;
 pub mod transcript;
+
+pub use retention::{DeletedBecause, free_bytes, run_retention};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -140,6 +140,64 @@ pub fn disk_full(recordings_dir: &Path, log: &Path) -> Option<String> {
     })
 }
 
+/// Longest cause quoted from a log, in characters.
+const MAX_CAUSE_CHARS: usize = 300;
+
+/// Words of a log line that says why a recorder gave up.
+const CAUSE_WORDS: &[&str] = &[
+    "error",
+    "invalid",
+    "not found",
+    "refused",
+    "denied",
+    "not supported",
+    "unsupported",
+    "no such",
+    "failed",
+    "unable",
+    "cannot",
+    "could not",
+    "timed out",
+    "forbidden",
+];
+
+/// Lines a recorder writes at its end whatever happened (ffmpeg's summary
+/// and sign-off): never the cause.
+const EPILOGUE: &[&str] = &[
+    "size=",
+    "video:",
+    "frame=",
+    "exiting normally",
+    "conversion failed",
+];
+
+/// Why a recorder failed, in its own words: the last line of its log's
+/// end that reads like an error (else its last line), from the recorder's
+/// output alone. `None` when the log is empty or unreadable. Blocking.
+pub fn log_cause(log: &Path) -> Option<String> {
+    let tail = crate::recordings::files::read_tail(log, LOG_TAIL).ok()?;
+    let lines: Vec<&str> = tail
+        .content
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            !EPILOGUE.iter().any(|e| lower.starts_with(e))
+        })
+        .collect();
+    let cause = lines
+        .iter()
+        .rev()
+        .take(20)
+        .find(|l| {
+            let lower = l.to_ascii_lowercase();
+            CAUSE_WORDS.iter().any(|w| lower.contains(w))
+        })
+        .or(lines.last())?;
+    Some(cause.chars().take(MAX_CAUSE_CHARS).collect())
+}
+
 /// Where run number `attempt` (from 2) of a restarted recorder writes:
 /// `recording-7.mkv` → `recording-7.part2.mkv`.
 pub fn segment_path(output: &Path, attempt: i32) -> PathBuf {
@@ -168,6 +226,27 @@ mod tests {
             segment_path(Path::new("/d/recording-7"), 3),
             Path::new("/d/recording-7.part3")
         );
+    }
+
+    #[test]
+    fn the_cause_of_a_failure_is_the_last_line_that_reads_like_one() {
+        let dir = std::env::temp_dir().join(format!("recorderd-cause-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let log = dir.join("job-1.log");
+        std::fs::write(
+            &log,
+            "Input #0, hls, from 'http://h/live.m3u8':\n\
+             [matroska @ 0x55] Only audio, video, and subtitles are supported for Matroska.\n\
+             Could not write header for output file #0 (incorrect codec parameters ?): Invalid argument\n\
+             size=       0kB time=00:00:00.00 bitrate=N/A speed=   0x\n\
+             Conversion failed!\n",
+        )
+        .expect("write the log");
+        let cause = log_cause(&log).expect("a cause");
+        assert!(cause.starts_with("Could not write header"), "{cause}");
+        std::fs::write(&log, "").expect("empty the log");
+        assert_eq!(log_cause(&log), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

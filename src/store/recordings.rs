@@ -51,6 +51,21 @@ pub async fn recordings_with_status(
         .await
 }
 
+/// The `ready` recordings of a profile, oldest first: the order in which
+/// retention deletes them.
+pub async fn ready_of_profile(
+    db: &DatabaseConnection,
+    profile: &str,
+) -> Result<Vec<Recording>, DbErr> {
+    recording::Entity::find()
+        .filter(recording::Column::Status.eq(RecordingStatus::Ready))
+        .filter(recording::Column::Profile.eq(profile))
+        .order_by_asc(recording::Column::CreatedAt)
+        .order_by_asc(recording::Column::Id)
+        .all(db)
+        .await
+}
+
 /// Recordings by id, in chunks that keep `IN (…)` lists short.
 pub async fn recordings_by_ids(
     db: &DatabaseConnection,

@@ -6,6 +6,8 @@
 pub mod env;
 pub mod foreign;
 pub mod identity;
+pub mod logs;
+pub mod progress;
 pub mod reaper;
 mod watch;
 
@@ -27,7 +29,10 @@ use tracing::{Instrument, info_span};
 
 pub use foreign::ForeignProcess;
 pub use identity::ProcessIdentity;
+pub use progress::{LiveProgress, ProgressBoard};
 
+use crate::profile::ProgressFormat;
+use logs::LogCap;
 use watch::{StallWatch, Watch, watch_child, watch_foreign};
 
 /// Name of the environment variable that marks a recorder with its job, so
@@ -92,10 +97,15 @@ pub struct SpawnSpec {
     /// The profile's `env`: with the few variables every child gets, all
     /// of the recorder's environment besides its marker.
     pub env: crate::profile::EnvTable,
+    /// What the recorder's standard output carries.
+    pub progress: ProgressFormat,
+    /// Size the job's log is kept under while the recorder runs (`None`:
+    /// no cap).
+    pub log_max_bytes: Option<u64>,
 }
 
-/// Stall detection for one recorder: its output file must grow within
-/// `timeout`.
+/// Stall detection for one recorder: its output file must grow, or its
+/// reported progress show new data, within `timeout`.
 #[derive(Debug, Clone)]
 pub struct StallCheck {
     pub output: PathBuf,
@@ -177,6 +187,8 @@ struct Inner {
     detached: CancellationToken,
     /// This node's marker, set in each recorder's environment.
     node_marker: String,
+    /// What recorders that report progress reported last.
+    progress: ProgressBoard,
 }
 
 /// Removes a PID from the owned set once its waiter has collected it.
@@ -205,6 +217,7 @@ impl Supervisor {
             tracker,
             owned_pids: Mutex::new(HashSet::new()),
             detached: CancellationToken::new(),
+            progress: ProgressBoard::default(),
         };
         (
             Self {
@@ -230,6 +243,11 @@ impl Supervisor {
             .owned_pids
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live progress of this node's recorders.
+    pub fn progress(&self) -> &ProgressBoard {
+        &self.inner.progress
     }
 
     /// Runs `f` with the owned-PID set locked (see [`reaper`]).
@@ -276,8 +294,11 @@ impl Supervisor {
 
     /// Starts a recorder: own process group (signals reach it and anything
     /// it starts, and a Ctrl-C on the supervisor's terminal does not), stdin
-    /// null, stdout and stderr appended to the job's log file (a file, never
-    /// a pipe, so a recorder never blocks on a reader that went away).
+    /// null, stderr appended to the job's log file (a file, never a pipe, so
+    /// a recorder never blocks on a reader that went away). stdout goes to
+    /// the log too, unless it carries progress: then to a pipe read by a
+    /// task of its own, which never stops reading while the recorder runs
+    /// (and ffmpeg ignores the pipe breaking when it does).
     pub fn spawn(&self, spec: SpawnSpec) -> Result<ProcessIdentity, SpawnError> {
         let open_log = || {
             OpenOptions::new()
@@ -289,8 +310,11 @@ impl Supervisor {
             path: spec.log_path.clone(),
             source,
         };
-        let stdout = open_log().map_err(log_err)?;
-        let stderr = stdout.try_clone().map_err(log_err)?;
+        let stderr = open_log().map_err(log_err)?;
+        let stdout = match spec.progress {
+            ProgressFormat::None => Stdio::from(stderr.try_clone().map_err(log_err)?),
+            ProgressFormat::Ffmpeg => Stdio::piped(),
+        };
         let program = spec.argv.first().cloned().unwrap_or_default();
 
         let mut command = Command::new(&program);
@@ -304,9 +328,19 @@ impl Supervisor {
             .env(NODE_ENV_MARKER, &self.inner.node_marker)
             .process_group(0)
             .kill_on_drop(false);
-        let (child, owned_pid) = self
+        let (mut child, owned_pid) = self
             .spawn_owned(&mut command)
             .map_err(|source| SpawnError::Program { program, source })?;
+        self.inner.progress.reset(spec.job_id);
+        if let Some(output) = child.stdout.take() {
+            let reader = progress::read_ffmpeg_progress(
+                output,
+                self.inner.progress.clone(),
+                spec.job_id,
+                self.inner.detached.clone(),
+            );
+            self.inner.tracker.spawn(reader);
+        }
         // `id()` is Some until the child has been reaped, and nothing polls
         // it before the watcher below starts.
         let pid = child.id().map(|p| p as i32).unwrap_or_default();
@@ -343,8 +377,13 @@ impl Supervisor {
                     control: control_rx,
                     events: exits,
                     detached: self.inner.detached.clone(),
-                    stall: spec.stall.map(StallWatch::new),
+                    stall: spec
+                        .stall
+                        .map(|c| StallWatch::new(c, Some(self.inner.progress.clone()))),
                     restartable: spec.restartable,
+                    log_cap: spec
+                        .log_max_bytes
+                        .map(|max| LogCap::new(spec.log_path.clone(), max)),
                 },
             )
             .instrument(span),
@@ -377,8 +416,11 @@ impl Supervisor {
                     control: control_rx,
                     events: exits,
                     detached: self.inner.detached.clone(),
-                    stall: stall.map(StallWatch::new),
+                    // Its progress pipe was the previous supervisor's: only
+                    // its output file tells whether data flows.
+                    stall: stall.map(|c| StallWatch::new(c, None)),
                     restartable: false,
+                    log_cap: None,
                 },
             )
             .instrument(span),
@@ -416,6 +458,7 @@ impl Supervisor {
     /// Forgets a child once its exit has been committed.
     pub fn release(&self, job_id: i32) {
         self.children().remove(&job_id);
+        self.inner.progress.remove(job_id);
     }
 
     /// Has every owned child's watcher SIGKILL its process group: the last

@@ -13,8 +13,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::logs::{LogCap, keep_under_cap};
 use super::{
-    Control, ExitEvent, ExitOutcome, ForeignProcess, OwnedPid, StallCheck, StopPlan,
+    Control, ExitEvent, ExitOutcome, ForeignProcess, OwnedPid, ProgressBoard, StallCheck, StopPlan,
     SupervisorEvent,
 };
 
@@ -72,11 +73,15 @@ pub(super) struct Watch {
     pub(super) detached: CancellationToken,
     pub(super) stall: Option<StallWatch>,
     pub(super) restartable: bool,
+    /// The job's log, kept under its cap while the recorder runs.
+    pub(super) log_cap: Option<LogCap>,
 }
 
-/// Watches an output file for growth.
+/// Watches an output file for growth, and the recorder's reported
+/// progress when it reports any.
 pub(super) struct StallWatch {
     check: StallCheck,
+    progress: Option<ProgressBoard>,
     last_size: u64,
     last_growth: Instant,
     next_check: Instant,
@@ -84,9 +89,10 @@ pub(super) struct StallWatch {
 }
 
 impl StallWatch {
-    pub(super) fn new(check: StallCheck) -> Self {
+    pub(super) fn new(check: StallCheck, progress: Option<ProgressBoard>) -> Self {
         Self {
             check,
+            progress,
             last_size: 0,
             last_growth: Instant::now(),
             next_check: Instant::now(),
@@ -102,8 +108,11 @@ impl StallWatch {
 }
 
 /// Resolves at the next check; yields the silence when a stall is found
-/// (once per stall: growth re-arms it).
-async fn watch_stall(watch: &mut Option<StallWatch>) -> Option<Duration> {
+/// (once per stall: growth re-arms it). Data flows when the output file
+/// grew or the recorder reported new data since the last growth seen: a
+/// muxer may hold data back from the file for a while, and a file may grow
+/// from a trailer while nothing arrives.
+async fn watch_stall(watch: &mut Option<StallWatch>, job_id: i32) -> Option<Duration> {
     let watch = watch.as_mut()?;
     sleep_until(watch.next_check).await;
     watch.next_check = Instant::now() + watch.period();
@@ -111,9 +120,14 @@ async fn watch_stall(watch: &mut Option<StallWatch>) -> Option<Duration> {
         .await
         .map(|m| m.len())
         .unwrap_or(0);
-    if size > watch.last_size {
-        watch.last_size = size;
-        watch.last_growth = Instant::now();
+    let reported_data = watch
+        .progress
+        .as_ref()
+        .and_then(|board| board.last_data(job_id))
+        .filter(|at| *at > watch.last_growth);
+    if size > watch.last_size || reported_data.is_some() {
+        watch.last_size = watch.last_size.max(size);
+        watch.last_growth = reported_data.unwrap_or_else(Instant::now);
         watch.reported = false;
         return None;
     }
@@ -137,6 +151,7 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         detached,
         mut stall,
         restartable,
+        mut log_cap,
     } = watch;
     info!("recorder started");
     let mut escalation = Escalation::default();
@@ -150,9 +165,10 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
             }
             // Not a `Some(..) =` pattern: a check that finds no stall must
             // end this select so the next check is scheduled.
-            stalled = watch_stall(&mut stall), if stall.is_some() => {
+            () = keep_under_cap(&mut log_cap), if log_cap.is_some() => {}
+            stalled = watch_stall(&mut stall, job_id), if stall.is_some() => {
                 if let Some(silent_for) = stalled {
-                    warn!(?silent_for, "the recorder's output stopped growing");
+                    warn!(?silent_for, "no data from the recorder");
                     let _ = exits.send(SupervisorEvent::Stalled { job_id, silent_for });
                 }
             }
@@ -214,6 +230,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         detached,
         mut stall,
         restartable,
+        log_cap: _,
     } = watch;
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();
@@ -222,7 +239,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         tokio::select! {
             () = process.exited() => break,
             () = detached.cancelled() => return,
-            stalled = watch_stall(&mut stall), if stall.is_some() => {
+            stalled = watch_stall(&mut stall, job_id), if stall.is_some() => {
                 if let Some(silent_for) = stalled {
                     warn!(?silent_for, "the adopted recorder's output stopped growing");
                     let _ = exits.send(SupervisorEvent::Stalled { job_id, silent_for });

@@ -33,23 +33,29 @@ pub(crate) fn ffmpeg_available() -> bool {
     found
 }
 
-/// The largest `time=HH:MM:SS.xx` in ffmpeg's progress output.
-pub(crate) fn recorded_seconds(log: &str) -> f64 {
-    log.split("time=")
-        .skip(1)
-        .filter_map(|rest| {
-            let stamp = rest.split_whitespace().next()?;
-            let mut parts = stamp.split(':');
-            let h: f64 = parts.next()?.parse().ok()?;
-            let m: f64 = parts.next()?.parse().ok()?;
-            let s: f64 = parts.next()?.parse().ok()?;
-            Some(h * 3600.0 + m * 60.0 + s)
-        })
-        .fold(0.0, f64::max)
+/// Seconds of media the job's current run has written, as its live
+/// progress says (0 before the first report).
+pub(crate) fn media_seconds(job: &serde_json::Value) -> f64 {
+    job["progress"]["media_seconds"].as_f64().unwrap_or(0.0)
+}
+
+/// Waits until run number `attempt` (or a later one) of the job has
+/// recorded `seconds` of media, as its live progress reports; returns the
+/// job.
+pub(crate) async fn wait_recorded(
+    app: &TestApp,
+    job_id: i64,
+    attempt: i64,
+    seconds: f64,
+) -> serde_json::Value {
+    app.wait_for_job(job_id, Duration::from_secs(60), |j| {
+        j["attempt"].as_i64().unwrap_or(0) >= attempt && media_seconds(j) >= seconds
+    })
+    .await
 }
 
 /// Kills the stream source when the test ends, whatever happens.
-struct Source(std::process::Child);
+pub(crate) struct Source(std::process::Child);
 
 impl Drop for Source {
     fn drop(&mut self) {
@@ -64,12 +70,50 @@ impl Drop for Source {
 /// source sending to a closed UDP port can get "connection refused" and
 /// stop. The source's messages go to `source.log` in the test directory.
 async fn record_live_stream(app: &TestApp, input: &[&str]) -> (i64, i64, Source) {
+    record_live_stream_with(app, "ffmpeg", input).await
+}
+
+/// [`record_live_stream`] with the profile named `profile`.
+pub(crate) async fn record_live_stream_with(
+    app: &TestApp,
+    profile: &str,
+    input: &[&str],
+) -> (i64, i64, Source) {
+    send_live_stream(app, profile, input, &["-c:a", "aac"]).await
+}
+
+/// [`record_live_stream_with`] for a picture without sound, sent as H.264.
+pub(crate) async fn record_live_video(
+    app: &TestApp,
+    profile: &str,
+    input: &[&str],
+) -> (i64, i64, Source) {
+    let h264 = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    send_live_stream(app, profile, input, &h264).await
+}
+
+/// Starts the job, then a sender of `input` encoded with `codec`.
+async fn send_live_stream(
+    app: &TestApp,
+    profile: &str,
+    input: &[&str],
+    codec: &[&str],
+) -> (i64, i64, Source) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free UDP port")
         .port();
     let (job_id, recording_id) = app
-        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": "ffmpeg" }))
+        .start_ok_with(json!({ "source": format!("udp://127.0.0.1:{port}"), "profile": profile }))
         .await;
     app.wait_until(
         &format!("the recorder listening on UDP port {port}"),
@@ -88,7 +132,8 @@ async fn record_live_stream(app: &TestApp, input: &[&str]) -> (i64, i64, Source)
         Command::new("ffmpeg")
             .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
             .args(input)
-            .args(["-c:a", "aac", "-f", "mpegts"])
+            .args(codec)
+            .args(["-f", "mpegts"])
             .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -121,27 +166,36 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
     let source_log_path = app.dir.join("source.log");
 
     // ffmpeg probes a live MPEG-TS input for up to 5 s before it copies;
-    // wait until its progress line shows 2 s of audio recorded.
+    // wait until its progress shows 2 s of audio recorded.
     let output = app.recording(recording_id).await["output_path"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, log) = app
-            .get(&format!("/api/recordings/jobs/{job_id}/log/"))
-            .await;
-        let content = log["content"].as_str().unwrap_or_default();
-        if recorded_seconds(content) >= 2.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ffmpeg recorded nothing:\n{content}\nsource: {}",
-            std::fs::read_to_string(&source_log_path).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _ = &source_log_path;
+    let running = wait_recorded(&app, job_id, 1, 2.0).await;
+    // Live figures: data flows, and the bytes match the file.
+    let progress = &running["progress"];
+    let bytes = progress["bytes_written"].as_u64().unwrap_or(0);
+    assert!(bytes > 0, "{running}");
+    assert!(
+        progress["bitrate_kbps"].as_f64().unwrap_or(0.0) > 0.0,
+        "{running}"
+    );
+    let last_data = progress["last_data_at"].as_str().unwrap_or_default();
+    let last_data =
+        time::OffsetDateTime::parse(last_data, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("last_data_at {last_data:?}: {e}: {running}"));
+    let age = time::OffsetDateTime::now_utc() - last_data;
+    assert!(
+        age < time::Duration::seconds(3),
+        "stale data: {age} ago: {running}"
+    );
+    let later = app
+        .wait_for_job(job_id, Duration::from_secs(10), |j| {
+            j["progress"]["bytes_written"].as_u64().unwrap_or(0) > bytes
+        })
+        .await;
+    assert!(media_seconds(&later) >= 2.0, "{later}");
 
     let (status, body) = app.stop(job_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -154,13 +208,16 @@ async fn default_profile_records_a_live_stream_and_finalizes_it_on_stop(backend:
     let (_, log) = app
         .get(&format!("/api/recordings/jobs/{job_id}/log/"))
         .await;
+    let content = log["content"].as_str().unwrap_or("");
+    assert!(content.contains("received signal 2"), "{log}");
+    // Progress went to recorderd, not into the log: no `\r`-separated
+    // lines, only ffmpeg's one summary line as it ends.
     assert!(
-        log["content"]
-            .as_str()
-            .unwrap_or("")
-            .contains("received signal 2"),
-        "{log}"
+        !content.contains('\r'),
+        "progress lines in the log: {content:?}"
     );
+    assert!(content.matches("time=").count() <= 1, "{content}");
+    assert!(!content.contains("out_time"), "{content}");
 
     let probe = Command::new("ffprobe")
         .args([
@@ -299,17 +356,7 @@ async fn speech_is_recorded_analyzed_and_transcribed(backend: Backend) {
     let (job_id, recording_id, _source) =
         record_live_stream(&app, &["-stream_loop", "-1", "-i", &speech]).await;
     let source_started = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, log) = app
-            .get(&format!("/api/recordings/jobs/{job_id}/log/"))
-            .await;
-        if recorded_seconds(log["content"].as_str().unwrap_or_default()) >= 8.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "ffmpeg recorded nothing:\n{log}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_recorded(&app, job_id, 1, 8.0).await;
     let wall = source_started.elapsed().as_secs_f64();
     let (status, body) = app.stop(job_id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -426,28 +473,7 @@ async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
     }
     let app = TestApp::spawn(backend).await;
     let (job_id, recording_id, _source) = record_live_stream(&app, TONE).await;
-    // Waits until run number `runs` has recorded `seconds` of audio.
-    let wait_recorded = |runs: usize, seconds: f64| {
-        let app = &app;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let (_, log) = app
-                    .get(&format!("/api/recordings/jobs/{job_id}/log/?bytes=1048576"))
-                    .await;
-                let tail = log["content"].as_str().unwrap_or_default().to_owned();
-                // Only that run's progress: after its own output banner.
-                let current = tail.rsplit("Output #0").next().unwrap_or_default();
-                if tail.matches("Output #0").count() >= runs && recorded_seconds(current) >= seconds
-                {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "no progress: {tail}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    wait_recorded(1, 2.0).await;
+    wait_recorded(&app, job_id, 1, 2.0).await;
     let first = app.job(job_id).await;
     let pid = first["process_id"].as_i64().unwrap_or_default() as i32;
     // A crash nobody asked for.
@@ -459,7 +485,7 @@ async fn a_crashed_ffmpeg_is_restarted_and_its_files_joined(backend: Backend) {
         .await;
     assert_eq!(restarted["status"], "running", "{restarted}");
     assert_ne!(restarted["process_id"], first["process_id"]);
-    wait_recorded(2, 2.0).await;
+    wait_recorded(&app, job_id, 2, 2.0).await;
 
     app.stop(job_id).await;
     let job = app.wait_for_job_end(job_id).await;

@@ -2,7 +2,7 @@
 // recording's title, with stop, and the cleanup the seed's clients call.
 
 import { get, post } from "./api.js";
-import { el, when, status } from "./format.js";
+import { el, when, status, size, duration } from "./format.js";
 
 export function mount(main, _params, { say }) {
   const count = el("strong", { id: "active-count", "aria-live": "polite" }, "…");
@@ -12,7 +12,7 @@ export function mount(main, _params, { say }) {
     el("h1", { id: "view-title" }, "Jobs"),
     el("p", {}, count, " running or stopping"),
     el("table", { class: "cards" },
-      el("thead", {}, el("tr", {}, ["Recording", "Job", "Status", "PID", "Node", "Started", ""].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ["Recording", "Job", "Status", "PID", "Node", "Started", "Progress", ""].map((h) => el("th", { scope: "col" }, h)))),
       active),
     el("p", {}, el("button", {
       type: "button", id: "cleanup",
@@ -39,6 +39,27 @@ export function mount(main, _params, { say }) {
     el("a", { href: "#/recordings/" + job.recording_id }, titles.get(job.recording_id) ?? "(deleted)"),
     el("span", { class: "id" }, "#" + job.recording_id));
 
+  // Live progress is not an event: the running jobs are read again every
+  // 2 s while any is shown (the list, which does not reconcile).
+  const progressCells = new Map();
+  let ticking = null;
+  async function refreshProgress() {
+    if (progressCells.size === 0) return;
+    try {
+      const running = await get("/api/recordings/jobs/?status=running&page_size=500");
+      for (const job of running.jobs) {
+        const cell = progressCells.get(job.id);
+        if (cell) cell.replaceChildren(progressOf(job));
+      }
+    } catch { /* the next load says what is wrong */ }
+  }
+
+  const progressCell = (job) => {
+    const cell = el("td", { class: "progress", "data-label": "Progress" }, progressOf(job));
+    progressCells.set(job.id, cell);
+    return cell;
+  };
+
   let reloading = null;
   async function load() {
     try {
@@ -50,7 +71,8 @@ export function mount(main, _params, { say }) {
       await titlesOf([...live.jobs, ...done]);
       count.textContent = String(live.count);
       active.replaceChildren();
-      if (live.jobs.length === 0) active.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No recorder runs.")));
+      progressCells.clear();
+      if (live.jobs.length === 0) active.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No recorder runs.")));
       for (const job of live.jobs) {
         const title = titles.get(job.recording_id) ?? "#" + job.recording_id;
         active.append(el("tr", { id: "job-" + job.id },
@@ -60,6 +82,7 @@ export function mount(main, _params, { say }) {
           el("td", { class: "num", "data-label": "PID" }, job.process_id ?? "–"),
           el("td", { "data-label": "Node" }, job.node || "–"),
           el("td", { class: "num", "data-label": "Started" }, when(job.started_at)),
+          progressCell(job),
           el("td", { "data-label": "" }, el("button", {
             type: "button", disabled: job.status !== "running", "aria-label": `Stop “${title}”`,
             onclick: async (e) => {
@@ -83,13 +106,14 @@ export function mount(main, _params, { say }) {
     }
   }
   load();
+  ticking = setInterval(refreshProgress, 2000);
   return {
     onEvent(kind) {
       if (!kind.startsWith("job.")) return;
       clearTimeout(reloading);
       reloading = setTimeout(load, 150);
     },
-    unmount() { clearTimeout(reloading); },
+    unmount() { clearTimeout(reloading); clearInterval(ticking); },
   };
 }
 
@@ -98,4 +122,17 @@ export function mount(main, _params, { say }) {
 function jobStatus(job) {
   if (job.status !== "running" || !job.restart_at) return status(job.status);
   return el("span", { class: "status stopping" }, "restarting at " + when(job.restart_at));
+}
+
+/** What a running recorder reported last: written, media time, bitrate,
+ * and how long ago data last came, flagged after 5 s. */
+function progressOf(job) {
+  const p = job.progress;
+  if (!p) return "–";
+  const parts = [size(p.bytes_written), duration(p.media_seconds)];
+  if (p.bitrate_kbps !== null) parts.push(Math.round(p.bitrate_kbps) + " kb/s");
+  const age = p.last_data_at ? (Date.now() - new Date(p.last_data_at)) / 1000 : null;
+  if (age === null) return el("span", { class: "status stopping" }, parts.join(" · ") + " · no data yet");
+  if (age > 5) return el("span", { class: "status stopping" }, parts.join(" · ") + ` · no data for ${Math.round(age)} s`);
+  return parts.join(" · ");
 }

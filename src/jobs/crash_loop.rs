@@ -1,0 +1,153 @@
+//! A recorder that fails the same way within moments of every start has
+//! a cause no restart fixes (a refused option, a stream its container
+//! cannot hold, a source that answers 404): restarting it again only fills
+//! the log. Pure functions over a job's runs, shared by the restart
+//! decision and the job's final error.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::store::Job;
+use crate::supervisor::ExitOutcome;
+
+/// A run that ends within this of its start failed "at once". ffmpeg
+/// refusing a source takes a few hundred milliseconds on a busy machine;
+/// a run that reached its source records for longer.
+pub const FAST_FAILURE: Duration = Duration::from_secs(2);
+
+/// Runs in a row that failed at once, the same way, after which the
+/// recorder is not started again: the first start and two restarts.
+pub const FAST_FAILURES_TO_GIVE_UP: usize = 3;
+
+/// When the job's current run started: its first start, or the end of the
+/// run before plus the wait before this one.
+pub fn run_started_at(job: &Job) -> OffsetDateTime {
+    let last = job.attempts.as_ref().and_then(|runs| runs.0.last());
+    match last {
+        Some(run) => {
+            let wait = Duration::from_millis(run.restarted_after_ms);
+            run.ended_at.unwrap_or(job.started_at) + wait
+        }
+        None => job.started_at,
+    }
+}
+
+/// How the current run's exit is recorded in a job's history.
+pub fn exit_fields(outcome: &ExitOutcome) -> (Option<i32>, Option<i32>) {
+    match outcome {
+        ExitOutcome::Exited(code) => (Some(*code), None),
+        ExitOutcome::Signalled(signal) => (None, Some(*signal)),
+        ExitOutcome::Vanished(_) => (None, None),
+    }
+}
+
+/// How many runs in a row, ending with the current one (which ended with
+/// `outcome` at `ended_at`), ended within [`FAST_FAILURE`] of their start
+/// with the same exit status. 0 when the current run lasted longer.
+pub fn repeated_fast_failures(job: &Job, outcome: &ExitOutcome, ended_at: OffsetDateTime) -> usize {
+    if matches!(outcome, ExitOutcome::Vanished(_)) {
+        return 0;
+    }
+    let lasted = ended_at - run_started_at(job);
+    if lasted >= FAST_FAILURE {
+        return 0;
+    }
+    let status = exit_fields(outcome);
+    let earlier = job
+        .attempts
+        .as_ref()
+        .map(|runs| {
+            runs.0
+                .iter()
+                .rev()
+                .take_while(|run| {
+                    run.lasted_ms
+                        .is_some_and(|ms| u128::from(ms) < FAST_FAILURE.as_millis())
+                        && (run.exit_code, run.exit_signal) == status
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    1 + earlier
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::{JobStatus, PastRun, PastRuns};
+
+    fn job(runs: Vec<PastRun>) -> Job {
+        let started_at = OffsetDateTime::UNIX_EPOCH;
+        Job {
+            id: 1,
+            recording_id: 1,
+            status: JobStatus::Running,
+            process_id: None,
+            process_start_time: None,
+            exit_code: None,
+            exit_signal: None,
+            duration_seconds: None,
+            started_at,
+            stop_requested_at: None,
+            completed_at: None,
+            error: None,
+            log_path: String::new(),
+            stop_reason: None,
+            stop_signal: None,
+            stop_duration_ms: None,
+            attempt: runs.len() as i32 + 1,
+            attempts: Some(PastRuns(runs)),
+            node: None,
+            end_cause: None,
+            restart_at: None,
+            progress: None,
+            lease_generation: None,
+        }
+    }
+
+    fn run(attempt: i32, ended_at_ms: i64, lasted_ms: u64, code: i32) -> PastRun {
+        PastRun {
+            attempt,
+            process_id: None,
+            exit_code: Some(code),
+            exit_signal: None,
+            ended_at: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ended_at_ms)),
+            restarted_after_ms: 1000,
+            lasted_ms: Some(lasted_ms),
+        }
+    }
+
+    #[test]
+    fn runs_that_fail_the_same_way_at_once_are_counted_in_a_row() {
+        let at = |ms| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+        let first = job(vec![]);
+        assert_eq!(
+            repeated_fast_failures(&first, &ExitOutcome::Exited(1), at(300)),
+            1
+        );
+        assert_eq!(
+            repeated_fast_failures(&first, &ExitOutcome::Exited(1), at(2500)),
+            0
+        );
+
+        // Two earlier runs failed at once with code 1; this one too.
+        let two = job(vec![run(1, 200, 200, 1), run(2, 1500, 300, 1)]);
+        assert_eq!(run_started_at(&two), at(2500));
+        assert_eq!(
+            repeated_fast_failures(&two, &ExitOutcome::Exited(1), at(2900)),
+            3
+        );
+        // Another way of failing breaks the series.
+        assert_eq!(
+            repeated_fast_failures(&two, &ExitOutcome::Exited(8), at(2900)),
+            1
+        );
+        // A run that recorded for a while breaks it too.
+        let long = job(vec![run(1, 200, 200, 1), run(2, 60_000, 57_000, 1)]);
+        assert_eq!(
+            repeated_fast_failures(&long, &ExitOutcome::Exited(1), at(61_100)),
+            1
+        );
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -22,11 +22,13 @@ use crate::events::EventLog;
 use crate::http::{self, AppState};
 use crate::jobs::{JobDeps, JobService};
 use crate::metrics::Metrics;
-use crate::nodes::{self, Bell, Lease, Message, NodeCard, Place};
+use crate::nodes::{self, Bell, Lease, NodeCard, Place};
 use crate::processing::{Processing, ProcessingDirs};
 use crate::recordings::{Recordings, RecordingsDeps};
 use crate::supervisor::{Supervisor, reaper};
 use crate::webhooks;
+
+mod background;
 
 /// After the shutdown timeout, how long SIGKILLed recorders get to be reaped
 /// and recorded.
@@ -210,7 +212,7 @@ impl Application {
         // Held from before recovery until every recorder is dealt with at
         // shutdown: a node busy recovering or stopping is not lost.
         tracker.spawn(lease.run(holder, messages_tx, services.jobs.closing()));
-        tracker.spawn(answer_messages(
+        tracker.spawn(background::answer_messages(
             services.jobs.clone(),
             messages,
             services.jobs.closing(),
@@ -224,7 +226,7 @@ impl Application {
             services.jobs.closing(),
         ));
         recover(&settings, &services).await?;
-        spawn_background(&settings, &services, &tracker, &shutdown);
+        background::spawn_background(&settings, &services, &tracker, &shutdown);
         Ok(Self {
             listener,
             address,
@@ -411,87 +413,6 @@ async fn recover(settings: &Settings, services: &Services) -> anyhow::Result<()>
     Ok(())
 }
 
-/// What runs in the background for as long as the service: peers' requests
-/// and lost jobs, the sweep of stuck processing, and (the seed's safety
-/// net) periodic reconciliation.
-fn spawn_background(
-    settings: &Settings,
-    services: &Services,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    let jobs = &services.jobs;
-    tracker.spawn(
-        jobs.clone()
-            .watch_peers(settings.node_timeout, jobs.closing()),
-    );
-    tracker.spawn(jobs.clone().watch_leases(jobs.closing()));
-    // Starts placed here while this node was away.
-    let claiming = jobs.clone();
-    tracker.spawn(async move {
-        if let Err(e) = claiming.claim_placed().await {
-            warn!(error = %e, "cannot start the jobs placed on this node");
-        }
-    });
-    tracker.spawn(crate::recordings::run_retention(
-        services.recordings.clone(),
-        Arc::new(settings.profiles.clone()),
-        services.events.subscribe(),
-        shutdown.clone(),
-    ));
-    tracker.spawn(sweep_processing(
-        services.processing.clone(),
-        settings.node_id.clone(),
-        settings.processing_sweep,
-        shutdown.clone(),
-    ));
-    if let Some(every) = settings.reconcile_interval {
-        tracker.spawn(reconcile_periodically(
-            jobs.clone(),
-            every,
-            shutdown.clone(),
-        ));
-    }
-}
-
-/// Runs `round` every `every` (the first time after one interval) until
-/// shutdown: the timers of the safety nets below.
-async fn every<F: Future<Output = ()>>(
-    every: Duration,
-    shutdown: CancellationToken,
-    mut round: impl FnMut() -> F,
-) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        round().await;
-    }
-}
-
-/// Relaunches this node's recordings left in `processing` with no task
-/// working on them (a pipeline that gave up during a database outage, say):
-/// a recording never stays `processing` forever.
-async fn sweep_processing(
-    processing: Processing,
-    node_id: String,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    every(interval, shutdown, || async {
-        match processing.resume_unfinished(&node_id).await {
-            Ok(0) => {}
-            Ok(relaunched) => info!(relaunched, "relaunched recordings stuck in processing"),
-            Err(e) => warn!(error = %e, "cannot look for recordings stuck in processing"),
-        }
-    })
-    .await
-}
-
 /// Takes this node's lease (refusing to start when another live server
 /// holds its node id), after checking shared storage against the nodes
 /// already sharing it.
@@ -564,24 +485,6 @@ fn advertised(address: SocketAddr) -> String {
     format!("http://{address}")
 }
 
-/// Acts on what other nodes tell this one, each message in its own task
-/// (a stop must not wait behind a start being placed), until `closed`.
-async fn answer_messages(
-    jobs: JobService,
-    mut messages: tokio::sync::mpsc::UnboundedReceiver<Message>,
-    closed: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            message = messages.recv() => message,
-            () = closed.cancelled() => None,
-        };
-        let Some(message) = message else { return };
-        let jobs = jobs.clone();
-        tokio::spawn(async move { jobs.on_message(message).await });
-    }
-}
-
 /// Each recorder costs a pidfd (its exit watcher) and each client a socket:
 /// the default soft limit of 1024 descriptors would cap a busy supervisor
 /// well below what the machine allows, so raise it to the hard limit.
@@ -613,15 +516,4 @@ async fn wait_until_empty(supervisor: &crate::supervisor::Supervisor, deadline: 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The seed's periodic cleanup task, kept as a safety net for jobs no task
-/// of this process owns.
-async fn reconcile_periodically(jobs: JobService, interval: Duration, shutdown: CancellationToken) {
-    every(interval, shutdown, || async {
-        if let Err(e) = jobs.reconcile().await {
-            warn!(error = %e, "periodic reconciliation failed");
-        }
-    })
-    .await
 }

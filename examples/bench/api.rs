@@ -109,7 +109,10 @@ pub async fn wait_none_running(ctx: &Ctx, server: &Server, timeout: Duration) ->
 }
 
 async fn start_one(client: &reqwest::Client, url: &str, i: usize) -> Result<(Duration, Started)> {
-    let body = json!({ "source": format!("bench://stream/{i}"), "profile": "bench" });
+    // An address, not a name: each start checks where its source may go,
+    // and a name the resolver does not know (as `stream` here) would
+    // measure the resolver's timeouts instead of recorderd.
+    let body = json!({ "source": format!("bench://127.0.0.1/{i}"), "profile": "bench" });
     let sent = Instant::now();
     let response = client
         .post(url)

@@ -2,47 +2,16 @@
 //! fills. Its job fails saying the disk is full, the others go on, new
 //! starts are refused with 507, and the database (elsewhere) loses nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::helpers::tmpfs::Tmpfs;
 use crate::helpers::{AppOptions, Backend, TestApp};
 use crate::on_both_databases;
 
 on_both_databases!(a_full_disk_fails_the_recorder_that_filled_it_and_refuses_new_starts);
-
-/// A tmpfs mounted over a directory for the test's lifetime.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts `size` of tmpfs over `dir`; `None` (said loudly) where this
-    /// process may not mount.
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(dir).expect("create the mount point");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-                panic!("cannot mount a tmpfs under CI (it runs as root)");
-            }
-            eprintln!("\n*** SKIPPED (full disk): cannot mount a tmpfs here (needs root) ***\n");
-            return None;
-        }
-        Some(Self(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 async fn a_full_disk_fails_the_recorder_that_filled_it_and_refuses_new_starts(backend: Backend) {
     let mut app = TestApp::spawn_with(

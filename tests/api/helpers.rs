@@ -17,6 +17,7 @@ use testkit::server::{ServeConfig, example_beside, serve_command, wait_until_lis
 mod backend;
 pub mod events;
 mod profiles;
+pub mod tmpfs;
 mod turn;
 mod waits;
 pub mod webhook;

@@ -3,14 +3,14 @@
 //! `--min-free-bytes` gives up the oldest of the profiles that allow it
 //! before a start is refused. Each deletion is an event.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::{Value, json};
 
+use crate::helpers::tmpfs::Tmpfs;
 use crate::helpers::{AppOptions, Backend, TestApp};
 use crate::on_both_databases;
 
@@ -120,34 +120,6 @@ async fn a_third_recording_beyond_retain_bytes_deletes_the_oldest(backend: Backe
         "{metrics}"
     );
     assert!(metrics.contains("recorderd_disk_free_bytes "), "{metrics}");
-}
-
-/// A tmpfs mounted over a directory for the test's lifetime.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        std::fs::create_dir_all(dir).expect("create the mount point");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-                panic!("cannot mount a tmpfs under CI (it runs as root)");
-            }
-            eprintln!("\n*** SKIPPED (low disk): cannot mount a tmpfs here (needs root) ***\n");
-            return None;
-        }
-        Some(Self(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 async fn a_low_disk_gives_up_the_oldest_recordings_before_refusing_a_start(backend: Backend) {

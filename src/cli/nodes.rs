@@ -32,13 +32,7 @@ pub async fn run(args: &ClientArgs, command: Option<&NodesCommand>) -> anyhow::R
             timeout,
         } => {
             let path = format!("/api/nodes/{}/drain/", encode(node_id));
-            let node = client
-                .send(
-                    client
-                        .request(reqwest::Method::POST, &path)
-                        .json(&json!({})),
-                )
-                .await?;
+            let node = client.post(&path, json!({})).await?;
             show(&client, &node)?;
             if *wait {
                 wait_until_empty(&client, node_id, Duration::from_secs(*timeout)).await?;
@@ -46,13 +40,7 @@ pub async fn run(args: &ClientArgs, command: Option<&NodesCommand>) -> anyhow::R
         }
         NodesCommand::Resume { node_id } => {
             let path = format!("/api/nodes/{}/drain/", encode(node_id));
-            let node = client
-                .send(
-                    client
-                        .request(reqwest::Method::DELETE, &path)
-                        .json(&json!({})),
-                )
-                .await?;
+            let node = client.delete(&path).await?;
             show(&client, &node)?;
         }
     }
@@ -138,17 +126,17 @@ fn print_nodes(nodes: &[Value]) {
     );
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped: a node id
+/// is one path segment, whatever it holds.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// A node id as one path segment.
 fn encode(node_id: &str) -> String {
-    node_id
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(node_id, SEGMENT).to_string()
 }
 
 #[cfg(test)]

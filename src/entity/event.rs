@@ -1,4 +1,4 @@
-//! One entry of the event log: a job or recording transition.
+//! One entry of the event log: a job, recording or schedule transition.
 
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
@@ -43,6 +43,20 @@ pub enum EventKind {
     #[sea_orm(string_value = "recording.deleted")]
     #[serde(rename = "recording.deleted")]
     RecordingDeleted,
+    /// A schedule was created (payload: the schedule).
+    #[sea_orm(string_value = "schedule.created")]
+    #[serde(rename = "schedule.created")]
+    ScheduleCreated,
+    /// A schedule's slot was claimed and its start tried (payload: the
+    /// firing, `started` with its `job_id` or `failed` with its `error`).
+    #[sea_orm(string_value = "schedule.fired")]
+    #[serde(rename = "schedule.fired")]
+    ScheduleFired,
+    /// A schedule's slot passed unfired, beyond the grace (payload: the
+    /// firing).
+    #[sea_orm(string_value = "schedule.missed")]
+    #[serde(rename = "schedule.missed")]
+    ScheduleMissed,
     /// Never published: pruning writes it in place of the events it
     /// removes before some reader got them.
     #[sea_orm(string_value = "events.gap")]
@@ -64,6 +78,9 @@ impl EventKind {
             Self::RecordingReady => "recording.ready",
             Self::RecordingFailed => "recording.failed",
             Self::RecordingDeleted => "recording.deleted",
+            Self::ScheduleCreated => "schedule.created",
+            Self::ScheduleFired => "schedule.fired",
+            Self::ScheduleMissed => "schedule.missed",
             Self::EventsGap => "events.gap",
         }
     }

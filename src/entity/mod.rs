@@ -7,6 +7,8 @@ pub mod node;
 pub mod processing_step;
 pub mod recording;
 pub mod recording_job;
+pub mod schedule;
+pub mod schedule_firing;
 pub mod transcript_segment;
 pub mod webhook_cursor;
 
@@ -14,6 +16,8 @@ pub use event::EventKind;
 pub use processing_step::StepStatus;
 pub use recording::{Analysis, RecordingStatus, Segments, TimeSpan, VideoInfo};
 pub use recording_job::{EndCause, JobStatus, LiveProgress, PastRun, PastRuns, StopReason};
+pub use schedule::ScheduleKind;
+pub use schedule_firing::FiringOutcome;
 
 /// Serializes an absent value as its type's default (an empty list for a
 /// JSON list column), so clients always get the same shape.

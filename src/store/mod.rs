@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod nodes;
 pub mod placement;
 pub mod recordings;
+pub mod schedules;
 pub mod search;
 pub mod steps;
 pub mod transcripts;

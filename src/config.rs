@@ -41,6 +41,8 @@ pub struct Settings {
     pub reconcile_interval: Option<Duration>,
     /// How often stuck processing is looked for.
     pub processing_sweep: Duration,
+    /// How late a schedule's missed slot may still fire.
+    pub schedule_grace: Duration,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub shutdown_policy: ShutdownPolicy,
@@ -220,6 +222,7 @@ impl Settings {
             min_free_bytes: args.min_free_bytes,
             job_log_max_bytes: (args.job_log_max_bytes > 0).then_some(args.job_log_max_bytes),
             processing_sweep: Duration::from_secs(args.processing_sweep_secs),
+            schedule_grace: Duration::from_secs(args.schedule_grace_secs),
             reconcile_interval: (args.reconcile_interval_secs > 0)
                 .then(|| Duration::from_secs(args.reconcile_interval_secs)),
             max_body_bytes: args.max_body_bytes,

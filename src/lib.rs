@@ -4,7 +4,8 @@
 //! Data flows `http` → `jobs` (the service decides every state change) →
 //! `supervisor` (spawns, watches and signals processes; reports exits);
 //! `recordings` owns a recording once its job has ended, and `processing`
-//! runs its pipeline. `store` holds every query; `startup` wires it all up.
+//! runs its pipeline; `schedules` starts jobs at set times through the
+//! job service. `store` holds every query; `startup` wires it all up.
 
 pub mod access;
 pub mod announce;
@@ -24,6 +25,7 @@ pub mod processing;
 pub mod profile;
 pub mod recordings;
 pub mod redact;
+pub mod schedules;
 pub mod signals;
 pub mod startup;
 pub mod store;

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::nodes::{self, Bell, Lease, NodeCard, Place};
 use crate::processing::{Processing, ProcessingDirs};
 use crate::recordings::{Recordings, RecordingsDeps};
+use crate::schedules::{ScheduleDeps, Schedules};
 use crate::supervisor::{Supervisor, reaper};
 use crate::webhooks;
 
@@ -57,6 +58,7 @@ struct Services {
     metrics: Arc<Metrics>,
     probe: Probe,
     nodes: nodes::Nodes,
+    schedules: Schedules,
 }
 
 /// This node's part in the cluster, as the services get it.
@@ -122,6 +124,11 @@ impl Services {
                 data_dir: settings.data_dir.clone(),
             },
         );
+        let schedule_settings = (
+            Arc::new(settings.profiles.clone()),
+            settings.node_id.clone(),
+            settings.schedule_grace,
+        );
         let jobs = JobService::new(
             JobDeps {
                 db: db.clone(),
@@ -139,8 +146,19 @@ impl Services {
             },
             reports,
         );
+        let (profiles, node_id, grace) = schedule_settings;
+        let schedules = Schedules::new(ScheduleDeps {
+            db: db.clone(),
+            jobs: jobs.clone(),
+            events: events.clone(),
+            profiles,
+            node_id,
+            grace,
+            tracker: tracker.clone(),
+        });
         Self {
             jobs,
+            schedules,
             recordings,
             supervisor,
             processing,
@@ -258,6 +276,7 @@ impl Application {
                 probe: services.probe.clone(),
                 shutdown: self.shutdown.clone(),
                 nodes: services.nodes.clone(),
+                schedules: services.schedules.clone(),
                 proxy: http::proxy::Proxy::new(&self.settings.node_id),
             },
             &http::HttpOptions::from(&*self.settings),

@@ -53,6 +53,14 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<NodesCommand>,
     },
+    /// Schedules on a running server: recordings started at a set time or
+    /// on a cron pattern.
+    Schedules {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
     /// Ask a running server whether it is ready (`/readyz`); exit 0 if so.
     /// Meant for health checks (a container's, a load balancer's): needs no
     /// curl. Without `--url` it asks the server `RECORDERD_BIND` names.
@@ -263,6 +271,42 @@ pub enum NodesCommand {
     Resume { node_id: String },
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchedulesCommand {
+    /// Every schedule with its state and next slot.
+    List,
+    /// One schedule: its next slots and recent firings.
+    Show { schedule_id: i64 },
+    /// Schedule a recording: `--at` once, or `--cron` with `--time-zone`.
+    Create {
+        source: String,
+        /// How long each recording lasts, in seconds.
+        #[arg(long)]
+        duration: i64,
+        /// Once, at this instant (RFC 3339, e.g. 2026-12-01T08:00:00+01:00).
+        #[arg(long, conflicts_with = "cron")]
+        at: Option<String>,
+        /// A cron pattern: 5 fields (minute hour day month weekday), or 6
+        /// with seconds first.
+        #[arg(long, requires = "time_zone")]
+        cron: Option<String>,
+        /// The IANA zone the pattern is read in (e.g. Europe/Paris).
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// One of the server's profiles (`jobs profiles` lists them).
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Fire nothing until resumed.
+    Pause { schedule_id: i64 },
+    /// Fire again from the next slot on.
+    Resume { schedule_id: i64 },
+    /// Delete a schedule (its recordings stay).
+    Delete { schedule_id: i64 },
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// Directory holding the SQLite database, recordings and recorder logs.
@@ -313,6 +357,16 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=86400)
     )]
     pub processing_sweep_secs: u64,
+    /// Seconds a schedule's slot may be missed (the server was down, or
+    /// busy) and still fire late; a slot missed by longer is recorded as
+    /// `missed`.
+    #[arg(
+        long = "schedule-grace-seconds",
+        env = "RECORDERD_SCHEDULE_GRACE_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(0..=7 * 86400)
+    )]
+    pub schedule_grace_secs: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RECORDERD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

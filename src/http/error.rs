@@ -10,6 +10,7 @@ use tracing::error;
 
 use crate::jobs::JobError;
 use crate::recordings::RecordingError;
+use crate::schedules::ScheduleError;
 use crate::supervisor::SpawnError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -21,6 +22,8 @@ pub enum ApiError {
     Job(#[from] JobError),
     #[error(transparent)]
     Recording(#[from] RecordingError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     #[error(transparent)]
     Json(#[from] JsonRejection),
     #[error(transparent)]
@@ -87,6 +90,7 @@ pub enum ErrorCode {
     AtCapacity,
     NotPlayable,
     NodeNotFound,
+    ScheduleNotFound,
 }
 
 /// The body of every error response.
@@ -151,6 +155,11 @@ impl ApiError {
         match self {
             Self::Job(error) => job_parts(error, msg),
             Self::Recording(error) => recording_parts(error, msg),
+            Self::Schedule(ScheduleError::Invalid(error)) => job_parts(error, msg),
+            Self::Schedule(ScheduleError::NotFound { .. }) => {
+                plain(StatusCode::NOT_FOUND, C::ScheduleNotFound, msg)
+            }
+            Self::Schedule(ScheduleError::Database(e)) => database(e),
             Self::Json(rejection) => json_parts(rejection),
             Self::Path(rejection) => plain(
                 StatusCode::BAD_REQUEST,

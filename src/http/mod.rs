@@ -13,6 +13,7 @@ mod ops;
 mod profiles;
 pub mod proxy;
 mod recordings;
+mod schedules;
 mod serve;
 mod transcripts;
 mod ui;
@@ -59,6 +60,7 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The nodes sharing the database.
     pub nodes: crate::nodes::Nodes,
+    pub schedules: crate::schedules::Schedules,
     /// Reads of files another node holds.
     pub proxy: proxy::Proxy,
 }
@@ -91,6 +93,10 @@ fn routes() -> OpenApiRouter<AppState> {
         routes!(transcripts::captions),
         routes!(media::playable),
         routes!(media::thumbnail),
+        routes!(schedules::create, schedules::list),
+        routes!(schedules::show, schedules::delete),
+        routes!(schedules::pause),
+        routes!(schedules::resume),
         routes!(profiles::list),
         routes!(ui::dashboard),
         routes!(ui::asset),

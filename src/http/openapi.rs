@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "jobs", description = "Recording jobs: one run of a recorder each"),
         (name = "recordings", description = "What was recorded and what became of it"),
+        (name = "schedules", description = "Recordings started at a set time or on a cron pattern"),
         (name = "events", description = "Transitions, pushed as they happen"),
         (name = "nodes", description = "The nodes sharing the database, as one service"),
         (name = "operations", description = "Dashboard, probes, metrics, this document"),

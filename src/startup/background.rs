@@ -1,6 +1,7 @@
 //! What runs beside the HTTP server for as long as the service: other
 //! nodes' messages and lost jobs, leases, jobs placed here, retention, the
-//! sweep of stuck processing and the seed's periodic reconciliation.
+//! sweep of stuck processing, schedules and the seed's periodic
+//! reconciliation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub(super) fn spawn_background(
         settings.processing_sweep,
         shutdown.clone(),
     ));
+    tracker.spawn(services.schedules.clone().run(shutdown.clone()));
     if let Some(every) = settings.reconcile_interval {
         tracker.spawn(reconcile_periodically(
             jobs.clone(),

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use recorderd::cli::args::{Cli, Command, ConfigCommand, ServeArgs};
-use recorderd::cli::{config, generate, health, jobs, nodes, recordings};
+use recorderd::cli::{config, generate, health, jobs, nodes, recordings, schedules};
 use recorderd::config::Settings;
 use recorderd::startup::Application;
 use recorderd::{db, signals, telemetry};
@@ -66,6 +66,10 @@ async fn run() -> anyhow::Result<()> {
             client: args,
             command,
         }) => exit_code(recordings::run(&args, &command).await),
+        Some(Command::Schedules {
+            client: args,
+            command,
+        }) => exit_code(schedules::run(&args, &command).await),
         Some(Command::Nodes {
             client: args,
             command,

@@ -1,6 +1,6 @@
 //! The command line: its flags and subcommands (`args`); the client
 //! commands that drive a running server over HTTP (`client` shared by
-//! `jobs`, `watch`, `recordings`, `nodes` and `health`, printed through
+//! `jobs`, `watch`, `recordings`, `schedules`, `nodes` and `health`, printed through
 //! `table`); and what needs no server: `config check`, completions and the
 //! manual.
 
@@ -12,5 +12,6 @@ pub mod health;
 pub mod jobs;
 pub mod nodes;
 pub mod recordings;
+pub mod schedules;
 pub mod table;
 pub mod watch;

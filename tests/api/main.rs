@@ -31,6 +31,7 @@ mod pipeline;
 mod reconcile;
 mod restart;
 mod retention;
+mod schedules;
 mod search;
 mod security;
 mod shutdown;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::plan::{MAX_MISSED, plan};
 use super::{Schedules, timing_of};
@@ -86,16 +86,18 @@ impl Schedules {
                 self.publish_firing(schedule.id, slot_at).await;
             }
         }
-        if let Some(slot_at) = plan.due
-            && store::claim(db, schedule.id, slot_at, &self.inner.node_id, now).await?
-        {
-            // The start runs beside the loop: a start placed on another
-            // node waits for it, and other schedules' slots must not.
-            let firing = self.clone();
-            let schedule = schedule.clone();
-            self.inner
-                .tracker
-                .spawn(async move { firing.fire(schedule, slot_at).await });
+        if let Some(slot_at) = plan.due {
+            if store::claim(db, schedule.id, slot_at, &self.inner.node_id, now).await? {
+                // The start runs beside the loop: a start placed on another
+                // node waits for it, and other schedules' slots must not.
+                let firing = self.clone();
+                let schedule = schedule.clone();
+                self.inner
+                    .tracker
+                    .spawn(async move { firing.fire(schedule, slot_at).await });
+            } else {
+                debug!(schedule_id = schedule.id, slot = %slot_at, "slot claimed already, by another node or an earlier run");
+            }
         }
         let passed = plan.due.is_some() || !plan.missed.is_empty() || latest.is_some();
         if schedule.kind == ScheduleKind::Once && passed {

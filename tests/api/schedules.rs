@@ -285,6 +285,10 @@ async fn a_cron_schedule_fires_each_slot_once_with_two_nodes_on_one_database() {
     // first slot on, both nodes try every slot.
     let mut options = node("node-b");
     options.database_url = Some(a.database_url.clone());
+    options.env = vec![(
+        "RUST_LOG".into(),
+        "info,sqlx=warn,recorderd::schedules=debug".into(),
+    )];
     let b = TestApp::spawn_with(backend, options).await;
     let joined = OffsetDateTime::now_utc();
     wait_for_schedule(&a, id, Duration::from_secs(30), |s| {
@@ -311,4 +315,12 @@ async fn a_cron_schedule_fires_each_slot_once_with_two_nodes_on_one_database() {
         .filter_map(|f| f["node"].as_str())
         .collect();
     eprintln!("slots won by: {winners:?}");
+    // Both nodes tried: the second won some slots, or found them claimed.
+    let lost = b.server_log_text().matches("slot claimed already").count();
+    assert!(
+        winners.contains(&"node-b") || lost > 0,
+        "node-b never tried a slot:\n{}",
+        b.server_log_text()
+    );
+    eprintln!("slots node-b found claimed: {lost}");
 }

@@ -22,6 +22,7 @@ on_both_databases!(each_bad_input_gets_its_status_and_error_code);
 const START: &str = "/api/recordings/jobs/start/";
 const STOP: &str = "/api/recordings/jobs/stop/";
 const CLEANUP: &str = "/api/recordings/jobs/cleanup/";
+const SCHEDULES: &str = "/api/recordings/schedules/";
 
 /// One request and the error it must get.
 struct Case {
@@ -125,6 +126,89 @@ impl Case {
         };
         Some(format!("{}: {wrong}; answer: {answer}", self.describe()))
     }
+}
+
+/// A schedule's timing, and what it shares with a start.
+fn schedule_cases() -> Vec<Case> {
+    use StatusCode as S;
+    let schedule = |extra: Value| {
+        let mut body = json!({ "source": "test://a", "profile": "test", "duration_seconds": 60 });
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            body[key] = value.clone();
+        }
+        post(SCHEDULES, body)
+    };
+    let cron = json!({ "cron": "0 8 * * *", "time_zone": "Europe/Paris" });
+    let with_cron = |extra: Value| {
+        let mut body = cron.clone();
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            body[key] = value.clone();
+        }
+        schedule(body)
+    };
+    vec![
+        with_cron(json!({ "cron": "0 8 * *" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("cron")
+            .mentioning("fields"),
+        with_cron(json!({ "cron": "0 25 * * *" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("cron"),
+        with_cron(json!({ "cron": "0 0 30 2 *" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("cron")
+            .mentioning("no date"),
+        with_cron(json!({ "time_zone": "Europe/Atlantis" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("time_zone")
+            .mentioning("IANA"),
+        schedule(json!({ "cron": "0 8 * * *" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("time_zone"),
+        with_cron(json!({ "start_at": "2099-01-01T08:00:00Z" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("start_at")
+            .mentioning("not both"),
+        schedule(json!({}))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("cron")
+            .mentioning("either"),
+        schedule(json!({ "start_at": "2001-01-01T08:00:00Z" }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("start_at")
+            .mentioning("past"),
+        schedule(json!({ "start_at": "tomorrow" })).is(S::UNPROCESSABLE_ENTITY, "invalid_body"),
+        with_cron(json!({ "duration_seconds": 0 }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("duration_seconds"),
+        with_cron(json!({ "duration_seconds": -5 }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("duration_seconds"),
+        post(
+            SCHEDULES,
+            json!({ "source": "test://a", "cron": "* * * * *", "time_zone": "UTC" }),
+        )
+        .is(S::BAD_REQUEST, "invalid_field")
+        .field("duration_seconds")
+        .mentioning("required"),
+        // What a start would refuse, refused the same way.
+        with_cron(json!({ "profile": "nope" })).is(S::BAD_REQUEST, "unknown_profile"),
+        with_cron(json!({ "source": "file:///etc/passwd" })).is(S::BAD_REQUEST, "invalid_source"),
+        with_cron(json!({ "duration_seconds": 700_000 }))
+            .is(S::BAD_REQUEST, "invalid_field")
+            .field("duration_seconds"),
+        get("/api/recordings/schedules/999").is(S::NOT_FOUND, "schedule_not_found"),
+        post("/api/recordings/schedules/999/pause", json!({}))
+            .is(S::NOT_FOUND, "schedule_not_found"),
+        request(
+            Method::DELETE,
+            "/api/recordings/schedules/999",
+            Some("application/json"),
+            String::new(),
+        )
+        .is(S::NOT_FOUND, "schedule_not_found"),
+        get("/api/recordings/schedules/abc").is(S::BAD_REQUEST, "invalid_path"),
+    ]
 }
 
 fn cases() -> Vec<Case> {
@@ -350,7 +434,7 @@ async fn each_bad_input_gets_its_status_and_error_code(backend: Backend) {
         }
     };
 
-    let cases = cases();
+    let cases: Vec<Case> = cases().into_iter().chain(schedule_cases()).collect();
     let mut wrong = Vec::new();
     for case in &cases {
         let (status, answer) = send(case).await;
@@ -364,8 +448,12 @@ async fn each_bad_input_gets_its_status_and_error_code(backend: Backend) {
         wrong.join("\n")
     );
 
-    // None of them left a job or a recording behind.
-    for list in ["/api/recordings/jobs/", "/api/recordings/"] {
+    // None of them left a job, a recording or a schedule behind.
+    for list in [
+        "/api/recordings/jobs/",
+        "/api/recordings/",
+        "/api/recordings/schedules/",
+    ] {
         let (status, body) = send(&get(list)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["count"], 0, "{list}: {body}");

@@ -124,11 +124,7 @@ impl Services {
                 data_dir: settings.data_dir.clone(),
             },
         );
-        let schedule_settings = (
-            Arc::new(settings.profiles.clone()),
-            settings.node_id.clone(),
-            settings.schedule_grace,
-        );
+        let for_schedules = settings.clone();
         let jobs = JobService::new(
             JobDeps {
                 db: db.clone(),
@@ -146,16 +142,7 @@ impl Services {
             },
             reports,
         );
-        let (profiles, node_id, grace) = schedule_settings;
-        let schedules = Schedules::new(ScheduleDeps {
-            db: db.clone(),
-            jobs: jobs.clone(),
-            events: events.clone(),
-            profiles,
-            node_id,
-            grace,
-            tracker: tracker.clone(),
-        });
+        let schedules = schedules(&db, &for_schedules, &jobs, &events, tracker);
         Self {
             jobs,
             schedules,
@@ -168,6 +155,25 @@ impl Services {
             probe: Probe::new(db),
         }
     }
+}
+
+/// The schedules of the database, fired through `jobs`.
+fn schedules(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    jobs: &JobService,
+    events: &EventLog,
+    tracker: &TaskTracker,
+) -> Schedules {
+    Schedules::new(ScheduleDeps {
+        db: db.clone(),
+        jobs: jobs.clone(),
+        events: events.clone(),
+        profiles: Arc::new(settings.profiles.clone()),
+        node_id: settings.node_id.clone(),
+        grace: settings.schedule_grace,
+        tracker: tracker.clone(),
+    })
 }
 
 impl Application {

@@ -24,6 +24,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("log.js", JAVASCRIPT, include_str!("ui/log.js")),
     ("jobs.js", JAVASCRIPT, include_str!("ui/jobs.js")),
     ("nodes.js", JAVASCRIPT, include_str!("ui/nodes.js")),
+    ("schedules.js", JAVASCRIPT, include_str!("ui/schedules.js")),
     (
         "style.css",
         "text/css; charset=utf-8",

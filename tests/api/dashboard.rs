@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's package)
 //! driven by playwright-core takes a recording of a live stream (video and
 //! espeak-ng speech, served by a second ffmpeg) through its whole life from
-//! the page: started from the form with a listed profile, followed, stopped,
+//! the page: started from the form with a listed profile, followed, scheduled
+//! daily (listed with its next firing, paused, deleted), stopped,
 //! played (the media element passes 1 s), read (transcript and caption
 //! track), sought by a transcript line, found by a word said, deleted.
 //! Screenshots at desktop and phone widths are kept in `target/browser/`.

@@ -2,7 +2,8 @@
 //! names its job; a cron pattern firing every 5 s fires each slot exactly
 //! once with two nodes on one database, and across a server killed and
 //! started again; a slot missed while the server was down fires late
-//! within the grace and is recorded `missed` beyond it.
+//! within the grace and is recorded `missed` beyond it; the CLI drives
+//! them all.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::helpers::{AppOptions, Backend, TestApp};
 use crate::on_both_databases;
 
 on_both_databases!(
+    schedules_are_created_listed_shown_paused_and_deleted_from_the_cli,
     a_one_shot_schedule_records_once_and_its_firing_names_the_job,
     a_killed_and_restarted_server_fires_each_slot_once_and_late_only_within_the_grace,
 );
@@ -323,4 +325,102 @@ async fn a_cron_schedule_fires_each_slot_once_with_two_nodes_on_one_database() {
         b.server_log_text()
     );
     eprintln!("slots node-b found claimed: {lost}");
+}
+
+/// `recorderd ARGS --url …` against `app`: whether it succeeded, and its
+/// standard output and error.
+fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(crate::helpers::server_binary())
+        .args(args)
+        .args(["--url", &app.address])
+        .env_remove("RECORDERD_API_TOKEN")
+        .env_remove("RECORDERD_URL")
+        .env_remove("RECORDERD_OUTPUT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the CLI");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+    let (ok, stdout, stderr) = cli(app, &[args, &["--json"]].concat());
+    assert!(ok, "{args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"))
+}
+
+async fn schedules_are_created_listed_shown_paused_and_deleted_from_the_cli(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = cli_json(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "test://stream",
+            "--profile",
+            "test",
+            "--title",
+            "Nightly",
+            "--cron",
+            "0 0 3 * * *",
+            "--time-zone",
+            "America/New_York",
+            "--duration",
+            "60",
+        ],
+    );
+    let id = created["id"].as_i64().expect("schedule id").to_string();
+    assert_eq!(created["kind"], "cron", "{created}");
+    let next = created["next_firings"].as_array().expect("next firings");
+    assert_eq!(next.len(), 5, "{created}");
+    for at in next {
+        // 03:00 in New York: 07:00 or 08:00 UTC, as daylight saving says.
+        let at = instant(at);
+        assert!(matches!(at.hour(), 7 | 8) && at.minute() == 0, "{created}");
+    }
+
+    let (ok, table, stderr) = cli(&app, &["schedules", "list"]);
+    assert!(ok, "{stderr}");
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("Nightly") && table.contains("active"),
+        "{table}"
+    );
+    assert!(table.contains("0 0 3 * * * (America/New_York)"), "{table}");
+    let (ok, shown, stderr) = cli(&app, &["schedules", "show", &id]);
+    assert!(ok, "{stderr}");
+    assert!(shown.contains("next_firings"), "{shown}");
+
+    let paused = cli_json(&app, &["schedules", "pause", &id]);
+    assert_eq!(paused["state"], "paused", "{paused}");
+    assert_eq!(paused["next_firing"], Value::Null, "{paused}");
+    let resumed = cli_json(&app, &["schedules", "resume", &id]);
+    assert_eq!(resumed["state"], "active", "{resumed}");
+
+    // A mistake is the server's message, and exit 1.
+    let (ok, _, stderr) = cli(
+        &app,
+        &[
+            "schedules",
+            "create",
+            "test://stream",
+            "--cron",
+            "0 8 * * *",
+            "--time-zone",
+            "Mars/Olympus",
+            "--duration",
+            "60",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("IANA"), "{stderr}");
+
+    let (ok, said, stderr) = cli(&app, &["schedules", "delete", &id]);
+    assert!(ok, "{stderr}");
+    assert!(said.contains("deleted"), "{said}");
+    let (status, _) = app.get(&format!("{SCHEDULES}{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

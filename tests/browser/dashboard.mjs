@@ -1,7 +1,8 @@
 // Drives the recorderd dashboard in headless Chromium through a recording's
 // whole life, as a person would: start it from the form with a profile
 // chosen from the list, see it appear with its title, follow its log, stop
-// it, play it, read its transcript and captions, seek by a transcript line,
+// it, schedule it daily (listed with its next firing, paused, deleted),
+// play it, read its transcript and captions, seek by a transcript line,
 // find it by a word said, delete it. Screenshots at desktop and phone
 // widths go to the artifacts directory.
 //
@@ -17,6 +18,7 @@ if (!base || !artifacts || !source) {
 }
 mkdirSync(artifacts, { recursive: true });
 const TITLE = "Morning show";
+const SCHEDULED = "Morning show, daily";
 const step = (what) => console.error(new Date().toISOString(), what);
 
 /** The API, from the test's side, for what a person would see but a test must wait for. */
@@ -81,6 +83,33 @@ try {
   // The node serving the page is listed, alive under its lease.
   await page.getByRole("link", { name: "Nodes", exact: true }).click();
   await page.locator("#nodes .status.alive").first().waitFor();
+
+  step("schedule it daily from the schedules view; it is listed with its next firing");
+  await page.getByRole("link", { name: "Schedules", exact: true }).click();
+  const scheduleForm = page.locator("#schedule-form");
+  await scheduleForm.getByRole("combobox", { name: /Profile/ }).locator("option[value=ffmpeg]").waitFor({ state: "attached" });
+  await scheduleForm.getByLabel("Source URL").fill(source);
+  await scheduleForm.getByLabel("Title", { exact: true }).fill(SCHEDULED);
+  await scheduleForm.getByRole("combobox", { name: /Profile/ }).selectOption("ffmpeg");
+  if (await scheduleForm.getByLabel("Starts at").isVisible()) throw new Error("a repeating schedule offers a start time");
+  await scheduleForm.getByLabel("Cron pattern").fill("30 8 * * *");
+  await scheduleForm.getByLabel("Time zone").fill("Europe/Paris");
+  await scheduleForm.getByLabel("Duration (s)").fill("3600");
+  await scheduleForm.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: `Scheduled “${SCHEDULED}”` }).waitFor();
+  const scheduled = page.locator("#schedules tr", { hasText: SCHEDULED });
+  await scheduled.locator(".status.active").waitFor();
+  const next = (await api("/api/recordings/schedules/")).schedules.find((s) => s.title === SCHEDULED).next_firing;
+  // 08:30 in Paris is 06:30 or 07:30 UTC, depending on the season.
+  if (!/T0[67]:30:00Z$/.test(next)) throw new Error("next firing: " + next);
+  const shown = (await scheduled.locator(".next-firing").textContent()).trim();
+  if (!shown || shown === "–") throw new Error("the next firing is not shown: " + shown);
+  await page.screenshot({ path: join(artifacts, "schedules.png"), fullPage: true });
+  await scheduled.getByRole("button", { name: `Pause schedule “${SCHEDULED}”` }).click();
+  await scheduled.locator(".status.paused").waitFor();
+  await scheduled.getByRole("button", { name: `Delete schedule “${SCHEDULED}”` }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+  await scheduled.waitFor({ state: "detached" });
   await page.getByRole("link", { name: "Recordings", exact: true }).click();
 
   step("its page follows the recorder's log");

@@ -1,5 +1,5 @@
 // The dashboard: a router over the URL's fragment (`#/`, `#/recordings/7`,
-// `#/jobs`, `#/nodes`), one event stream whose transitions it hands to the view on
+// `#/jobs`, `#/schedules`, `#/nodes`), one event stream whose transitions it hands to the view on
 // screen, and what every view shares: the status line and a confirmation
 // dialog. Plain modules, served by recorderd itself: no build step.
 
@@ -8,6 +8,7 @@ import * as recordings from "./recordings.js";
 import * as recording from "./recording.js";
 import * as jobs from "./jobs.js";
 import * as nodes from "./nodes.js";
+import * as schedules from "./schedules.js";
 
 const main = document.getElementById("main");
 const message = document.getElementById("message");
@@ -56,6 +57,7 @@ function resolve() {
   if (one) return { view: recording, name: "recordings", params: { ...params, id: Number(one[1]) } };
   if (path === "/jobs") return { view: jobs, name: "jobs", params };
   if (path === "/nodes") return { view: nodes, name: "nodes", params };
+  if (path === "/schedules") return { view: schedules, name: "schedules", params };
   return { view: recordings, name: "recordings", params };
 }
 
@@ -78,6 +80,7 @@ function follow() {
   const kinds = [
     "job.started", "job.stopping", "job.restarting", "job.restarted", "job.completed", "job.failed",
     "recording.processing", "recording.ready", "recording.failed",
+    "schedule.created", "schedule.fired", "schedule.missed",
   ];
   for (const kind of kinds) {
     events.addEventListener(kind, (e) => {

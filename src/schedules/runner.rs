@@ -47,6 +47,12 @@ impl Schedules {
     /// Settles every armed schedule's passed slots; returns the earliest
     /// slot still to come.
     async fn round(&self) -> Result<Option<OffsetDateTime>, sea_orm::DbErr> {
+        // A node on its way out claims nothing: its start would be refused
+        // and the slot lost, where another node (or this one, back within
+        // the grace) can fire it.
+        if self.inner.jobs.is_shutting_down() {
+            return Ok(None);
+        }
         let now = OffsetDateTime::now_utc();
         let mut earliest: Option<OffsetDateTime> = None;
         for schedule in store::armed(&self.inner.db).await? {

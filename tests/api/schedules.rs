@@ -194,7 +194,7 @@ async fn a_killed_and_restarted_server_fires_each_slot_once_and_late_only_within
     let mut app = TestApp::spawn_with(
         backend,
         AppOptions {
-            extra_args: vec!["--schedule-grace-seconds".into(), "5".into()],
+            extra_args: vec!["--schedule-grace-seconds".into(), "10".into()],
             ..AppOptions::default()
         },
     )
@@ -229,8 +229,10 @@ async fn a_killed_and_restarted_server_fires_each_slot_once_and_late_only_within
     assert!(started.contains(&first_slot), "{slots}");
 
     // Downtime: one slot passes beyond the grace, a later one within it.
+    // Killed now, started again 1 s after `within`: `beyond` is then 13 s
+    // late, past the 10 s grace; `within` is late by 1 s and the start-up.
     let (beyond, _) = once(&app, 2, 2).await;
-    let (within, within_at) = once(&app, 8, 2).await;
+    let (within, within_at) = once(&app, 14, 2).await;
     app.signal_server(9).await;
     let restart_at = within_at + time::Duration::seconds(1);
     let wait = restart_at - OffsetDateTime::now_utc();

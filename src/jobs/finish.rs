@@ -272,6 +272,7 @@ impl JobService {
         recording: &Recording,
         outcome: &RecordingOutcome,
     ) {
+        self.inner.registry.remove(job.id);
         info!(
             job_id = job.id,
             pid = job.process_id,

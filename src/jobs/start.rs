@@ -232,7 +232,10 @@ impl JobService {
             Err(e) => Err(e),
         };
         match stored {
-            Ok(Some(stored)) => Ok((identity, Some(stored))),
+            Ok(Some(stored)) => {
+                self.inner.registry.put(&stored);
+                Ok((identity, Some(stored)))
+            }
             Ok(None) => {
                 error!("the job is no longer this node's (taken over); killing its recorder");
                 self.inner.supervisor.kill(job.id);

@@ -111,7 +111,7 @@ impl Registry {
         vouched
     }
 
-    /// How many jobs are held (for tests and the metrics).
+    /// How many jobs are held.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.held().jobs.len()

@@ -295,7 +295,7 @@ pub async fn show(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Job>> {
     let Path(id) = id?;
-    Ok(Json(state.jobs.job(id).await?))
+    Ok(Json(state.jobs.show(id).await?))
 }
 
 /// How much of the log to return.

@@ -67,7 +67,13 @@ impl JobService {
                 refused = Some((job.status, job.lease_generation));
                 continue;
             };
-            self.after_end(&ended, job.status, &verdict, &recording, &outcome);
+            self.after_end(
+                &ended,
+                Said::alone(job.status),
+                &verdict,
+                &recording,
+                &outcome,
+            );
             return Ok(Some(ended));
         }
     }
@@ -100,12 +106,28 @@ impl JobService {
         let (groups, recordings) = group_endings(decided, &fence);
         let ended = store::jobs::finish_job_groups(&self.inner.db, &groups).await?;
         let mut ended_ids = HashSet::with_capacity(ended.len());
+        // A storm of exits is said in one line; each job's end at debug.
+        let alone = ended.len() == 1;
+        let mut failed = 0;
         for (job, group) in &ended {
             let group = &groups[*group];
             ended_ids.insert(job.id);
+            failed += usize::from(group.verdict.status == JobStatus::Failed);
             if let Some(recording) = recordings.get(&job.id) {
-                self.after_end(job, group.from, &group.verdict, recording, &group.outcome);
+                let said = Said {
+                    from: group.from,
+                    alone,
+                };
+                self.after_end(job, said, &group.verdict, recording, &group.outcome);
             }
+        }
+        if !alone && !ended.is_empty() {
+            info!(
+                jobs = ended.len(),
+                failed,
+                statements = groups.len(),
+                "jobs ended"
+            );
         }
         Ok(ended_ids)
     }
@@ -256,7 +278,13 @@ impl JobService {
         .await?;
         let ended = ended.into_iter().next();
         if let Some(ended) = &ended {
-            self.after_end(ended, job.status, &verdict, recording, &outcome);
+            self.after_end(
+                ended,
+                Said::alone(job.status),
+                &verdict,
+                recording,
+                &outcome,
+            );
         }
         Ok(ended)
     }
@@ -267,22 +295,34 @@ impl JobService {
     fn after_end(
         &self,
         job: &Job,
-        from: JobStatus,
+        said: Said,
         verdict: &Verdict,
         recording: &Recording,
         outcome: &RecordingOutcome,
     ) {
-        info!(
-            job_id = job.id,
-            pid = job.process_id,
-            from = from.as_str(),
-            to = verdict.status.as_str(),
-            exit_code = verdict.exit_code,
-            exit_signal = verdict.exit_signal,
-            error = verdict.error.as_deref(),
-            recording = outcome.status.as_str(),
-            "job ended"
-        );
+        self.inner.registry.remove(job.id);
+        // `event!` takes its level as a constant: one arm per level.
+        macro_rules! job_ended {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    job_id = job.id,
+                    pid = job.process_id,
+                    from = said.from.as_str(),
+                    to = verdict.status.as_str(),
+                    exit_code = verdict.exit_code,
+                    exit_signal = verdict.exit_signal,
+                    error = verdict.error.as_deref(),
+                    recording = outcome.status.as_str(),
+                    "job ended"
+                )
+            };
+        }
+        if said.alone {
+            job_ended!(tracing::Level::INFO);
+        } else {
+            job_ended!(tracing::Level::DEBUG);
+        }
         let events = &self.inner.events;
         events.publish(EventKind::of_job(job.status), job);
         if recording.status != RecordingStatus::Recording {
@@ -298,6 +338,21 @@ impl JobService {
         if outcome.status == RecordingStatus::Processing {
             self.inner.processing.launch(job.recording_id);
         }
+    }
+}
+
+/// How a job's end is logged: the state it left, and whether it ended
+/// alone (its own line at info) or with others in one commit (one line for
+/// all, each job's at debug).
+#[derive(Debug, Clone, Copy)]
+struct Said {
+    from: JobStatus,
+    alone: bool,
+}
+
+impl Said {
+    fn alone(from: JobStatus) -> Self {
+        Self { from, alone: true }
     }
 }
 

@@ -12,6 +12,7 @@ mod peers;
 mod pending;
 mod placement;
 mod reconcile;
+mod registry;
 mod request;
 mod restart;
 mod service;

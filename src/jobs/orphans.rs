@@ -67,7 +67,12 @@ impl JobService {
                     "found this node's recorder with no identity stored; taking charge of it"
                 );
                 let fence = self.own_fence().await?;
-                store::jobs::set_process_identity(&self.inner.db, job_id, identity, &fence).await?;
+                if let Some(stored) =
+                    store::jobs::set_process_identity(&self.inner.db, job_id, identity, &fence)
+                        .await?
+                {
+                    self.inner.registry.put(&stored);
+                }
             }
             return Ok(None);
         }

@@ -112,6 +112,9 @@ impl JobService {
     /// Begins the stop sequence of one of this node's jobs that another
     /// node marked `stopping`, the moment it hears of it.
     async fn carry_out_stop(&self, job_id: i32) {
+        // Its row changed elsewhere: read from the database until the
+        // registry holds it again.
+        self.inner.registry.remove(job_id);
         if self.inner.restarts.wake(job_id) {
             // It waited to be restarted: the wait ends the job.
             return;
@@ -153,6 +156,7 @@ impl JobService {
             let plan = self.stop_plan(job_id).await?;
             if self.inner.supervisor.stop(job_id, plan) {
                 debug!(job_id, "stop sequence begun for a job marked stopping");
+                self.inner.registry.remove(job_id);
                 forwarded.insert(job_id);
             }
         }

@@ -44,20 +44,55 @@ impl JobService {
         Ok(self.reconcile_and_list().await?.0)
     }
 
-    /// [`JobService::reconcile`], also returning the live jobs afterwards
-    /// (read once when nothing had to be ended).
+    /// [`JobService::reconcile`], also returning the live jobs afterwards.
+    /// The jobs the registry vouches for (owned here, held in memory as the
+    /// database has them) are answered from memory; only the others are
+    /// read in full, and only those no task owns are judged.
     async fn reconcile_and_list(&self) -> Result<(usize, Vec<Job>), DbErr> {
-        let (live, candidates) = {
+        let marks = store::jobs::live_marks(&self.inner.db).await?;
+        let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
+        let lease_held = self.fence_now().is_some();
+        let vouched = self.inner.registry.vouch(&marks, lease_held, &owned);
+        if vouched.unknown.is_empty() {
+            return Ok((0, vouched.jobs));
+        }
+        let (unknown, candidates) = {
+            // Exclusive: a job inserted but not yet spawned is not an
+            // orphan; once the gate is ours, every start that got a job
+            // row owns its recorder or has ended its job.
             let _exclusive = self.inner.start_gate.write().await;
-            let live = store::jobs::live_jobs(&self.inner.db).await?;
+            let unknown = store::jobs::live_jobs_among(&self.inner.db, &vouched.unknown).await?;
             let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
-            let candidates: Vec<Job> = live
+            let candidates: Vec<Job> = unknown
                 .iter()
                 .filter(|job| !owned.contains(&job.id))
                 .cloned()
                 .collect();
-            (live, candidates)
+            // Owned rows read here are the truth as of now: held again,
+            // so the next call answers them from memory.
+            if lease_held {
+                for job in unknown.iter().filter(|job| owned.contains(&job.id)) {
+                    if self.is_mine(job) {
+                        self.inner.registry.put(job);
+                    }
+                }
+            }
+            (unknown, candidates)
         };
+        let ended = self.judge_unowned(candidates).await?;
+        let unknown = if ended == 0 {
+            unknown
+        } else {
+            info!(ended, "reconciliation ended jobs whose process was gone");
+            let ids: Vec<i32> = unknown.iter().map(|job| job.id).collect();
+            store::jobs::live_jobs_among(&self.inner.db, &ids).await?
+        };
+        Ok((ended, merge_newest_first(vouched.jobs, unknown)))
+    }
+
+    /// Ends the unowned jobs of this node whose process is gone and adopts
+    /// the live ones; returns how many were ended.
+    async fn judge_unowned(&self, candidates: Vec<Job>) -> Result<usize, DbErr> {
         // Without its lease this node writes none of its jobs: judged
         // once it holds it again.
         let mine: Vec<Job> = match self.fence_now() {
@@ -65,7 +100,7 @@ impl JobService {
             None => Vec::new(),
         };
         if mine.is_empty() {
-            return Ok((0, live));
+            return Ok(0);
         }
         let mut gone = Vec::new();
         let (waiting, mine): (Vec<Job>, Vec<Job>) = mine.into_iter().partition(waits_to_restart);
@@ -94,11 +129,7 @@ impl JobService {
             }
         }
         ended += self.end_gone(gone).await?;
-        if ended == 0 {
-            return Ok((0, live));
-        }
-        info!(ended, "reconciliation ended jobs whose process was gone");
-        Ok((ended, store::jobs::live_jobs(&self.inner.db).await?))
+        Ok(ended)
     }
 
     /// Reconciles one job no task may own (a stop found no owner for it).
@@ -182,6 +213,7 @@ impl JobService {
             Err(_) => None,
         };
         self.inner.supervisor.adopt(job.id, process, stall);
+        self.inner.registry.put(job);
         if job.status == JobStatus::Stopping {
             match self.stop_plan(job.id).await {
                 Ok(plan) => {
@@ -211,6 +243,17 @@ fn run_output(output: &Path, attempt: i32) -> PathBuf {
     } else {
         output.to_path_buf()
     }
+}
+
+/// Two lists of jobs, each newest first, as one.
+fn merge_newest_first(a: Vec<Job>, b: Vec<Job>) -> Vec<Job> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut all = a;
+    all.extend(b);
+    all.sort_by_key(|job| std::cmp::Reverse(job.id));
+    all
 }
 
 /// Each job's liveness, checked against `/proc` off the async runtime.

@@ -151,8 +151,11 @@ impl JobService {
         let stopped = job.status != JobStatus::Running || self.inner.shutdown.is_cancelled();
         if stopped {
             drop(gate);
-            if job.status == JobStatus::Running {
-                store::jobs::mark_stopping(&self.inner.db, job_id, StopReason::Shutdown).await?;
+            if job.status == JobStatus::Running
+                && let Some(stopping) =
+                    store::jobs::mark_stopping(&self.inner.db, job_id, StopReason::Shutdown).await?
+            {
+                self.inner.registry.put(&stopping);
             }
             let ending = Ending::StoppedBetweenRuns {
                 ended_at: last_ended_at,
@@ -229,6 +232,9 @@ impl JobService {
         let claimed =
             store::jobs::claim_restart(&self.inner.db, job, history, segments, restart_at, &fence)
                 .await?;
+        if let Some(claimed) = &claimed {
+            self.inner.registry.put(claimed);
+        }
         Ok(claimed.map(|job| (job, segment)))
     }
 

@@ -87,6 +87,8 @@ pub(super) struct Inner {
     pub(super) placements: super::placement::Waiting,
     /// The stop sequence of each recorder run here.
     pub(super) stop_plans: StopPlans,
+    /// This node's live jobs as its transitions last wrote them.
+    pub(super) registry: super::registry::Registry,
 }
 
 /// How many jobs and recordings are in each status.
@@ -119,6 +121,7 @@ impl JobService {
                 bell: deps.bell,
                 placements: super::placement::Waiting::default(),
                 stop_plans: StopPlans::default(),
+                registry: super::registry::Registry::default(),
             }),
         };
         crate::tasks::spawn_critical(
@@ -157,6 +160,20 @@ impl JobService {
             .await?
             .map(|job| self.with_progress(job))
             .ok_or(JobError::JobNotFound { id: job_id })
+    }
+
+    /// A job as a client sees it: from memory when it runs here and the
+    /// registry holds it under the lease held now (every transition of
+    /// such a job is written by this node, which updates the registry as
+    /// it commits), else from the database.
+    pub async fn show(&self, job_id: i32) -> Result<Job, JobError> {
+        if let Some(generation) = self.inner.lease.state().held()
+            && self.inner.supervisor.owns(job_id)
+            && let Some(job) = self.inner.registry.get(job_id, generation)
+        {
+            return Ok(self.with_progress(job));
+        }
+        self.job(job_id).await
     }
 
     /// The job with its recorder's live progress, when it is live and its

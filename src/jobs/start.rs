@@ -225,6 +225,16 @@ impl JobService {
             );
             std::process::exit(86);
         }
+        // What keeps a recorder from ever running unrecorded: its job row
+        // is committed (live, no process) before the spawn, and the
+        // recorder carries this node's marker and its job id in its
+        // environment; a crash before the identity below is stored leaves
+        // a live job without a process, which start-up finds by the marker
+        // (`orphans`) and takes charge of. The start still waits for this
+        // write: its answer promises the process is recorded, and a write
+        // that fails kills the recorder before the client hears of it.
+        // Writing it later would spare the client one round trip, not the
+        // database one write.
         let stored = match self.own_fence().await {
             Ok(fence) => {
                 store::jobs::set_process_identity(&self.inner.db, job.id, identity, &fence).await
@@ -232,7 +242,10 @@ impl JobService {
             Err(e) => Err(e),
         };
         match stored {
-            Ok(Some(stored)) => Ok((identity, Some(stored))),
+            Ok(Some(stored)) => {
+                self.inner.registry.put(&stored);
+                Ok((identity, Some(stored)))
+            }
             Ok(None) => {
                 error!("the job is no longer this node's (taken over); killing its recorder");
                 self.inner.supervisor.kill(job.id);

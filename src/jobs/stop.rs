@@ -108,6 +108,9 @@ impl JobService {
                 }
                 JobStatus::Running => {
                     if let Some(stopping) = store::jobs::mark_stopping(db, job.id, reason).await? {
+                        if self.is_mine(&stopping) {
+                            self.inner.registry.put(&stopping);
+                        }
                         info!(job_id = job.id, ?reason, "stop requested");
                         self.inner.events.publish(EventKind::JobStopping, &stopping);
                         return Ok(Marked::Stopping(stopping));

@@ -219,33 +219,32 @@ pub async fn held_jobs_by_node(db: &impl ConnectionTrait) -> Result<HashMap<Stri
 
 /// Nodes other than `me` with something another node would have to take
 /// over if they were gone: held jobs, or recordings they are processing.
+/// One statement (a `UNION` of both): it runs several times a second on
+/// every node.
 pub async fn nodes_with_work(db: &DatabaseConnection, me: &str) -> Result<Vec<String>, DbErr> {
-    let mut nodes: Vec<String> = recording_job::Entity::find()
+    use sea_orm::QueryTrait;
+    use sea_orm::sea_query::UnionType;
+    let mut query = recording_job::Entity::find()
         .select_only()
-        .column(recording_job::Column::Node)
-        .distinct()
+        .column_as(recording_job::Column::Node, "node")
         .filter(recording_job::Column::Status.is_in(JobStatus::HELD))
         .filter(recording_job::Column::Node.is_not_null())
         .filter(recording_job::Column::Node.ne(me))
-        .into_tuple::<String>()
-        .all(db)
-        .await?;
-    let processing: Vec<String> = recording::Entity::find()
+        .into_query();
+    let processing = recording::Entity::find()
         .select_only()
-        .column(recording::Column::ProcessingNode)
-        .distinct()
+        .column_as(recording::Column::ProcessingNode, "node")
         .filter(recording::Column::Status.eq(RecordingStatus::Processing))
         .filter(recording::Column::ProcessingNode.is_not_null())
         .filter(recording::Column::ProcessingNode.ne(me))
-        .into_tuple::<String>()
-        .all(db)
-        .await?;
-    for node in processing {
-        if !nodes.contains(&node) {
-            nodes.push(node);
-        }
-    }
-    Ok(nodes)
+        .into_query();
+    query.union(UnionType::Distinct, processing);
+    let statement = db.get_database_backend().build(&query);
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "node"))
+        .collect()
 }
 
 /// Queues files for `node` to remove, with the processing files of

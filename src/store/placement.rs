@@ -7,8 +7,9 @@ use std::path::Path;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
+    TransactionTrait,
 };
 use time::OffsetDateTime;
 
@@ -105,69 +106,163 @@ pub fn held_by_node_query(node: &str) -> Select<recording_job::Entity> {
 }
 
 /// Inserts a recording and its first job in `txn`, naming the output and
-/// log files after their ids.
+/// log files after their ids. Each id is taken inside the statement that
+/// inserts its row, and the file name built there from it, so a start
+/// costs one statement for both rows on PostgreSQL and one per row on
+/// SQLite (instead of an INSERT and an UPDATE … RETURNING per row). The
+/// rows are not read back: every column is written here, so the models
+/// are what was written.
 async fn insert_in(
     txn: &DatabaseTransaction,
     new: NewRecording<'_>,
     placed: Placed,
 ) -> Result<(Recording, Job), DbErr> {
     let now = OffsetDateTime::now_utc();
-    let inserted = recording::Entity::insert(recording::ActiveModel {
-        title: Set(new.title.to_owned()),
-        source: Set(new.source.to_owned()),
-        profile: Set(new.profile.to_owned()),
-        status: Set(RecordingStatus::Recording),
-        output_path: Set(String::new()),
-        error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?;
-    let recording_id = inserted.last_insert_id;
-    let output_path = new
-        .recordings_dir
-        .join(format!("recording-{recording_id}.{}", new.output_extension));
-    // UPDATE … RETURNING hands back the row: no SELECT after it.
-    let recording = recording::Entity::update_many()
-        .col_expr(
-            recording::Column::OutputPath,
-            Expr::value(output_path.display().to_string()),
-        )
-        .filter(recording::Column::Id.eq(recording_id))
-        .exec_with_returning(txn)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| DbErr::RecordNotFound(format!("recording {recording_id}")))?;
-
-    let inserted = recording_job::Entity::insert(recording_job::ActiveModel {
-        recording_id: Set(recording_id),
-        status: Set(placed.status),
-        duration_seconds: Set(new.duration_seconds),
-        node: Set(Some(placed.node)),
-        lease_generation: Set(placed.lease_generation),
-        started_at: Set(now),
-        log_path: Set(String::new()),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?;
-    let job_id = inserted.last_insert_id;
-    let log_path = new.logs_dir.join(format!("job-{job_id}.log"));
-    let job = recording_job::Entity::update_many()
-        .col_expr(
-            recording_job::Column::LogPath,
-            Expr::value(log_path.display().to_string()),
-        )
-        .filter(recording_job::Column::Id.eq(job_id))
-        .exec_with_returning(txn)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| DbErr::RecordNotFound(format!("job {job_id}")))?;
+    // PostgreSQL keeps microseconds: the model says what a read would.
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
+    // `Path::join` of the whole name would add the same separator.
+    let output_prefix = new.recordings_dir.join("recording-").display().to_string();
+    let output_suffix = format!(".{}", new.output_extension);
+    let log_prefix = new.logs_dir.join("job-").display().to_string();
+    let recording_values: [sea_orm::Value; 6] = [
+        new.title.into(),
+        new.source.into(),
+        new.profile.into(),
+        RecordingStatus::Recording.to_value().into(),
+        output_prefix.as_str().into(),
+        output_suffix.as_str().into(),
+    ];
+    let job_values: [sea_orm::Value; 5] = [
+        placed.status.to_value().into(),
+        new.duration_seconds.into(),
+        Some(placed.node.clone()).into(),
+        placed.lease_generation.into(),
+        log_prefix.as_str().into(),
+    ];
+    let (recording_id, job_id) = match txn.get_database_backend() {
+        DbBackend::Postgres => {
+            let mut values = Vec::from(recording_values);
+            values.push(now.into());
+            values.extend(job_values);
+            let row = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    INSERT_BOTH_POSTGRES,
+                    values,
+                ))
+                .await?
+                .ok_or_else(|| DbErr::RecordNotInserted)?;
+            let r: i64 = row.try_get("", "r")?;
+            let j: i64 = row.try_get("", "j")?;
+            (to_id(r)?, to_id(j)?)
+        }
+        backend => {
+            let mut values = Vec::from(recording_values);
+            values.push(now.into());
+            let recording_id = inserted_id(txn, backend, INSERT_RECORDING_SQLITE, values).await?;
+            let mut values = vec![recording_id.into()];
+            values.extend(job_values);
+            values.push(now.into());
+            let job_id = inserted_id(txn, backend, INSERT_JOB_SQLITE, values).await?;
+            (recording_id, job_id)
+        }
+    };
+    let recording = Recording {
+        id: recording_id,
+        title: new.title.to_owned(),
+        source: new.source.to_owned(),
+        profile: new.profile.to_owned(),
+        status: RecordingStatus::Recording,
+        output_path: format!("{output_prefix}{recording_id}{output_suffix}"),
+        error: None,
+        analysis: None,
+        transcript: None,
+        segments: None,
+        processing_node: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let job = Job {
+        id: job_id,
+        recording_id,
+        status: placed.status,
+        process_id: None,
+        process_start_time: None,
+        exit_code: None,
+        exit_signal: None,
+        duration_seconds: new.duration_seconds,
+        started_at: now,
+        stop_requested_at: None,
+        completed_at: None,
+        error: None,
+        log_path: format!("{log_prefix}{job_id}.log"),
+        stop_reason: None,
+        stop_signal: None,
+        stop_duration_ms: None,
+        attempt: 1,
+        attempts: None,
+        node: Some(placed.node),
+        end_cause: None,
+        restart_at: None,
+        lease_generation: placed.lease_generation,
+        progress: None,
+    };
     Ok((recording, job))
+}
+
+/// Both rows in one statement: the ids drawn from their sequences first,
+/// the file names built from them. `$7` is the time of the start.
+const INSERT_BOTH_POSTGRES: &str = "\
+WITH ids AS (\
+  SELECT nextval(pg_get_serial_sequence('recordings', 'id')) AS r, \
+         nextval(pg_get_serial_sequence('recording_jobs', 'id')) AS j\
+), rec AS (\
+  INSERT INTO recordings (id, title, source, profile, status, output_path, created_at, updated_at) \
+  SELECT r, $1, $2, $3, $4, $5 || r || $6, $7, $7 FROM ids\
+), job AS (\
+  INSERT INTO recording_jobs \
+    (id, recording_id, status, duration_seconds, node, lease_generation, started_at, log_path, attempt) \
+  SELECT j, r, $8, $9, $10, $11, $7, $12 || j || '.log', 1 FROM ids\
+) SELECT r, j FROM ids";
+
+/// The recording, its id the next one (the statement holds the write lock
+/// while it reads the highest id and the AUTOINCREMENT counter).
+const INSERT_RECORDING_SQLITE: &str = "\
+INSERT INTO recordings (id, title, source, profile, status, output_path, created_at, updated_at) \
+SELECT n, ?1, ?2, ?3, ?4, ?5 || n || ?6, ?7, ?7 FROM (SELECT max(\
+  coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'recordings'), 0), \
+  coalesce((SELECT max(id) FROM recordings), 0)) + 1 AS n) \
+RETURNING id";
+
+/// The job, likewise.
+const INSERT_JOB_SQLITE: &str = "\
+INSERT INTO recording_jobs \
+  (id, recording_id, status, duration_seconds, node, lease_generation, started_at, log_path, attempt) \
+SELECT n, ?1, ?2, ?3, ?4, ?5, ?7, ?6 || n || '.log', 1 FROM (SELECT max(\
+  coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'recording_jobs'), 0), \
+  coalesce((SELECT max(id) FROM recording_jobs), 0)) + 1 AS n) \
+RETURNING id";
+
+/// Runs an `INSERT … RETURNING id`; returns the id.
+async fn inserted_id(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<i32, DbErr> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .ok_or(DbErr::RecordNotInserted)?;
+    let id: i64 = row.try_get("", "id")?;
+    to_id(id)
+}
+
+/// A row id as the entities hold it.
+fn to_id(id: i64) -> Result<i32, DbErr> {
+    i32::try_from(id).map_err(|_| DbErr::Custom(format!("row id {id} out of range")))
 }
 
 /// Claims the oldest job placed on `node` (`pending` → `running`, under

@@ -6,45 +6,135 @@
 //! write of an append-mode file goes to the end. What it writes between
 //! the copy and the truncation is lost: a few lines at most.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep_until};
+use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 /// How often a running recorder's log size is looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// A log to keep under `max_bytes`.
-pub(super) struct LogCap {
-    path: PathBuf,
-    max_bytes: u64,
-    next_check: Instant,
+/// The logs of every running recorder, kept under their caps by one task
+/// that looks at all of them at once every few seconds: one timer and one
+/// trip to the blocking pool for all recorders, not one each (an idle node
+/// with hundreds of recorders otherwise wakes dozens of times a second).
+/// The task runs only while some log is watched.
+#[derive(Clone)]
+pub(super) struct LogCaps {
+    inner: Arc<Caps>,
 }
 
-impl LogCap {
-    pub(super) fn new(path: PathBuf, max_bytes: u64) -> Self {
-        Self {
-            path,
-            max_bytes,
-            next_check: Instant::now() + CHECK_EVERY,
+struct Caps {
+    watched: Mutex<Watched>,
+    /// Told when the last log stops being watched.
+    emptied: Notify,
+    tracker: TaskTracker,
+}
+
+#[derive(Default)]
+struct Watched {
+    logs: HashMap<i32, (PathBuf, u64)>,
+    /// Whether the task looking at them runs.
+    running: bool,
+}
+
+/// Keeps one job's log watched while it lives.
+pub(super) struct LogCap {
+    caps: LogCaps,
+    job_id: i32,
+}
+
+impl Drop for LogCap {
+    fn drop(&mut self) {
+        let mut watched = self.caps.watched();
+        watched.logs.remove(&self.job_id);
+        if watched.logs.is_empty() {
+            self.caps.inner.emptied.notify_one();
         }
     }
 }
 
-/// Resolves at the next check of `cap`, rotating the log if it is over.
-pub(super) async fn keep_under_cap(cap: &mut Option<LogCap>) {
-    let Some(cap) = cap.as_mut() else {
-        return std::future::pending().await;
-    };
-    sleep_until(cap.next_check).await;
-    cap.next_check = Instant::now() + CHECK_EVERY;
-    let (path, max) = (cap.path.clone(), cap.max_bytes);
-    match tokio::task::spawn_blocking(move || rotate_if_over(&path, max)).await {
-        Ok(Ok(Some(size))) => info!(size, "job log over its cap: rotated"),
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => warn!(error = %e, "could not rotate the job log"),
-        Err(e) => warn!(error = %e, "the log rotation task failed"),
+impl LogCaps {
+    pub(super) fn new(tracker: TaskTracker) -> Self {
+        Self {
+            inner: Arc::new(Caps {
+                watched: Mutex::new(Watched::default()),
+                emptied: Notify::new(),
+                tracker,
+            }),
+        }
+    }
+
+    fn watched(&self) -> MutexGuard<'_, Watched> {
+        // Single inserts and removals: a panic cannot leave it half-done.
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `path` under `max_bytes` until the returned guard is dropped.
+    pub(super) fn watch(&self, job_id: i32, path: PathBuf, max_bytes: u64) -> LogCap {
+        let start = {
+            let mut watched = self.watched();
+            watched.logs.insert(job_id, (path, max_bytes));
+            !std::mem::replace(&mut watched.running, true)
+        };
+        if start {
+            self.inner.tracker.spawn(self.clone().keep_under_caps());
+        }
+        LogCap {
+            caps: self.clone(),
+            job_id,
+        }
+    }
+
+    /// Looks at every watched log each [`CHECK_EVERY`]; ends once none is
+    /// watched (so that shutdown does not wait for it).
+    async fn keep_under_caps(self) {
+        let mut ticks = tokio::time::interval(CHECK_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            let logs: Vec<(i32, PathBuf, u64)> = {
+                let mut watched = self.watched();
+                if watched.logs.is_empty() {
+                    watched.running = false;
+                    return;
+                }
+                watched
+                    .logs
+                    .iter()
+                    .map(|(id, (path, max))| (*id, path.clone(), *max))
+                    .collect()
+            };
+            let checked = tokio::task::spawn_blocking(move || {
+                logs.into_iter()
+                    .map(|(job_id, path, max)| (job_id, rotate_if_over(&path, max)))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match checked {
+                Ok(results) => {
+                    for (job_id, result) in results {
+                        match result {
+                            Ok(Some(size)) => info!(job_id, size, "job log over its cap: rotated"),
+                            Ok(None) => {}
+                            Err(e) => warn!(job_id, error = %e, "could not rotate the job log"),
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "the log rotation task failed"),
+            }
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = self.inner.emptied.notified() => {}
+            }
+        }
     }
 }
 

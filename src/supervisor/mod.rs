@@ -32,7 +32,7 @@ pub use identity::ProcessIdentity;
 pub use progress::{LiveProgress, ProgressBoard};
 
 use crate::profile::ProgressFormat;
-use logs::LogCap;
+use logs::LogCaps;
 use watch::{StallWatch, Watch, watch_child, watch_foreign};
 
 /// Name of the environment variable that marks a recorder with its job, so
@@ -189,6 +189,8 @@ struct Inner {
     node_marker: String,
     /// What recorders that report progress reported last.
     progress: ProgressBoard,
+    /// The running recorders' logs, kept under their caps.
+    log_caps: LogCaps,
 }
 
 /// Removes a PID from the owned set once its waiter has collected it.
@@ -214,6 +216,7 @@ impl Supervisor {
             node_marker,
             children: Mutex::new(HashMap::new()),
             exits,
+            log_caps: LogCaps::new(tracker.clone()),
             tracker,
             owned_pids: Mutex::new(HashSet::new()),
             detached: CancellationToken::new(),
@@ -381,9 +384,11 @@ impl Supervisor {
                         .stall
                         .map(|c| StallWatch::new(c, Some(self.inner.progress.clone()))),
                     restartable: spec.restartable,
-                    log_cap: spec
-                        .log_max_bytes
-                        .map(|max| LogCap::new(spec.log_path.clone(), max)),
+                    log_cap: spec.log_max_bytes.map(|max| {
+                        self.inner
+                            .log_caps
+                            .watch(spec.job_id, spec.log_path.clone(), max)
+                    }),
                 },
             )
             .instrument(span),

@@ -13,7 +13,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::logs::{LogCap, keep_under_cap};
+use super::logs::LogCap;
 use super::{
     Control, ExitEvent, ExitOutcome, ForeignProcess, OwnedPid, ProgressBoard, StallCheck, StopPlan,
     SupervisorEvent,
@@ -73,7 +73,8 @@ pub(super) struct Watch {
     pub(super) detached: CancellationToken,
     pub(super) stall: Option<StallWatch>,
     pub(super) restartable: bool,
-    /// The job's log, kept under its cap while the recorder runs.
+    /// The job's log, kept under its cap while the recorder runs (by the
+    /// task shared by all recorders: this only keeps it watched).
     pub(super) log_cap: Option<LogCap>,
 }
 
@@ -151,7 +152,7 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         detached,
         mut stall,
         restartable,
-        mut log_cap,
+        log_cap: _log_cap,
     } = watch;
     info!("recorder started");
     let mut escalation = Escalation::default();
@@ -165,7 +166,6 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
             }
             // Not a `Some(..) =` pattern: a check that finds no stall must
             // end this select so the next check is scheduled.
-            () = keep_under_cap(&mut log_cap), if log_cap.is_some() => {}
             stalled = watch_stall(&mut stall, job_id), if stall.is_some() => {
                 if let Some(silent_for) = stalled {
                     warn!(?silent_for, "no data from the recorder");

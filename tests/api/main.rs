@@ -22,6 +22,7 @@ mod indexes;
 mod lifecycle;
 mod live_faults;
 mod live_sources;
+mod live_state;
 mod media;
 mod metrics;
 mod nodes;

@@ -250,5 +250,5 @@ impl JobService {
 /// Whether the profile would start the job's recorder again after this run.
 pub(super) fn restarts_left(profile: &Profile, job: &Job) -> bool {
     let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
-    restarts_done < profile.restart_attempts
+    profile.restarts_forever() || restarts_done < profile.restart_attempts()
 }

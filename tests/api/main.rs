@@ -33,6 +33,7 @@ mod restart;
 mod retention;
 mod search;
 mod security;
+mod segments;
 mod shutdown;
 mod sources;
 mod validation;

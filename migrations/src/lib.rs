@@ -15,6 +15,7 @@ mod m20261130_000008_restart_window;
 mod m20261130_000009_transcripts_and_search;
 mod m20261130_000011_cluster;
 mod m20261130_000013_history_indexes;
+mod m20261130_000015_segments;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_transcripts_and_search::Migration),
             Box::new(m20261130_000011_cluster::Migration),
             Box::new(m20261130_000013_history_indexes::Migration),
+            Box::new(m20261130_000015_segments::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ mod placement;
 mod reconcile;
 mod request;
 mod restart;
+mod segments;
 mod service;
 mod start;
 pub mod status;

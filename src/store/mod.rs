@@ -7,6 +7,7 @@ pub mod nodes;
 pub mod placement;
 pub mod recordings;
 pub mod search;
+pub mod segments;
 pub mod steps;
 pub mod transcripts;
 

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod logs;
 pub mod progress;
 pub mod reaper;
+mod segments;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -30,9 +31,11 @@ use tracing::{Instrument, info_span};
 pub use foreign::ForeignProcess;
 pub use identity::ProcessIdentity;
 pub use progress::{LiveProgress, ProgressBoard};
+pub use segments::{ClosedSegment, SegmentList};
 
 use crate::profile::ProgressFormat;
 use logs::LogCap;
+use segments::SegmentWatch;
 use watch::{StallWatch, Watch, watch_child, watch_foreign};
 
 /// Name of the environment variable that marks a recorder with its job, so
@@ -62,6 +65,8 @@ pub enum SupervisorEvent {
     Exited(ExitEvent),
     /// A recorder is alive but its output has not grown for `silent_for`.
     Stalled { job_id: i32, silent_for: Duration },
+    /// A segmented recorder closed a segment (reported before its exit).
+    SegmentClosed(ClosedSegment),
 }
 
 /// Sent by the supervisor each time one of its children ends.
@@ -102,6 +107,8 @@ pub struct SpawnSpec {
     /// Size the job's log is kept under while the recorder runs (`None`:
     /// no cap).
     pub log_max_bytes: Option<u64>,
+    /// Where a segmented recorder lists the segments it closes.
+    pub segments: Option<SegmentList>,
 }
 
 /// Stall detection for one recorder: its output file must grow, or its
@@ -123,6 +130,11 @@ pub enum SpawnError {
     #[error("cannot start `{program}`: {source}")]
     Program {
         program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create the output directory {path}: {source}")]
+    Output {
+        path: PathBuf,
         source: std::io::Error,
     },
     #[error("cannot read the identity of process {pid}: {source}")]
@@ -384,6 +396,7 @@ impl Supervisor {
                     log_cap: spec
                         .log_max_bytes
                         .map(|max| LogCap::new(spec.log_path.clone(), max)),
+                    segments: spec.segments.map(SegmentWatch::new),
                 },
             )
             .instrument(span),
@@ -421,6 +434,9 @@ impl Supervisor {
                     stall: stall.map(|c| StallWatch::new(c, None)),
                     restartable: false,
                     log_cap: None,
+                    // Its list is followed only by the supervisor that
+                    // spawned it; its segments are found when its job ends.
+                    segments: None,
                 },
             )
             .instrument(span),

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::logs::{LogCap, keep_under_cap};
+use super::segments::{SegmentWatch, watch_segments};
 use super::{
     Control, ExitEvent, ExitOutcome, ForeignProcess, OwnedPid, ProgressBoard, StallCheck, StopPlan,
     SupervisorEvent,
@@ -75,6 +76,8 @@ pub(super) struct Watch {
     pub(super) restartable: bool,
     /// The job's log, kept under its cap while the recorder runs.
     pub(super) log_cap: Option<LogCap>,
+    /// The list of a segmented recorder's closed segments.
+    pub(super) segments: Option<SegmentWatch>,
 }
 
 /// Watches an output file for growth, and the recorder's reported
@@ -152,6 +155,7 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         mut stall,
         restartable,
         mut log_cap,
+        mut segments,
     } = watch;
     info!("recorder started");
     let mut escalation = Escalation::default();
@@ -166,6 +170,11 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
             // Not a `Some(..) =` pattern: a check that finds no stall must
             // end this select so the next check is scheduled.
             () = keep_under_cap(&mut log_cap), if log_cap.is_some() => {}
+            closed = watch_segments(&mut segments, job_id), if segments.is_some() => {
+                for segment in closed {
+                    let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+                }
+            }
             stalled = watch_stall(&mut stall, job_id), if stall.is_some() => {
                 if let Some(silent_for) = stalled {
                     warn!(?silent_for, "no data from the recorder");
@@ -207,6 +216,12 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         Err(e) => ExitOutcome::Vanished(format!("waiting for the recorder failed: {e}")),
     };
     info!(?outcome, "recorder ended");
+    // The last segment is closed by the recorder's end: reported before it.
+    if let Some(watch) = segments.as_mut() {
+        for segment in watch.read_new(job_id).await {
+            let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+        }
+    }
     let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
         pid,
@@ -231,6 +246,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         mut stall,
         restartable,
         log_cap: _,
+        segments: _,
     } = watch;
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();

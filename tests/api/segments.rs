@@ -1,13 +1,20 @@
 //! Continuous recording: a recorder under `restart = "always"` outlives a
-//! crash loop.
+//! crash loop, and a segmented one (`segment_seconds`, real ffmpeg on
+//! loopback) has each closed segment processed as a recording of its own
+//! while the stream goes on.
 
+use std::process::Command;
 use std::time::Duration;
 
+use serde_json::Value;
+
+use crate::ffmpeg::{TONE, ffmpeg_available, record_live_stream_with, wait_recorded};
 use crate::helpers::{AppOptions, Backend, TestApp, test_recorder};
 use crate::on_both_databases;
 
 on_both_databases!(
     restart_always_survives_five_crashes_in_a_row_and_a_stop_ends_it,
+    segments_are_processed_as_they_close_and_cover_the_stream_without_gaps,
 );
 
 /// Fails within 0.3 s for its first five runs (counted per job beside its
@@ -72,4 +79,141 @@ async fn restart_always_survives_five_crashes_in_a_row_and_a_stop_ends_it(backen
     assert_eq!(ended["stop_reason"], "requested", "{ended}");
     let recording = app.wait_for_recording_settled(recording_id).await;
     assert_eq!(recording["status"], "ready", "{recording}");
+}
+
+/// The built-in profile's recorder, writing 5 s Matroska segments through
+/// ffmpeg's segment muxer; each segment analyzed.
+const SEGMENTED: &str = r#"
+[profiles.segmented]
+command = ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1",
+           "-i", "{source}", "-map", "0", "-dn", "-c", "copy",
+           "-f", "segment", "-segment_time", "{segment_seconds}", "-reset_timestamps", "1",
+           "-segment_format", "matroska", "-segment_list", "{segment_list}",
+           "-segment_list_type", "csv", "{output}"]
+progress = "ffmpeg"
+output_extension = "mkv"
+allowed_schemes = ["udp"]
+clean_exit_codes = [0, 255]
+stop_grace_seconds = 5
+segment_seconds = 5
+
+[[profiles.segmented.steps]]
+name = "analyze"
+builtin = "analyze"
+"#;
+
+/// The segments a recording's detail lists.
+fn segments(recording: &Value) -> Vec<Value> {
+    recording["segments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Seconds of media in a file, as ffprobe reads it.
+fn probed_seconds(path: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            path,
+        ])
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe {path}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("ffprobe {path}: {e}: {out:?}"))
+}
+
+async fn segments_are_processed_as_they_close_and_cover_the_stream_without_gaps(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
+    if !ffmpeg_available() {
+        return;
+    }
+    let options = AppOptions {
+        profiles: Some(SEGMENTED.to_owned()),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(backend, options).await;
+    let (job_id, recording_id, _source) = record_live_stream_with(&app, "segmented", TONE).await;
+
+    // The first segment is analyzed while the stream goes on.
+    let early = app
+        .wait_for_recording(recording_id, Duration::from_secs(60), |r| {
+            segments(r).first().is_some_and(|s| s["status"] == "ready")
+        })
+        .await;
+    assert_eq!(app.job(job_id).await["status"], "running", "{early}");
+
+    wait_recorded(&app, job_id, 1, 22.0).await;
+    app.stop(job_id).await;
+    let job = app.wait_for_job_end(job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let parent = app
+        .wait_for_recording(recording_id, Duration::from_secs(60), |r| {
+            let listed = segments(r);
+            listed.len() >= 5
+                && listed.iter().all(|s| s["status"] != "processing")
+                && r["status"] != "recording"
+        })
+        .await;
+    assert_eq!(parent["status"], "ready", "{parent}");
+    let listed = segments(&parent);
+    assert_eq!(
+        listed.len(),
+        5,
+        "4 full segments and a partial one: {parent}"
+    );
+
+    let mut probed_total = 0.0;
+    let mut expected_start = 0;
+    for (i, listed) in listed.iter().enumerate() {
+        let id = listed["recording_id"]
+            .as_i64()
+            .expect("a segment's recording");
+        let segment = app.recording(id).await;
+        assert_eq!(segment["status"], "ready", "{segment}");
+        assert_eq!(segment["parent_id"], recording_id, "{segment}");
+        assert_eq!(listed["index"], i as i64 + 1, "{parent}");
+        assert!(
+            segment["analysis"]["duration_seconds"].is_f64(),
+            "{segment}"
+        );
+        let seconds = probed_seconds(segment["output_path"].as_str().unwrap_or_default());
+        probed_total += seconds;
+        // Contiguous: each starts where the one before ended, within an
+        // audio frame (every audio packet is a keyframe).
+        let start = listed["start_ms"].as_i64().unwrap_or(-1);
+        let duration = listed["duration_ms"].as_i64().unwrap_or(-1);
+        assert!(
+            (start - expected_start).abs() <= 50,
+            "segment {i}: {parent}"
+        );
+        expected_start = start + duration;
+        if i < 4 {
+            assert!((seconds - 5.0).abs() < 0.1, "segment {i} lasts {seconds} s");
+        } else {
+            assert!(
+                seconds > 0.0 && seconds < 5.0,
+                "the last is partial: {seconds} s"
+            );
+        }
+    }
+    // The segments hold what was recorded: the stream's time the last one
+    // ends at, within a keyframe.
+    let recorded = expected_start as f64 / 1000.0;
+    assert!(
+        (22.0..25.0).contains(&recorded),
+        "{recorded} s recorded: {parent}"
+    );
+    assert!(
+        (probed_total - recorded).abs() < 0.1,
+        "{probed_total} s in the files, {recorded} s recorded"
+    );
 }

@@ -1,0 +1,113 @@
+//! Segmented recording, on the job's side: where each run of a segmented
+//! recorder writes (its own segments and list, so restarted runs are never
+//! joined), what tells whether its runs recorded anything, and what
+//! becomes of each segment the supervisor reports closed: a recording of
+//! its own, linked to the job's (its parent), processed at once while the
+//! stream goes on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, error, info, info_span};
+
+use super::crash_loop::run_started_at;
+use super::request::find_profile;
+use super::{JobError, JobService};
+use crate::recordings::output;
+use crate::store::{self, Job, Recording};
+use crate::supervisor::{ClosedSegment, SegmentList, SpawnError};
+
+/// Where one run of a segmented recorder writes.
+pub(super) struct SegmentRun {
+    /// Its `{output}`: a file name pattern (`run1-%05d.mkv`).
+    pub(super) pattern: PathBuf,
+    /// Its `{segment_list}`, followed by the supervisor.
+    pub(super) list: SegmentList,
+}
+
+/// Creates the directory of the job's segments and says where this run
+/// writes them.
+pub(super) async fn prepare_run(
+    recording: &Recording,
+    job: &Job,
+) -> Result<SegmentRun, SpawnError> {
+    let output = Path::new(&recording.output_path);
+    let dir = output::segments_dir(output);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|source| SpawnError::Output { path: dir, source })?;
+    let offset = Duration::try_from(run_started_at(job) - job.started_at).unwrap_or_default();
+    Ok(SegmentRun {
+        pattern: output::segment_pattern(output, job.attempt),
+        list: SegmentList {
+            path: output::segment_list(output, job.attempt),
+            offset,
+        },
+    })
+}
+
+impl JobService {
+    /// Whether the recording's profile records segments.
+    pub(super) fn is_segmented(&self, recording: &Recording) -> bool {
+        find_profile(&self.inner.settings.profiles, Some(&recording.profile))
+            .is_ok_and(|(_, profile)| profile.segment_seconds.is_some())
+    }
+
+    /// The files whose state tells what the job's runs recorded: their
+    /// outputs, or for a segmented recording the lists of their closed
+    /// segments (a line each).
+    pub(super) fn recorded_files(&self, job: &Job, recording: &Recording) -> Vec<PathBuf> {
+        if self.is_segmented(recording) {
+            output::segment_lists(recording, job.attempt)
+        } else {
+            output::recorded_files(recording)
+        }
+    }
+
+    /// Makes each reported segment a recording, in the order reported
+    /// (which numbers them), until the service closes.
+    pub(super) async fn record_segments(self, mut closed: mpsc::UnboundedReceiver<ClosedSegment>) {
+        while let Some(segment) = closed.recv().await {
+            let span = info_span!("job", job_id = segment.job_id);
+            let add = || self.record_segment(&segment);
+            let recorded = self
+                .through_outage("record a closed segment", add)
+                .instrument(span.clone())
+                .await;
+            if let Err(e) = recorded {
+                error!(parent: &span, error = %e, path = %segment.path.display(), "could not record a closed segment");
+            }
+        }
+    }
+
+    /// Adds one closed segment as a recording of its own and launches its
+    /// processing; a segment already known is left alone.
+    async fn record_segment(&self, segment: &ClosedSegment) -> Result<(), JobError> {
+        let db = &self.inner.db;
+        let job = self.job(segment.job_id).await?;
+        let Some(parent) = store::recordings::find_recording(db, job.recording_id).await? else {
+            return Ok(());
+        };
+        let path = segment.path.display().to_string();
+        let new = store::segments::NewSegment {
+            path: &path,
+            start_ms: millis(segment.start),
+            duration_ms: millis(segment.duration),
+        };
+        if let Some(added) = store::segments::add_segment(db, &parent, new).await? {
+            info!(
+                recording_id = added.id,
+                parent = parent.id,
+                index = added.segment_index,
+                "segment closed; processing it"
+            );
+            self.inner.processing.launch(added.id);
+        }
+        Ok(())
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -288,6 +288,7 @@ impl JobService {
         );
         let events = &self.inner.events;
         events.publish(EventKind::of_job(job.status), job);
+        self.sweep_segments(job, recording);
         if recording.status != RecordingStatus::Recording {
             return;
         }

@@ -37,14 +37,39 @@ pub(super) async fn prepare_run(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|source| SpawnError::Output { path: dir, source })?;
-    let offset = Duration::try_from(run_started_at(job) - job.started_at).unwrap_or_default();
     Ok(SegmentRun {
         pattern: output::segment_pattern(output, job.attempt),
-        list: SegmentList {
-            path: output::segment_list(output, job.attempt),
-            offset,
-        },
+        list: current_list(recording, job),
     })
+}
+
+/// The list of the job's current run.
+pub(super) fn current_list(recording: &Recording, job: &Job) -> SegmentList {
+    let offset = Duration::try_from(run_started_at(job) - job.started_at).unwrap_or_default();
+    SegmentList {
+        path: output::segment_list(Path::new(&recording.output_path), job.attempt),
+        offset,
+    }
+}
+
+/// The lists of every run of the job, each with where its run started:
+/// the first at the job's start, each later one when the run before it
+/// ended plus the wait before it.
+fn all_lists(recording: &Recording, job: &Job) -> Vec<SegmentList> {
+    let output = Path::new(&recording.output_path);
+    let runs = job.attempts.iter().flat_map(|runs| runs.0.iter());
+    let later = runs.map(|run| {
+        let ended = run.ended_at.unwrap_or(job.started_at);
+        ended + Duration::from_millis(run.restarted_after_ms)
+    });
+    std::iter::once(job.started_at)
+        .chain(later)
+        .zip(1..=job.attempt.max(1))
+        .map(|(started, attempt)| SegmentList {
+            path: output::segment_list(output, attempt),
+            offset: Duration::try_from(started - job.started_at).unwrap_or_default(),
+        })
+        .collect()
 }
 
 impl JobService {
@@ -62,6 +87,16 @@ impl JobService {
             output::segment_lists(recording, job.attempt)
         } else {
             output::recorded_files(recording)
+        }
+    }
+
+    /// Has every run's list read again once a segmented job ended: the
+    /// segments nobody followed are found (see
+    /// [`crate::supervisor::Supervisor::sweep_segments`]).
+    pub(super) fn sweep_segments(&self, job: &Job, recording: &Recording) {
+        if self.is_segmented(recording) {
+            let lists = all_lists(recording, job);
+            self.inner.supervisor.sweep_segments(job.id, lists);
         }
     }
 

@@ -407,7 +407,13 @@ impl Supervisor {
     /// Takes charge of a live recorder that a previous supervisor spawned:
     /// from now on it is owned like a child, except that its exit status is
     /// unknown.
-    pub fn adopt(&self, job_id: i32, process: ForeignProcess, stall: Option<StallCheck>) {
+    pub fn adopt(
+        &self,
+        job_id: i32,
+        process: ForeignProcess,
+        stall: Option<StallCheck>,
+        segments: Option<SegmentList>,
+    ) {
         let pid = process.identity().pid;
         let (control, control_rx) = mpsc::unbounded_channel();
         {
@@ -434,13 +440,28 @@ impl Supervisor {
                     stall: stall.map(|c| StallWatch::new(c, None)),
                     restartable: false,
                     log_cap: None,
-                    // Its list is followed only by the supervisor that
-                    // spawned it; its segments are found when its job ends.
-                    segments: None,
+                    // Read from its start: segments reported before are
+                    // kept once by the job service.
+                    segments: segments.map(SegmentWatch::new),
                 },
             )
             .instrument(span),
         );
+    }
+
+    /// Reports every segment the lists name, those reported already
+    /// included (the job service keeps each once): at a segmented job's
+    /// end, for segments closed while nothing followed its list (a
+    /// recorder that ended or was adopted while recorderd was down).
+    pub fn sweep_segments(&self, job_id: i32, lists: Vec<SegmentList>) {
+        let events = self.inner.exits.clone();
+        self.inner.tracker.spawn(async move {
+            for list in lists {
+                for segment in segments::read_all(list, job_id).await {
+                    let _ = events.send(SupervisorEvent::SegmentClosed(segment));
+                }
+            }
+        });
     }
 
     /// Begins the stop sequence of an owned child. Returns false when no

@@ -76,6 +76,11 @@ impl SegmentWatch {
     }
 }
 
+/// Every segment a list names, read once.
+pub(super) async fn read_all(list: SegmentList, job_id: i32) -> Vec<ClosedSegment> {
+    SegmentWatch::new(list).read_new(job_id).await
+}
+
 /// Resolves at the next look at the list, with what it found.
 pub(super) async fn watch_segments(
     watch: &mut Option<SegmentWatch>,

@@ -246,7 +246,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         mut stall,
         restartable,
         log_cap: _,
-        segments: _,
+        mut segments,
     } = watch;
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();
@@ -255,6 +255,11 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         tokio::select! {
             () = process.exited() => break,
             () = detached.cancelled() => return,
+            closed = watch_segments(&mut segments, job_id), if segments.is_some() => {
+                for segment in closed {
+                    let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+                }
+            }
             stalled = watch_stall(&mut stall, job_id), if stall.is_some() => {
                 if let Some(silent_for) = stalled {
                     warn!(?silent_for, "the adopted recorder's output stopped growing");
@@ -282,6 +287,11 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
     }
     let (observed_at, ended_at) = (Instant::now(), OffsetDateTime::now_utc());
     info!("adopted recorder ended");
+    if let Some(watch) = segments.as_mut() {
+        for segment in watch.read_new(job_id).await {
+            let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+        }
+    }
     let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
         pid: process.identity().pid,

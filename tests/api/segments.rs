@@ -15,6 +15,7 @@ use crate::on_both_databases;
 on_both_databases!(
     restart_always_survives_five_crashes_in_a_row_and_a_stop_ends_it,
     segments_are_processed_as_they_close_and_cover_the_stream_without_gaps,
+    segments_closed_while_the_server_was_away_are_recorded_once,
 );
 
 /// Fails within 0.3 s for its first five runs (counted per job beside its
@@ -216,4 +217,70 @@ async fn segments_are_processed_as_they_close_and_cover_the_stream_without_gaps(
         (probed_total - recorded).abs() < 0.1,
         "{probed_total} s in the files, {recorded} s recorded"
     );
+}
+
+/// How many segments a list names.
+fn listed_lines(list: &std::path::Path) -> usize {
+    std::fs::read_to_string(list)
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+async fn segments_closed_while_the_server_was_away_are_recorded_once(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
+    if !ffmpeg_available() {
+        return;
+    }
+    let options = AppOptions {
+        profiles: Some(SEGMENTED.replace("segment_seconds = 5", "segment_seconds = 2")),
+        extra_args: vec!["--shutdown-policy".into(), "detach".into()],
+        ..Default::default()
+    };
+    let mut app = TestApp::spawn_with(backend, options).await;
+    let (job_id, recording_id, _source) = record_live_stream_with(&app, "segmented", TONE).await;
+    app.wait_for_recording(recording_id, Duration::from_secs(60), |r| {
+        !segments(r).is_empty()
+    })
+    .await;
+    let output = app.recording(recording_id).await["output_path"]
+        .as_str()
+        .unwrap_or_default()
+        .replace(".mkv", ".segments/run1.csv");
+    let list = std::path::PathBuf::from(output);
+
+    // Away while two more segments close; the next server adopts the
+    // recorder and finds them.
+    let status = app.signal_server(15).await;
+    assert!(status.success(), "{status}\n{}", app.server_log_text());
+    let before = listed_lines(&list);
+    app.wait_until(
+        "two segments closed meanwhile",
+        Duration::from_secs(30),
+        || {
+            let now = listed_lines(&list);
+            if now >= before + 2 {
+                Ok(())
+            } else {
+                Err(format!("{now} listed"))
+            }
+        },
+    )
+    .await;
+    app.start_server().await;
+    app.stop(job_id).await;
+    let job = app.wait_for_job_end(job_id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let total = listed_lines(&list);
+    let parent = app
+        .wait_for_recording(recording_id, Duration::from_secs(60), |r| {
+            let listed = segments(r);
+            listed.len() >= total && listed.iter().all(|s| s["status"] == "ready")
+        })
+        .await;
+    let indexes: Vec<i64> = segments(&parent)
+        .iter()
+        .map(|s| s["index"].as_i64().unwrap_or(0))
+        .collect();
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    assert_eq!(indexes, expected, "each segment once, in order: {parent}");
 }

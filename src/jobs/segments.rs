@@ -146,3 +146,83 @@ impl JobService {
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::entity::{JobStatus, PastRun, PastRuns, RecordingStatus};
+
+    #[test]
+    fn each_runs_list_is_placed_where_its_run_started() {
+        let at = |ms| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+        let past = |attempt, ended_ms, wait_ms| PastRun {
+            attempt,
+            process_id: None,
+            exit_code: Some(1),
+            exit_signal: None,
+            ended_at: Some(at(ended_ms)),
+            restarted_after_ms: wait_ms,
+            lasted_ms: None,
+        };
+        let job = Job {
+            id: 3,
+            recording_id: 7,
+            status: JobStatus::Running,
+            process_id: None,
+            process_start_time: None,
+            exit_code: None,
+            exit_signal: None,
+            duration_seconds: None,
+            started_at: at(0),
+            stop_requested_at: None,
+            completed_at: None,
+            error: None,
+            log_path: String::new(),
+            stop_reason: None,
+            stop_signal: None,
+            stop_duration_ms: None,
+            attempt: 3,
+            attempts: Some(PastRuns(vec![past(1, 10_000, 2000), past(2, 30_000, 500)])),
+            node: None,
+            end_cause: None,
+            restart_at: None,
+            progress: None,
+            lease_generation: None,
+        };
+        let recording = Recording {
+            id: 7,
+            title: String::new(),
+            source: "udp://127.0.0.1:9".to_owned(),
+            profile: "radio".to_owned(),
+            status: RecordingStatus::Recording,
+            output_path: "/r/recording-7.mkv".to_owned(),
+            error: None,
+            analysis: None,
+            transcript: None,
+            segments: None,
+            processing_node: None,
+            parent_id: None,
+            segment_index: None,
+            segment_start_ms: None,
+            segment_duration_ms: None,
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        let lists: Vec<(String, u128)> = all_lists(&recording, &job)
+            .into_iter()
+            .map(|l| (l.path.display().to_string(), l.offset.as_millis()))
+            .collect();
+        let dir = "/r/recording-7.segments";
+        assert_eq!(
+            lists,
+            [
+                (format!("{dir}/run1.csv"), 0),
+                (format!("{dir}/run2.csv"), 12_000),
+                (format!("{dir}/run3.csv"), 30_500),
+            ]
+        );
+        assert_eq!(current_list(&recording, &job).offset.as_millis(), 30_500);
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::Profile;
+use super::{Profile, ProgressFormat};
 
 /// Placeholder of a segmented recorder's command: the file its muxer
 /// appends each closed segment to (ffmpeg: `-segment_list {segment_list}
@@ -84,6 +84,13 @@ impl Profile {
                 if !uses(SEGMENT_LIST) {
                     bail!(
                         "`segment_seconds` needs the recorder to list its closed segments in `{SEGMENT_LIST}` (ffmpeg: \"-f\", \"segment\", \"-segment_time\", \"{SEGMENT_SECONDS}\", \"-reset_timestamps\", \"1\", \"-segment_list\", \"{SEGMENT_LIST}\", \"-segment_list_type\", \"csv\", \"{{output}}\")"
+                    );
+                }
+                // No single file grows: only reported progress tells
+                // whether data flows.
+                if self.stall_timeout_seconds.is_some() && self.progress != ProgressFormat::Ffmpeg {
+                    bail!(
+                        "`stall_timeout_seconds` with `segment_seconds` needs `progress = \"ffmpeg\"`: no single file of a segmented recorder grows"
                     );
                 }
                 if !uses("{output}") {
@@ -170,6 +177,13 @@ mod tests {
         assert!(err.contains("[1, 86400]"), "{err}");
         let err = refusal("", SEGMENTED);
         assert!(err.contains("only known with `segment_seconds`"), "{err}");
+        let err = refusal("segment_seconds = 5\nstall_timeout_seconds = 10", SEGMENTED);
+        assert!(err.contains("progress = \"ffmpeg\""), "{err}");
+        profile(
+            "segment_seconds = 5\nstall_timeout_seconds = 10\nprogress = \"ffmpeg\"",
+            SEGMENTED,
+        )
+        .expect("a stall is told by progress");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub const RECORDER_PLACEHOLDERS: &[&str] = &[
     "recording_id",
     "protocols",
     "input_options",
+    "segment_list",
+    "segment_seconds",
 ];
 
 /// Placeholders that stand for a list of arguments rather than text: each

@@ -16,6 +16,7 @@ mod m20261130_000009_transcripts_and_search;
 mod m20261130_000011_cluster;
 mod m20261130_000013_history_indexes;
 mod m20261130_000014_schedules;
+mod m20261130_000015_segments;
 
 /// Every migration, oldest first. `recorderd` runs them at start and through
 /// `recorderd migrate`.
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000011_cluster::Migration),
             Box::new(m20261130_000013_history_indexes::Migration),
             Box::new(m20261130_000014_schedules::Migration),
+            Box::new(m20261130_000015_segments::Migration),
         ]
     }
 }

@@ -133,6 +133,15 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary", nullable)]
     #[serde(skip)]
     pub segments: Option<Segments>,
+    /// For a segment of a continuous recording: the recording of its job.
+    pub parent_id: Option<i32>,
+    /// For a segment: its place among its parent's segments, from 1.
+    pub segment_index: Option<i32>,
+    /// For a segment: where it starts, in milliseconds from its job's
+    /// start (waits between restarted runs included).
+    pub segment_start_ms: Option<i64>,
+    /// For a segment: how long it lasts, as its recorder listed it.
+    pub segment_duration_ms: Option<i64>,
     /// The node running (or that ran) its processing, when storage is
     /// shared and any node may; `null` otherwise (its recording node).
     pub processing_node: Option<String>,

@@ -242,7 +242,9 @@ fn job_parts(error: &JobError, msg: String) -> (StatusCode, ErrorBody) {
             body.error.job_id = Some(*job_id);
             body.error.program = match source {
                 SpawnError::Program { program, .. } => Some(program.clone()),
-                SpawnError::Log { .. } | SpawnError::Identity { .. } => None,
+                SpawnError::Log { .. }
+                | SpawnError::Output { .. }
+                | SpawnError::Identity { .. } => None,
             };
             (StatusCode::INTERNAL_SERVER_ERROR, body)
         }

@@ -25,8 +25,13 @@ pub struct ProfileSummary {
     /// Steps of the built-in pipeline left out on this server for a missing
     /// program.
     pub skipped_steps: Vec<SkippedStep>,
-    /// Restarts of a crashed recorder.
+    /// When a recorder that ended unasked is started again.
+    pub restart: crate::profile::RestartPolicy,
+    /// Restarts of a crashed recorder under `on_failure`.
     pub restart_attempts: u32,
+    /// Length of the closed segments it records, each a recording of its
+    /// own; `null`: one file.
+    pub segment_seconds: Option<u32>,
     /// A recorder whose output stops growing this long is stopped.
     pub stall_timeout_seconds: Option<f64>,
 }
@@ -106,7 +111,9 @@ fn summary(name: &str, profile: &Profile, default: bool) -> ProfileSummary {
                 missing: missing.clone(),
             })
             .collect(),
-        restart_attempts: profile.restart_attempts,
+        restart: profile.restart,
+        restart_attempts: profile.restart_attempts(),
+        segment_seconds: profile.segment_seconds,
         stall_timeout_seconds: profile.stall_timeout_seconds,
     }
 }

@@ -182,6 +182,24 @@ pub struct RecordingDetail {
     pub jobs: Vec<Job>,
     /// Where the recorded file is served.
     pub media_url: String,
+    /// For a continuous recording (`segment_seconds`): its closed
+    /// segments in order, each a recording of its own with its own
+    /// analysis and transcript. Empty otherwise.
+    pub segments: Vec<SegmentRef>,
+}
+
+/// One closed segment of a continuous recording.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentRef {
+    /// Its place among the recording's segments, from 1.
+    pub index: i32,
+    /// The segment's own recording (`GET /api/recordings/{recording_id}`).
+    pub recording_id: i32,
+    pub status: crate::entity::RecordingStatus,
+    /// Where it starts, in milliseconds from the job's start.
+    pub start_ms: i64,
+    /// How long it lasts, in milliseconds.
+    pub duration_ms: i64,
 }
 
 #[utoipa::path(
@@ -213,6 +231,17 @@ pub async fn show(
         steps: detail.steps,
         jobs: detail.jobs,
         media_url: format!("/api/recordings/{id}/media"),
+        segments: detail
+            .segments
+            .into_iter()
+            .map(|segment| SegmentRef {
+                index: segment.segment_index.unwrap_or_default(),
+                recording_id: segment.id,
+                status: segment.status,
+                start_ms: segment.segment_start_ms.unwrap_or_default(),
+                duration_ms: segment.segment_duration_ms.unwrap_or_default(),
+            })
+            .collect(),
     }))
 }
 

@@ -72,6 +72,27 @@ pub fn repeated_fast_failures(job: &Job, outcome: &ExitOutcome, ended_at: Offset
     1 + earlier
 }
 
+/// Which step of the backoff the restart after the current run (which
+/// ended at `ended_at`) waits: 1 plus the runs before it that, like it,
+/// lasted less than `healthy`, in a row. A healthy run starts over at 1,
+/// so a source that drops once a day is not made to wait a minute.
+pub fn restart_streak(job: &Job, ended_at: OffsetDateTime, healthy: Duration) -> u32 {
+    if ended_at - run_started_at(job) >= healthy {
+        return 1;
+    }
+    let earlier = job
+        .attempts
+        .iter()
+        .flat_map(|runs| runs.0.iter())
+        .rev()
+        .take_while(|run| {
+            run.lasted_ms
+                .is_some_and(|ms| u128::from(ms) < healthy.as_millis())
+        })
+        .count();
+    u32::try_from(earlier).unwrap_or(u32::MAX).saturating_add(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +170,27 @@ mod tests {
             repeated_fast_failures(&long, &ExitOutcome::Exited(1), at(61_100)),
             1
         );
+    }
+
+    #[test]
+    fn the_backoff_grows_with_short_runs_and_starts_over_after_a_healthy_one() {
+        let at = |ms| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+        let healthy = Duration::from_secs(30);
+        // The first run: its length alone decides.
+        assert_eq!(restart_streak(&job(vec![]), at(300), healthy), 1);
+        assert_eq!(restart_streak(&job(vec![]), at(40_000), healthy), 1);
+        // Two short runs before a short one: the third step.
+        let short = job(vec![run(1, 200, 200, 1), run(2, 1500, 300, 1)]);
+        assert_eq!(restart_streak(&short, at(2900), healthy), 3);
+        // A healthy run before: counted from after it.
+        let mixed = job(vec![
+            run(1, 200, 200, 1),
+            run(2, 60_000, 58_800, 1),
+            run(3, 61_300, 300, 1),
+        ]);
+        assert_eq!(run_started_at(&mixed), at(62_300));
+        assert_eq!(restart_streak(&mixed, at(62_600), healthy), 2);
+        // The current run was healthy: back to the first step.
+        assert_eq!(restart_streak(&short, at(40_000), healthy), 1);
     }
 }

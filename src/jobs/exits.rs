@@ -37,6 +37,10 @@ impl JobService {
             "exit commits",
             self.clone().commit_exit_batches(batch_rx),
         );
+        let (segments_tx, segments_rx) = mpsc::unbounded_channel();
+        self.inner
+            .tracker
+            .spawn(self.clone().record_segments(segments_rx));
         loop {
             let report = tokio::select! {
                 // Reports already queued are handled before closing.
@@ -54,6 +58,9 @@ impl JobService {
                     }
                 }
                 Some(SupervisorEvent::Exited(exit)) => self.spawn_record_exit(exit),
+                Some(SupervisorEvent::SegmentClosed(segment)) => {
+                    let _ = segments_tx.send(segment);
+                }
                 Some(SupervisorEvent::Stalled { job_id, silent_for }) => {
                     let this = self.clone();
                     self.inner.tracker.spawn(

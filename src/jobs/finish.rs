@@ -51,7 +51,7 @@ impl JobService {
                 return Ok(None);
             }
             let fence = self.fence_for(&job).await?;
-            let outputs = read_outputs(vec![output::recorded_files(&recording)]).await?;
+            let outputs = read_outputs(vec![self.recorded_files(&job, &recording)]).await?;
             let Some(outputs) = outputs.into_iter().next() else {
                 return Ok(None);
             };
@@ -93,7 +93,7 @@ impl JobService {
         }
         let files = items
             .iter()
-            .map(|(_, r, _)| output::recorded_files(r))
+            .map(|(j, r, _)| self.recorded_files(j, r))
             .collect();
         let outputs = read_outputs(files).await?;
         let mut decided = Vec::with_capacity(items.len());
@@ -244,8 +244,11 @@ impl JobService {
         }
         // With no step to run and no segments to join, the recording is
         // ready as soon as its job ends: no processing round for nothing.
-        let nothing_to_process = profile.as_ref().is_some_and(|p| p.pipeline().is_empty())
-            && recording.segments.is_none();
+        // A segmented recording's segments are processed one by one, each
+        // a recording of its own: nothing is left for it.
+        let nothing_to_process = profile.as_ref().is_some_and(|p| {
+            p.segment_seconds.is_some() || (p.pipeline().is_empty() && recording.segments.is_none())
+        });
         let outcome = recording_outcome(ending, output, &verdict, nothing_to_process);
         (verdict, outcome)
     }
@@ -260,7 +263,7 @@ impl JobService {
         ending: Ending,
         fence: &Fence,
     ) -> Result<Option<Job>, DbErr> {
-        let outputs = read_outputs(vec![output::recorded_files(recording)]).await?;
+        let outputs = read_outputs(vec![self.recorded_files(job, recording)]).await?;
         let Some(outputs) = outputs.into_iter().next() else {
             return Ok(None);
         };
@@ -325,6 +328,7 @@ impl JobService {
         }
         let events = &self.inner.events;
         events.publish(EventKind::of_job(job.status), job);
+        self.sweep_segments(job, recording);
         if recording.status != RecordingStatus::Recording {
             return;
         }
@@ -531,6 +535,10 @@ mod tests {
             transcript: None,
             segments: None,
             processing_node: None,
+            parent_id: None,
+            segment_index: None,
+            segment_start_ms: None,
+            segment_duration_ms: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }

@@ -15,6 +15,7 @@ mod reconcile;
 mod registry;
 mod request;
 mod restart;
+mod segments;
 mod service;
 mod start;
 pub mod status;

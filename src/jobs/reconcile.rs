@@ -200,19 +200,25 @@ impl JobService {
         );
         // The file of the run that is recording now: from the second run
         // on, a segment of its own.
-        let stall = match self.recording_and_profile(job).await {
+        let (stall, segments) = match self.recording_and_profile(job).await {
             Ok((recording, profile)) => {
                 self.inner
                     .stop_plans
                     .insert(job.id, super::stop::plan_of(&profile));
-                profile.stall_timeout().map(|timeout| StallCheck {
+                let stall = profile.stall_timeout().map(|timeout| StallCheck {
                     output: run_output(Path::new(&recording.output_path), job.attempt),
                     timeout,
-                })
+                });
+                let segments = profile
+                    .segment_seconds
+                    .map(|_| super::segments::current_list(&recording, job));
+                (stall, segments)
             }
-            Err(_) => None,
+            Err(_) => (None, None),
         };
-        self.inner.supervisor.adopt(job.id, process, stall);
+        self.inner
+            .supervisor
+            .adopt(job.id, process, stall, segments);
         self.inner.registry.put(job);
         if job.status == JobStatus::Stopping {
             match self.stop_plan(job.id).await {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::crash_loop::{
-    FAST_FAILURES_TO_GIVE_UP, exit_fields, repeated_fast_failures, run_started_at,
+    FAST_FAILURES_TO_GIVE_UP, exit_fields, repeated_fast_failures, restart_streak, run_started_at,
 };
 use super::start::{Run, RunError};
 use super::status::{Ending, LIMIT_TOLERANCE};
@@ -100,7 +100,10 @@ impl JobService {
             return Ok(None);
         }
         let fast = repeated_fast_failures(&job, &exit.outcome, exit.ended_at);
-        if fast >= FAST_FAILURES_TO_GIVE_UP {
+        // Under `always` a crash loop only makes the waits grow (see
+        // `restart_streak`): a 24/7 source that refuses for a while is
+        // still wanted when it comes back.
+        if fast >= FAST_FAILURES_TO_GIVE_UP && !profile.restarts_forever() {
             warn!(
                 runs = fast,
                 outcome = ?exit.outcome,
@@ -112,8 +115,12 @@ impl JobService {
             warn!(error = %e, "not restarting the recorder");
             return Ok(None);
         }
-        let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
-        let backoff = profile.restart_backoff(restarts_done + 1);
+        let step = if profile.restarts_forever() {
+            restart_streak(&job, exit.ended_at, profile.healthy_run())
+        } else {
+            u32::try_from(job.attempt).unwrap_or(1).max(1)
+        };
+        let backoff = profile.restart_backoff(step);
         // Registered before the claim: a stop that sees the claimed job
         // always finds the wait to cut short.
         self.inner.restarts.register(job.id, wake.clone());

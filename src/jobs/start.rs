@@ -184,7 +184,20 @@ impl JobService {
         if self.own_fence().await.is_err() {
             return Err(RunError::NoLease);
         }
+        let segments = match profile.segment_seconds {
+            Some(_) => Some(
+                super::segments::prepare_run(recording, job)
+                    .await
+                    .map_err(RunError::Spawn)?,
+            ),
+            None => None,
+        };
+        let output = segments.as_ref().map_or(output, |s| &s.pattern);
         let output_text = output.display().to_string();
+        let list_text = segments
+            .as_ref()
+            .map(|s| s.list.path.display().to_string())
+            .unwrap_or_default();
         let input_options = input_options_for(&profile.input_options, &recording.source);
         let argv = render_argv_with_lists(
             &profile.command,
@@ -195,6 +208,11 @@ impl JobService {
                 ("job_id", &job.id.to_string()),
                 ("recording_id", &recording.id.to_string()),
                 ("protocols", &protocol_whitelist(&profile.allowed_schemes)),
+                ("segment_list", &list_text),
+                (
+                    "segment_seconds",
+                    &profile.segment_seconds.unwrap_or(0).to_string(),
+                ),
             ],
             &[("input_options", &input_options)],
         );
@@ -213,6 +231,7 @@ impl JobService {
                 env: profile.env.clone(),
                 progress: profile.progress,
                 log_max_bytes: self.inner.settings.job_log_max_bytes,
+                segments: segments.map(|s| s.list),
             })
             .map_err(RunError::Spawn)?;
         self.inner
@@ -263,5 +282,5 @@ impl JobService {
 /// Whether the profile would start the job's recorder again after this run.
 pub(super) fn restarts_left(profile: &Profile, job: &Job) -> bool {
     let restarts_done = u32::try_from(job.attempt.saturating_sub(1)).unwrap_or(0);
-    restarts_done < profile.restart_attempts
+    profile.restarts_forever() || restarts_done < profile.restart_attempts()
 }

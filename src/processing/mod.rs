@@ -243,9 +243,12 @@ impl Processing {
         let mut pending =
             store::recordings::recordings_with_status(&self.db, RecordingStatus::Processing)
                 .await?;
-        let ids: Vec<i32> = pending.iter().map(|r| r.id).collect();
+        // A segment has no job of its own: it was recorded where its
+        // parent's job ran.
+        let recorded_as = |r: &store::Recording| r.parent_id.unwrap_or(r.id);
+        let ids: Vec<i32> = pending.iter().map(recorded_as).collect();
         let elsewhere = store::recordings::recorded_by_other_nodes(&self.db, &ids, node).await?;
-        pending.retain(|r| !elsewhere.contains(&r.id));
+        pending.retain(|r| !elsewhere.contains(&recorded_as(r)));
         for recording in &pending {
             info!(recording_id = recording.id, "resuming processing");
             self.launch(recording.id);

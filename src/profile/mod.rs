@@ -4,6 +4,7 @@
 //! start-up rather than when a job starts.
 
 mod check;
+mod continuous;
 mod input;
 mod reach;
 mod report;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::template::{RECORDER_PLACEHOLDERS, check_list_placeholders, check_placeholders};
 pub use check::Problem;
+pub use continuous::{RestartPolicy, SEGMENT_LIST, SEGMENT_SECONDS};
 pub use input::{HLS_KEY, ProgressFormat, input_options_for};
 pub use reach::{
     HostPattern, HostRules, ReachRule, Refusal, check_host, listener_option, protocol_whitelist,
@@ -140,15 +142,29 @@ pub struct Profile {
     /// signal. ffmpeg exits 255 after SIGINT once its trailer is written.
     #[serde(default = "default_clean_exit_codes")]
     pub clean_exit_codes: Vec<i32>,
-    /// How many times a recorder that crashed (a non-zero exit or a signal
-    /// nobody asked for) is started again; each run writes a segment of its
-    /// own, joined into one file before processing.
+    /// When a recorder that ended unasked is started again: `on_failure`
+    /// (at most `restart_attempts` times) or `always`.
     #[serde(default)]
-    pub restart_attempts: u32,
+    pub restart: RestartPolicy,
+    /// How many times a recorder that ended unasked (a crash, its source
+    /// gone) is started again under `on_failure`; each run writes a file
+    /// of its own, joined into one before processing. Unset: 0.
+    #[serde(default)]
+    pub restart_attempts: Option<u32>,
     /// Wait before the first restart; doubled for each further one (at most
     /// a minute).
     #[serde(default = "default_restart_backoff")]
     pub restart_backoff_seconds: f64,
+    /// Under `restart = "always"`, a run that lasted this long was healthy:
+    /// the wait before the next restart starts over from
+    /// `restart_backoff_seconds`.
+    #[serde(default = "continuous::default_healthy_run")]
+    pub healthy_run_seconds: f64,
+    /// The recorder writes closed segments of this many seconds (listed in
+    /// `{segment_list}`); each becomes a recording of its own, processed
+    /// while the stream goes on.
+    #[serde(default)]
+    pub segment_seconds: Option<u32>,
     /// Labels a node must offer (`--labels`) to run this profile's
     /// recorders (`gpu`, `region=eu`); a start sent to a node without
     /// them is placed on one that has them.
@@ -256,8 +272,11 @@ impl Profile {
             steps: pipeline.steps,
             stall_timeout_seconds: Some(30.0),
             clean_exit_codes: vec![0, 255],
-            restart_attempts: 3,
+            restart: RestartPolicy::OnFailure,
+            restart_attempts: Some(3),
             restart_backoff_seconds: 2.0,
+            healthy_run_seconds: continuous::default_healthy_run(),
+            segment_seconds: None,
             allow_hosts: Vec::new(),
             deny_hosts: Vec::new(),
             deny_private: false,
@@ -333,9 +352,7 @@ impl Profile {
                 bail!("two steps are named `{}`", step.name);
             }
         }
-        if self.restart_attempts > 100 {
-            bail!("`restart_attempts` must be at most 100");
-        }
+        self.validate_continuous()?;
         if !(self.restart_backoff_seconds.is_finite()
             && (0.0..=3600.0).contains(&self.restart_backoff_seconds))
         {

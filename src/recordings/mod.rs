@@ -43,6 +43,8 @@ pub struct RecordingDetail {
     pub jobs: Vec<Job>,
     /// Its processing pipeline, in order.
     pub steps: Vec<Step>,
+    /// Its segments, in order, when its recorder wrote segments.
+    pub segments: Vec<Recording>,
 }
 
 /// Most jobs listed with one recording.
@@ -130,10 +132,16 @@ impl Recordings {
         let db = &self.inner.db;
         let (jobs, _) = store::jobs::list_jobs(db, None, Some(id), 1, MAX_JOBS_SHOWN).await?;
         let steps = store::steps::of_recording(db, id).await?;
+        // A segment has none of its own.
+        let segments = match recording.parent_id {
+            Some(_) => Vec::new(),
+            None => store::segments::of_parent(db, id).await?,
+        };
         Ok(RecordingDetail {
             recording,
             jobs,
             steps,
+            segments,
         })
     }
 

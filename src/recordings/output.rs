@@ -198,6 +198,42 @@ pub fn log_cause(log: &Path) -> Option<String> {
     Some(cause.chars().take(MAX_CAUSE_CHARS).collect())
 }
 
+/// Where a segmented recording's runs write their segments and lists:
+/// `recording-7.mkv` → `recording-7.segments/`.
+pub fn segments_dir(output: &Path) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!("{stem}.segments"))
+}
+
+/// The file name pattern (`{output}`) of run number `attempt` of a
+/// segmented recorder: `recording-7.segments/run1-%05d.mkv`, each run's
+/// segments apart (restarted runs are never joined).
+pub fn segment_pattern(output: &Path, attempt: i32) -> PathBuf {
+    let extension = output
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    segments_dir(output).join(format!("run{attempt}-%05d{extension}"))
+}
+
+/// The list (`{segment_list}`) run number `attempt` of a segmented
+/// recorder appends each closed segment to: `recording-7.segments/run1.csv`.
+pub fn segment_list(output: &Path, attempt: i32) -> PathBuf {
+    segments_dir(output).join(format!("run{attempt}.csv"))
+}
+
+/// The files that tell what a segmented recording's runs (1 to `attempts`)
+/// recorded: their segment lists, which hold a line once a segment closed.
+pub fn segment_lists(recording: &Recording, attempts: i32) -> Vec<PathBuf> {
+    let output = Path::new(&recording.output_path);
+    (1..=attempts.max(1))
+        .map(|attempt| segment_list(output, attempt))
+        .collect()
+}
+
 /// Where run number `attempt` (from 2) of a restarted recorder writes:
 /// `recording-7.mkv` → `recording-7.part2.mkv`.
 pub fn segment_path(output: &Path, attempt: i32) -> PathBuf {

@@ -52,9 +52,11 @@ impl Recordings {
         }
     }
 
-    /// Where a recording's files are (its latest job's node).
+    /// Where a recording's files are (its latest job's node; for a
+    /// segment, its parent's).
     pub(super) async fn locate_recording(&self, recording: &Recording) -> Result<Located, DbErr> {
-        let node = store::recordings::latest_job_node(&self.inner.db, recording.id).await?;
+        let recorded_as = recording.parent_id.unwrap_or(recording.id);
+        let node = store::recordings::latest_job_node(&self.inner.db, recorded_as).await?;
         self.locate(node).await
     }
 

@@ -8,6 +8,7 @@ pub mod placement;
 pub mod recordings;
 pub mod schedules;
 pub mod search;
+pub mod segments;
 pub mod steps;
 pub mod transcripts;
 

@@ -181,6 +181,10 @@ async fn insert_in(
         transcript: None,
         segments: None,
         processing_node: None,
+        parent_id: None,
+        segment_index: None,
+        segment_start_ms: None,
+        segment_duration_ms: None,
         created_at: now,
         updated_at: now,
     };

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod logs;
 pub mod progress;
 pub mod reaper;
+mod segments;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -30,9 +31,11 @@ use tracing::{Instrument, info_span};
 pub use foreign::ForeignProcess;
 pub use identity::ProcessIdentity;
 pub use progress::{LiveProgress, ProgressBoard};
+pub use segments::{ClosedSegment, SegmentList};
 
 use crate::profile::ProgressFormat;
 use logs::LogCaps;
+use segments::SegmentWatch;
 use watch::{StallWatch, Watch, watch_child, watch_foreign};
 
 /// Name of the environment variable that marks a recorder with its job, so
@@ -62,6 +65,8 @@ pub enum SupervisorEvent {
     Exited(ExitEvent),
     /// A recorder is alive but its output has not grown for `silent_for`.
     Stalled { job_id: i32, silent_for: Duration },
+    /// A segmented recorder closed a segment (reported before its exit).
+    SegmentClosed(ClosedSegment),
 }
 
 /// Sent by the supervisor each time one of its children ends.
@@ -102,6 +107,8 @@ pub struct SpawnSpec {
     /// Size the job's log is kept under while the recorder runs (`None`:
     /// no cap).
     pub log_max_bytes: Option<u64>,
+    /// Where a segmented recorder lists the segments it closes.
+    pub segments: Option<SegmentList>,
 }
 
 /// Stall detection for one recorder: its output file must grow, or its
@@ -123,6 +130,11 @@ pub enum SpawnError {
     #[error("cannot start `{program}`: {source}")]
     Program {
         program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create the output directory {path}: {source}")]
+    Output {
+        path: PathBuf,
         source: std::io::Error,
     },
     #[error("cannot read the identity of process {pid}: {source}")]
@@ -389,6 +401,7 @@ impl Supervisor {
                             .log_caps
                             .watch(spec.job_id, spec.log_path.clone(), max)
                     }),
+                    segments: spec.segments.map(SegmentWatch::new),
                 },
             )
             .instrument(span),
@@ -399,7 +412,13 @@ impl Supervisor {
     /// Takes charge of a live recorder that a previous supervisor spawned:
     /// from now on it is owned like a child, except that its exit status is
     /// unknown.
-    pub fn adopt(&self, job_id: i32, process: ForeignProcess, stall: Option<StallCheck>) {
+    pub fn adopt(
+        &self,
+        job_id: i32,
+        process: ForeignProcess,
+        stall: Option<StallCheck>,
+        segments: Option<SegmentList>,
+    ) {
         let pid = process.identity().pid;
         let (control, control_rx) = mpsc::unbounded_channel();
         {
@@ -426,10 +445,28 @@ impl Supervisor {
                     stall: stall.map(|c| StallWatch::new(c, None)),
                     restartable: false,
                     log_cap: None,
+                    // Read from its start: segments reported before are
+                    // kept once by the job service.
+                    segments: segments.map(SegmentWatch::new),
                 },
             )
             .instrument(span),
         );
+    }
+
+    /// Reports every segment the lists name, those reported already
+    /// included (the job service keeps each once): at a segmented job's
+    /// end, for segments closed while nothing followed its list (a
+    /// recorder that ended or was adopted while recorderd was down).
+    pub fn sweep_segments(&self, job_id: i32, lists: Vec<SegmentList>) {
+        let events = self.inner.exits.clone();
+        self.inner.tracker.spawn(async move {
+            for list in lists {
+                for segment in segments::read_all(list, job_id).await {
+                    let _ = events.send(SupervisorEvent::SegmentClosed(segment));
+                }
+            }
+        });
     }
 
     /// Begins the stop sequence of an owned child. Returns false when no

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::logs::LogCap;
+use super::segments::{SegmentWatch, watch_segments};
 use super::{
     Control, ExitEvent, ExitOutcome, ForeignProcess, OwnedPid, ProgressBoard, StallCheck, StopPlan,
     SupervisorEvent,
@@ -76,6 +77,8 @@ pub(super) struct Watch {
     /// The job's log, kept under its cap while the recorder runs (by the
     /// task shared by all recorders: this only keeps it watched).
     pub(super) log_cap: Option<LogCap>,
+    /// The list of a segmented recorder's closed segments.
+    pub(super) segments: Option<SegmentWatch>,
 }
 
 /// Watches an output file for growth, and the recorder's reported
@@ -153,6 +156,7 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         mut stall,
         restartable,
         log_cap: _log_cap,
+        mut segments,
     } = watch;
     info!("recorder started");
     let mut escalation = Escalation::default();
@@ -163,6 +167,11 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
             () = detached.cancelled() => {
                 info!("detached: the recorder keeps running");
                 return;
+            }
+            closed = watch_segments(&mut segments, job_id), if segments.is_some() => {
+                for segment in closed {
+                    let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+                }
             }
             // Not a `Some(..) =` pattern: a check that finds no stall must
             // end this select so the next check is scheduled.
@@ -207,6 +216,12 @@ pub(super) async fn watch_child(pid: i32, mut child: Child, owned_pid: OwnedPid,
         Err(e) => ExitOutcome::Vanished(format!("waiting for the recorder failed: {e}")),
     };
     info!(?outcome, "recorder ended");
+    // The last segment is closed by the recorder's end: reported before it.
+    if let Some(watch) = segments.as_mut() {
+        for segment in watch.read_new(job_id).await {
+            let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+        }
+    }
     let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
         pid,
@@ -231,6 +246,7 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         mut stall,
         restartable,
         log_cap: _,
+        mut segments,
     } = watch;
     info!("adopted a recorder left by a previous supervisor");
     let mut escalation = Escalation::default();
@@ -239,6 +255,11 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
         tokio::select! {
             () = process.exited() => break,
             () = detached.cancelled() => return,
+            closed = watch_segments(&mut segments, job_id), if segments.is_some() => {
+                for segment in closed {
+                    let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+                }
+            }
             stalled = watch_stall(&mut stall, job_id), if stall.is_some() => {
                 if let Some(silent_for) = stalled {
                     warn!(?silent_for, "the adopted recorder's output stopped growing");
@@ -266,6 +287,11 @@ pub(super) async fn watch_foreign(process: ForeignProcess, watch: Watch) {
     }
     let (observed_at, ended_at) = (Instant::now(), OffsetDateTime::now_utc());
     info!("adopted recorder ended");
+    if let Some(watch) = segments.as_mut() {
+        for segment in watch.read_new(job_id).await {
+            let _ = exits.send(SupervisorEvent::SegmentClosed(segment));
+        }
+    }
     let _ = exits.send(SupervisorEvent::Exited(ExitEvent {
         job_id,
         pid: process.identity().pid,

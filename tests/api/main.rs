@@ -35,6 +35,7 @@ mod retention;
 mod schedules;
 mod search;
 mod security;
+mod segments;
 mod shutdown;
 mod sources;
 mod validation;

@@ -1,7 +1,8 @@
 // One recording: its player (an MP4 the server makes from the recorded
 // file) with the transcript as captions and as text whose lines seek the
 // player, what the analysis measured, the processing steps with their
-// errors, the recorder's runs, and its log followed live; stop, reprocess,
+// errors (or, for a continuous recording, its segments), the recorder's
+// runs, and its log followed live; stop, reprocess,
 // download and delete.
 
 import { get, post, remove, withToken } from "./api.js";
@@ -268,6 +269,18 @@ function renderFacts(section, d) {
 
 function renderSteps(section, d) {
   const heading = el("h2", { id: "steps-title" }, "Processing");
+  // A continuous recording is processed segment by segment, each a
+  // recording of its own.
+  if (d.segments && d.segments.length) {
+    section.replaceChildren(el("h2", { id: "steps-title" }, "Segments"), el("table", { class: "cards", id: "segments" },
+      el("thead", {}, el("tr", {}, ["Segment", "Starts at", "Length", "Status"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, d.segments.map((s) => el("tr", {},
+        el("td", { "data-label": "Segment" }, el("a", { href: "#/recordings/" + s.recording_id }, "#" + s.index)),
+        el("td", { class: "num", "data-label": "Starts at" }, duration(s.start_ms / 1000)),
+        el("td", { class: "num", "data-label": "Length" }, duration(s.duration_ms / 1000)),
+        el("td", { "data-label": "Status" }, status(s.status)))))));
+    return;
+  }
   if (d.steps.length === 0) {
     section.replaceChildren(heading, el("p", { class: "muted" }, d.status === "recording" ? "Begins when the recording ends." : "No step."));
     return;

@@ -1,26 +1,23 @@
 //! The one transition out of `running`/`stopping`, shared by every path
 //! that ends a job (its recorder's exit, a reconciliation, a failed spawn,
-//! a lost node). Each job's end is decided by the pure state machine
-//! (`status::verdict`) from what is known, written with a compare-and-set
-//! (so racing paths yield exactly one transition), then announced by
-//! [`JobService::after_end`]: logged, published, and its recording's
-//! processing launched, exactly once.
+//! a lost node). Each job's end is decided from what is known (`decide.rs`:
+//! the pure state machine's verdict and its context), written with a
+//! compare-and-set (so racing paths yield exactly one transition), then
+//! announced by [`JobService::after_end`]: logged, published, and its
+//! recording's processing launched, exactly once.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use sea_orm::DbErr;
 use tracing::info;
 
-use super::request::find_profile;
-use super::status::{Ending, JobContext, verdict};
-use super::{JobService, crash_loop};
+use super::JobService;
+use super::decide::FailureContext;
+use super::status::Ending;
 use crate::entity::{EventKind, JobStatus, RecordingStatus};
-use crate::recordings::output::{self, OutputState, Outputs};
-use crate::redact;
+use crate::recordings::output::{self, Outputs};
 use crate::store::jobs::{Fence, FinishGroup, RecordingOutcome, Verdict};
 use crate::store::{self, Job, Recording};
-use crate::supervisor::ExitOutcome;
 
 impl JobService {
     /// Ends one job. Reads it, decides its final state from the state it is
@@ -167,92 +164,6 @@ impl JobService {
         Ok(ended_count)
     }
 
-    /// What explains a recorder that failed by itself: a full disk, or the
-    /// cause its log names, and whether it failed at once again and again
-    /// (read off the disk only for such failures).
-    async fn failure_context(
-        &self,
-        job: &Job,
-        recording: &Recording,
-        ending: &Ending,
-    ) -> FailureContext {
-        let Ending::Process {
-            outcome: outcome @ (ExitOutcome::Exited(_) | ExitOutcome::Signalled(_)),
-            stop_signal: None,
-            ended_at,
-            ..
-        } = ending
-        else {
-            return FailureContext::default();
-        };
-        if *outcome == ExitOutcome::Exited(0) {
-            return FailureContext::default();
-        }
-        let fast_failures = crash_loop::repeated_fast_failures(job, outcome, *ended_at);
-        let recordings = self.inner.settings.recordings_dir();
-        let log = std::path::PathBuf::from(&job.log_path);
-        let source = recording.source.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let disk_full = output::disk_full(&recordings, &log);
-            // Recorders print the URL they open: its secrets stay out.
-            let log_cause = output::log_cause(&log).map(|c| redact::scrub(&c, &source));
-            (disk_full, log_cause)
-        });
-        let (disk_full, log_cause) = read.await.unwrap_or_default();
-        FailureContext {
-            disk_full,
-            log_cause,
-            fast_failures,
-        }
-    }
-
-    /// The job's verdict and its recording's fate, from what is known.
-    fn decide(
-        &self,
-        job: &Job,
-        recording: &Recording,
-        ending: &Ending,
-        outputs: &Outputs,
-        context: FailureContext,
-    ) -> (Verdict, RecordingOutcome) {
-        let output = &outputs.state;
-        let profile = find_profile(&self.inner.settings.profiles, Some(&recording.profile))
-            .ok()
-            .map(|(_, p)| p);
-        let clean_exit_codes = profile
-            .as_ref()
-            .map(|p| p.clean_exit_codes.clone())
-            .unwrap_or_else(|| vec![0]);
-        let mut verdict = verdict(
-            JobContext {
-                status: job.status,
-                stop_reason: job.stop_reason,
-                output_has_data: output.has_data(),
-                last_run_had_data: outputs.last_run_had_data,
-                attempt: job.attempt,
-                duration_limit: job
-                    .duration_seconds
-                    .and_then(|s| u64::try_from(s).ok())
-                    .map(Duration::from_secs),
-                recorded: recorded(job, ending),
-                clean_exit_codes: &clean_exit_codes,
-            },
-            ending,
-        );
-        if verdict.status == JobStatus::Failed {
-            verdict.error = context.explain(verdict.error.take());
-        }
-        // With no step to run and no segments to join, the recording is
-        // ready as soon as its job ends: no processing round for nothing.
-        // A segmented recording's segments are processed one by one, each
-        // a recording of its own: nothing is left for it.
-        let nothing_to_process = profile.as_ref().is_some_and(|p| {
-            p.segment_seconds.is_some() || (p.pipeline().is_empty() && recording.segments.is_none())
-        });
-        let outcome = recording_outcome(ending, output, &verdict, nothing_to_process);
-        (verdict, outcome)
-    }
-
     /// Ends the job once, from the state it is in now, under `fence`: no
     /// second reading when that state changed meanwhile (the caller looks
     /// again). Returns the ended job.
@@ -367,88 +278,6 @@ async fn read_outputs(files: Vec<Vec<std::path::PathBuf>>) -> Result<Vec<Outputs
         .map_err(|e| DbErr::Custom(format!("reading outputs failed: {e}")))
 }
 
-/// How long the job's runs recorded: from its start to its end, the waits
-/// between runs left out. `None` when its end time is unknown.
-fn recorded(job: &Job, ending: &Ending) -> Option<Duration> {
-    let ended_at = ending.ended_at()?;
-    let waited: u64 = job
-        .attempts
-        .iter()
-        .flat_map(|runs| runs.0.iter())
-        .map(|run| run.restarted_after_ms)
-        .sum();
-    let wall = Duration::try_from(ended_at - job.started_at).ok()?;
-    Some(wall.saturating_sub(Duration::from_millis(waited)))
-}
-
-/// A recording's fate when its job ends.
-fn recording_outcome(
-    ending: &Ending,
-    output: &OutputState,
-    verdict: &Verdict,
-    nothing_to_process: bool,
-) -> RecordingOutcome {
-    match output {
-        // The file is on the lost node, not here: judged there when the
-        // node returns.
-        _ if matches!(ending, Ending::NodeLost(_)) => RecordingOutcome {
-            status: RecordingStatus::Failed,
-            error: verdict.error.clone(),
-        },
-        OutputState::HasData if nothing_to_process => RecordingOutcome {
-            status: RecordingStatus::Ready,
-            error: None,
-        },
-        OutputState::HasData => RecordingOutcome {
-            status: RecordingStatus::Processing,
-            error: None,
-        },
-        other => RecordingOutcome {
-            status: RecordingStatus::Failed,
-            error: Some(match &verdict.error {
-                Some(job_error) => format!("{}; {job_error}", other.describe()),
-                None => other.describe(),
-            }),
-        },
-    }
-}
-
-/// What is known about why a recorder failed by itself, beside its exit
-/// status.
-#[derive(Debug, Default)]
-struct FailureContext {
-    /// The recordings' disk is full.
-    disk_full: Option<String>,
-    /// The line of the recorder's log that says why.
-    log_cause: Option<String>,
-    /// Runs in a row that failed this way within a second of their start.
-    fast_failures: usize,
-}
-
-impl FailureContext {
-    /// The job's error, told with what explains it.
-    fn explain(self, error: Option<String>) -> Option<String> {
-        let mut error = match (self.disk_full, error) {
-            (Some(full), Some(error)) => Some(format!("{full} ({error})")),
-            (Some(full), None) => Some(full),
-            (None, Some(error)) => Some(match self.log_cause {
-                Some(cause) => format!("{error}: {cause}"),
-                None => error,
-            }),
-            (None, None) => None,
-        };
-        if self.fast_failures >= crash_loop::FAST_FAILURES_TO_GIVE_UP
-            && let Some(error) = error.as_mut()
-        {
-            error.push_str(&format!(
-                " (it failed this way within 2 s of starting {} times in a row, so it was not started again)",
-                self.fast_failures
-            ));
-        }
-        error
-    }
-}
-
 /// One job's decided end: the job, its recording, the verdict, the
 /// recording's fate and when the recorder ended.
 type Decided = (
@@ -492,7 +321,7 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::entity::EndCause;
+    use crate::jobs::decide::tests::verdict;
 
     fn job(id: i32, status: JobStatus) -> Job {
         Job {
@@ -544,19 +373,6 @@ mod tests {
         }
     }
 
-    fn verdict(status: JobStatus, error: Option<&str>) -> Verdict {
-        Verdict {
-            status,
-            error: error.map(str::to_owned),
-            exit_code: Some(0),
-            exit_signal: None,
-            stop_signal: None,
-            stop_duration_ms: None,
-            end_cause: EndCause::Exited,
-            stop_reason: None,
-        }
-    }
-
     fn processing() -> RecordingOutcome {
         RecordingOutcome {
             status: RecordingStatus::Processing,
@@ -603,36 +419,5 @@ mod tests {
         assert_eq!(groups[1].from, JobStatus::Stopping);
         assert_eq!(recordings.len(), 5);
         assert_eq!(recordings[&4].id, 4);
-    }
-
-    #[test]
-    fn a_recording_is_processed_only_when_there_is_data_and_a_pipeline() {
-        let ended = Ending::ProcessGone("gone".to_owned());
-        let ok = verdict(JobStatus::Completed, None);
-        let data = OutputState::HasData;
-        assert_eq!(
-            recording_outcome(&ended, &data, &ok, false).status,
-            RecordingStatus::Processing
-        );
-        assert_eq!(
-            recording_outcome(&ended, &data, &ok, true).status,
-            RecordingStatus::Ready
-        );
-        let failed = verdict(JobStatus::Failed, Some("recorder exited with code 3"));
-        let missing = recording_outcome(&ended, &OutputState::Missing, &failed, false);
-        assert_eq!(missing.status, RecordingStatus::Failed);
-        assert_eq!(
-            missing.error.as_deref(),
-            Some("the recorder produced no output file; recorder exited with code 3")
-        );
-    }
-
-    #[test]
-    fn a_lost_nodes_recording_fails_whatever_is_on_this_disk() {
-        let lost = Ending::NodeLost("node lost: node `a` is unknown".to_owned());
-        let failed = verdict(JobStatus::Failed, Some("node lost: node `a` is unknown"));
-        let outcome = recording_outcome(&lost, &OutputState::HasData, &failed, false);
-        assert_eq!(outcome.status, RecordingStatus::Failed);
-        assert_eq!(outcome.error, failed.error);
     }
 }

@@ -4,6 +4,7 @@
 
 mod admission;
 mod crash_loop;
+mod decide;
 mod error;
 mod exits;
 mod finish;

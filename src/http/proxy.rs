@@ -51,6 +51,9 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(node_id: &str) -> Self {
+        // Built by the application itself, not only by `main`: an
+        // application built in-process (tests, embedding) needs it too.
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             // Between two reads of a body, not for the whole of it: a large

@@ -97,33 +97,15 @@ pub fn restart_streak(job: &Job, ended_at: OffsetDateTime, healthy: Duration) ->
 mod tests {
     use super::*;
     use crate::entity::{JobStatus, PastRun, PastRuns};
+    use crate::jobs::fixtures;
 
     fn job(runs: Vec<PastRun>) -> Job {
-        let started_at = OffsetDateTime::UNIX_EPOCH;
         Job {
-            id: 1,
-            recording_id: 1,
-            status: JobStatus::Running,
             process_id: None,
             process_start_time: None,
-            exit_code: None,
-            exit_signal: None,
-            duration_seconds: None,
-            started_at,
-            stop_requested_at: None,
-            completed_at: None,
-            error: None,
-            log_path: String::new(),
-            stop_reason: None,
-            stop_signal: None,
-            stop_duration_ms: None,
             attempt: runs.len() as i32 + 1,
             attempts: Some(PastRuns(runs)),
-            node: None,
-            end_cause: None,
-            restart_at: None,
-            progress: None,
-            lease_generation: None,
+            ..fixtures::job(1, JobStatus::Running)
         }
     }
 

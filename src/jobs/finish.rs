@@ -322,56 +322,7 @@ mod tests {
 
     use super::*;
     use crate::jobs::decide::tests::verdict;
-
-    fn job(id: i32, status: JobStatus) -> Job {
-        Job {
-            id,
-            recording_id: id,
-            status,
-            process_id: Some(1000 + id),
-            process_start_time: Some(1),
-            exit_code: None,
-            exit_signal: None,
-            duration_seconds: None,
-            started_at: OffsetDateTime::UNIX_EPOCH,
-            stop_requested_at: None,
-            completed_at: None,
-            error: None,
-            log_path: String::new(),
-            stop_reason: None,
-            stop_signal: None,
-            stop_duration_ms: None,
-            attempt: 1,
-            attempts: None,
-            node: None,
-            end_cause: None,
-            restart_at: None,
-            lease_generation: None,
-            progress: None,
-        }
-    }
-
-    fn recording(id: i32) -> Recording {
-        Recording {
-            id,
-            title: String::new(),
-            source: "test://x".to_owned(),
-            profile: "test".to_owned(),
-            status: RecordingStatus::Recording,
-            output_path: format!("/nowhere/recording-{id}.mkv"),
-            error: None,
-            analysis: None,
-            transcript: None,
-            segments: None,
-            processing_node: None,
-            parent_id: None,
-            segment_index: None,
-            segment_start_ms: None,
-            segment_duration_ms: None,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
+    use crate::jobs::fixtures::{job, recording};
 
     fn processing() -> RecordingOutcome {
         RecordingOutcome {

@@ -8,6 +8,8 @@ mod decide;
 mod error;
 mod exits;
 mod finish;
+#[cfg(test)]
+mod fixtures;
 mod orphans;
 mod peers;
 mod pending;

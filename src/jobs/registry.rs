@@ -140,35 +140,17 @@ fn freshness(job: &Job) -> (i32, bool, bool) {
 
 #[cfg(test)]
 mod tests {
-    use time::OffsetDateTime;
-
     use super::*;
+    use crate::jobs::fixtures;
 
     fn job(id: i32, status: JobStatus, pid: Option<i32>, attempt: i32) -> Job {
         Job {
-            id,
-            recording_id: id,
-            status,
             process_id: pid,
             process_start_time: pid.map(i64::from),
-            exit_code: None,
-            exit_signal: None,
-            duration_seconds: None,
-            started_at: OffsetDateTime::UNIX_EPOCH,
-            stop_requested_at: None,
-            completed_at: None,
-            error: None,
-            log_path: String::new(),
-            stop_reason: None,
-            stop_signal: None,
-            stop_duration_ms: None,
             attempt,
-            attempts: None,
             node: Some("a".to_owned()),
-            end_cause: None,
-            restart_at: None,
             lease_generation: Some(1),
-            progress: None,
+            ..fixtures::job(id, status)
         }
     }
 

@@ -152,7 +152,8 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::entity::{JobStatus, PastRun, PastRuns, RecordingStatus};
+    use crate::entity::{JobStatus, PastRun, PastRuns};
+    use crate::jobs::fixtures;
 
     #[test]
     fn each_runs_list_is_placed_where_its_run_started() {
@@ -167,48 +168,21 @@ mod tests {
             lasted_ms: None,
         };
         let job = Job {
-            id: 3,
             recording_id: 7,
-            status: JobStatus::Running,
             process_id: None,
             process_start_time: None,
-            exit_code: None,
-            exit_signal: None,
-            duration_seconds: None,
             started_at: at(0),
-            stop_requested_at: None,
-            completed_at: None,
-            error: None,
-            log_path: String::new(),
-            stop_reason: None,
-            stop_signal: None,
-            stop_duration_ms: None,
             attempt: 3,
             attempts: Some(PastRuns(vec![past(1, 10_000, 2000), past(2, 30_000, 500)])),
-            node: None,
-            end_cause: None,
-            restart_at: None,
-            progress: None,
-            lease_generation: None,
+            ..fixtures::job(3, JobStatus::Running)
         };
         let recording = Recording {
-            id: 7,
-            title: String::new(),
             source: "udp://127.0.0.1:9".to_owned(),
             profile: "radio".to_owned(),
-            status: RecordingStatus::Recording,
             output_path: "/r/recording-7.mkv".to_owned(),
-            error: None,
-            analysis: None,
-            transcript: None,
-            segments: None,
-            processing_node: None,
-            parent_id: None,
-            segment_index: None,
-            segment_start_ms: None,
-            segment_duration_ms: None,
             created_at: at(0),
             updated_at: at(0),
+            ..fixtures::recording(7)
         };
         let lists: Vec<(String, u128)> = all_lists(&recording, &job)
             .into_iter()

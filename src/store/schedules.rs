@@ -157,25 +157,8 @@ pub async fn claim(
     node: &str,
     now: OffsetDateTime,
 ) -> Result<bool, DbErr> {
-    let row = schedule_firing::ActiveModel {
-        schedule_id: Set(schedule_id),
-        slot_at: Set(slot_at),
-        node: Set(Some(node.to_owned())),
-        outcome: Set(FiringOutcome::Starting),
-        job_id: Set(None),
-        error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    let result = schedule_firing::Entity::insert(row)
-        .on_conflict_do_nothing_on([
-            schedule_firing::Column::ScheduleId,
-            schedule_firing::Column::SlotAt,
-        ])
-        .exec(db)
-        .await?;
-    Ok(matches!(result, TryInsertResult::Inserted(_)))
+    let node = Some(node.to_owned());
+    insert_firing(db, schedule_id, slot_at, node, FiringOutcome::Starting, now).await
 }
 
 /// Records slots that passed unfired; those recorded already are left as
@@ -190,29 +173,43 @@ pub async fn record_missed(
     // One insert per slot: "do nothing on conflict" must count per row, and
     // the list is short (the caller bounds it).
     for &slot_at in slots {
-        let row = schedule_firing::ActiveModel {
-            schedule_id: Set(schedule_id),
-            slot_at: Set(slot_at),
-            node: Set(None),
-            outcome: Set(FiringOutcome::Missed),
-            job_id: Set(None),
-            error: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        };
-        let result = schedule_firing::Entity::insert(row)
-            .on_conflict_do_nothing_on([
-                schedule_firing::Column::ScheduleId,
-                schedule_firing::Column::SlotAt,
-            ])
-            .exec(db)
-            .await?;
-        if matches!(result, TryInsertResult::Inserted(_)) {
+        if insert_firing(db, schedule_id, slot_at, None, FiringOutcome::Missed, now).await? {
             created.push(slot_at);
         }
     }
     Ok(created)
+}
+
+/// Inserts a slot's firing row unless the slot has one: true when this
+/// insert created it. The unique `(schedule_id, slot_at)` makes exactly
+/// one insert win, whichever node or run tries.
+async fn insert_firing(
+    db: &DatabaseConnection,
+    schedule_id: i32,
+    slot_at: OffsetDateTime,
+    node: Option<String>,
+    outcome: FiringOutcome,
+    now: OffsetDateTime,
+) -> Result<bool, DbErr> {
+    let row = schedule_firing::ActiveModel {
+        schedule_id: Set(schedule_id),
+        slot_at: Set(slot_at),
+        node: Set(node),
+        outcome: Set(outcome),
+        job_id: Set(None),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let result = schedule_firing::Entity::insert(row)
+        .on_conflict_do_nothing_on([
+            schedule_firing::Column::ScheduleId,
+            schedule_firing::Column::SlotAt,
+        ])
+        .exec(db)
+        .await?;
+    Ok(matches!(result, TryInsertResult::Inserted(_)))
 }
 
 /// How a claimed slot's start ended.

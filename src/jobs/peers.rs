@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{JobError, JobService};
+use crate::nodes::lease::LeaseState;
 use crate::nodes::{Message, heartbeat_interval};
 use crate::store::jobs::Fence;
 use crate::store::{self, Job};
@@ -227,14 +228,25 @@ impl JobService {
         if owned.is_empty() {
             return Ok(());
         }
+        let mut states = self.inner.lease.subscribe();
+        let state = *states.borrow_and_update();
+        if matches!(state, LeaseState::Regaining { .. }) {
+            return Ok(());
+        }
         let fence = Fence::Lease {
             node: self.inner.settings.node_id.clone(),
-            generation: self.inner.lease.state().last(),
+            generation: state.last(),
         };
         let live: HashSet<i32> = store::jobs::held_job_ids_among(&self.inner.db, &owned, &fence)
             .await?
             .into_iter()
             .collect();
+        // The lease changed while the rows were read (taken back: its jobs
+        // moved under the next generation): the rows say nothing about the
+        // generation read before. Judged again at the next round.
+        if states.has_changed().unwrap_or(true) {
+            return Ok(());
+        }
         for job_id in owned {
             if live.contains(&job_id) {
                 continue;

@@ -54,6 +54,10 @@ pub enum LeaseState {
     /// generation it held. The node starts nothing and writes none of its
     /// jobs until it holds its lease again.
     Lost { last: i64 },
+    /// Taken again, its jobs being moved under the next generation: until
+    /// [`LeaseState::Held`] says which, a job's generation proves nothing
+    /// (rows may already carry the new one while `last` is the old).
+    Regaining { last: i64 },
 }
 
 impl LeaseState {
@@ -61,7 +65,7 @@ impl LeaseState {
     pub fn held(self) -> Option<i64> {
         match self {
             Self::Held { generation } => Some(generation),
-            Self::Lost { .. } => None,
+            Self::Lost { .. } | Self::Regaining { .. } => None,
         }
     }
 
@@ -69,7 +73,7 @@ impl LeaseState {
     pub fn last(self) -> i64 {
         match self {
             Self::Held { generation } => generation,
-            Self::Lost { last } => last,
+            Self::Lost { last } | Self::Regaining { last } => last,
         }
     }
 }
@@ -226,19 +230,29 @@ impl Lease {
                 return None;
             }
             match try_hold(&self.inner.place, card, self.inner.key).await {
-                Ok(Some(holder)) => match begin_generation(&self.inner.db, card, false).await {
-                    Ok(generation) => {
-                        info!(node = %card.id, generation, "lease acquired again");
-                        self.inner
-                            .state
-                            .send_replace(LeaseState::Held { generation });
-                        return Some(holder);
+                Ok(Some(holder)) => {
+                    // Said before the jobs move, so that a check that read
+                    // the old generation sees the state change by the time
+                    // it could see a moved row.
+                    let last = self.state().last();
+                    self.inner
+                        .state
+                        .send_replace(LeaseState::Regaining { last });
+                    match begin_generation(&self.inner.db, card, false).await {
+                        Ok(generation) => {
+                            info!(node = %card.id, generation, "lease acquired again");
+                            self.inner
+                                .state
+                                .send_replace(LeaseState::Held { generation });
+                            return Some(holder);
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot record the lease taken back; trying again");
+                            self.inner.state.send_replace(LeaseState::Lost { last });
+                            release(holder).await;
+                        }
                     }
-                    Err(e) => {
-                        warn!(error = %e, "cannot record the lease taken back; trying again");
-                        release(holder).await;
-                    }
-                },
+                }
                 Ok(None) => {}
                 Err(e) => {
                     // Said now and then, not five times a second.

@@ -16,6 +16,7 @@ use testkit::server::{ServeConfig, example_beside, serve_command, wait_until_lis
 
 mod backend;
 pub mod events;
+pub mod hls;
 mod profiles;
 pub mod tmpfs;
 mod turn;

@@ -18,6 +18,7 @@ mod backend;
 pub mod events;
 pub mod hls;
 mod profiles;
+pub mod rtmp;
 pub mod tmpfs;
 mod turn;
 mod waits;

@@ -19,6 +19,7 @@ pub mod events;
 pub mod hls;
 mod profiles;
 pub mod rtmp;
+pub mod timed_id3;
 pub mod tmpfs;
 mod turn;
 mod waits;

@@ -1,9 +1,11 @@
 //! The built-in profile recording from real senders of the protocols it
 //! has options for, each job stopped by its duration limit: SRT, with the
 //! recorder calling a sender that listens; RTMP, read from an nginx server
-//! a second ffmpeg publishes to. Each kind of source gets options of its
-//! own (`{input_options}`), and ffmpeg exits at once on an option nothing
-//! consumes: a first run that records to the end is the proof they fit.
+//! a second ffmpeg publishes to; and HLS whose segments carry timed ID3
+//! metadata. Each kind of source gets options of its own
+//! (`{input_options}`), and ffmpeg exits at once on an option nothing
+//! consumes or a stream its output cannot hold: a first run that records
+//! to the end is the proof they fit.
 
 use std::ops::RangeInclusive;
 use std::process::{Command, Stdio};
@@ -12,13 +14,16 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::ffmpeg::{Source, TONE, ffmpeg_available, udp_port_bound};
+use crate::helpers::hls::{HlsSource, SEGMENT_SECONDS};
 use crate::helpers::rtmp::RtmpServer;
+use crate::helpers::timed_id3::timed_id3_stream;
 use crate::helpers::{Backend, TestApp, is_terminal};
 use crate::on_both_databases;
 
 on_both_databases!(
     a_10_s_job_calling_an_srt_sender_holds_its_sound_and_picture,
     a_6_s_job_reading_an_rtmp_server_holds_its_sound_and_picture,
+    a_8_s_job_from_hls_with_timed_id3_metadata_holds_its_sound_without_it,
 );
 
 /// A moving test pattern, as a camera would send it.
@@ -93,6 +98,70 @@ async fn a_6_s_job_reading_an_rtmp_server_holds_its_sound_and_picture(backend: B
     let recording = record_until_its_limit(&app, &url, 6).await;
     // Connecting and ffmpeg's probe of the stream take the first moments.
     holds_sound_and_picture(&recording, 6, 4.0..=7.0);
+}
+
+async fn a_8_s_job_from_hls_with_timed_id3_metadata_holds_its_sound_without_it(backend: Backend) {
+    let _exclusive = crate::helpers::exclusive().await;
+    if !ffmpeg_available() {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    // Ten minutes of tags, one a second, copied beside the tone into each
+    // segment.
+    let tags = app.dir.join("id3.ts");
+    std::fs::write(&tags, timed_id3_stream(600)).expect("write the ID3 stream");
+    let tags = tags.display().to_string();
+    let input = [
+        TONE,
+        &["-i", &tags, "-map", "0:a", "-map", "1:d"],
+        &["-c:a", "aac", "-c:d", "copy"],
+    ]
+    .concat();
+    let source = HlsSource::start(&app.dir, &input).await;
+    let segments = app
+        .wait_until(
+            "4 segments listed",
+            Duration::from_secs(30),
+            || match source.listed_segments() {
+                listed if listed.len() >= 4 => Ok(listed),
+                listed => Err(format!("{} segments", listed.len())),
+            },
+        )
+        .await;
+    // The source really carries the metadata: a test of nothing otherwise.
+    let newest = segments.last().expect("a segment");
+    let described = ffprobe(
+        &[
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_type,codec_name,nb_read_packets",
+        ],
+        &newest.display().to_string(),
+    );
+    let tags_in_segment = described
+        .split("[STREAM]")
+        .find(|s| s.contains("codec_name=timed_id3") && s.contains("codec_type=data"))
+        .and_then(|s| field(s, "nb_read_packets"))
+        .unwrap_or(0.0);
+    assert!(
+        tags_in_segment >= 1.0,
+        "a segment without timed ID3 tags: {described}"
+    );
+
+    let recording = record_until_its_limit(&app, &source.url, 8).await;
+    let duration = analysed_duration(&recording);
+    eprintln!("HLS with timed ID3: an 8 s job holds {duration:.2} s");
+    // The playlist's newest segment is where the recording starts.
+    assert!(
+        (duration - 8.0).abs() <= SEGMENT_SECONDS + 0.5,
+        "an 8 s job holds {duration:.2} s: {recording}"
+    );
+    assert_eq!(recording["analysis"]["codec"], "aac", "{recording}");
+    let file = probe_output(&recording, duration);
+    assert!(
+        file.contains("codec_type=audio") && !file.contains("codec_type=data"),
+        "the sound kept, the metadata left out: {file}"
+    );
 }
 
 /// What a wait reports while a condition does not hold.

@@ -57,6 +57,13 @@ pub(crate) async fn wait_recorded(
 /// Kills the stream source when the test ends, whatever happens.
 pub(crate) struct Source(std::process::Child);
 
+impl Source {
+    /// Starts `command` as a source.
+    pub(crate) fn spawn(command: &mut Command) -> Self {
+        Self(command.spawn().expect("start the stream source"))
+    }
+}
+
 impl Drop for Source {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -145,7 +152,7 @@ async fn send_live_stream(
 }
 
 /// Whether a socket of this machine is bound to UDP `port`.
-fn udp_port_bound(port: u16) -> bool {
+pub(crate) fn udp_port_bound(port: u16) -> bool {
     let v4 = procfs::net::udp().unwrap_or_default();
     let v6 = procfs::net::udp6().unwrap_or_default();
     v4.iter()

@@ -16,7 +16,10 @@ use testkit::server::{ServeConfig, example_beside, serve_command, wait_until_lis
 
 mod backend;
 pub mod events;
+pub mod hls;
 mod profiles;
+pub mod rtmp;
+pub mod timed_id3;
 pub mod tmpfs;
 mod turn;
 mod waits;

@@ -3,13 +3,12 @@
 //! segments from before the start, a source that refuses every attempt
 //! the same way at once.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::ffmpeg::{TONE, ffmpeg_available, record_live_stream_with, wait_recorded};
+use crate::helpers::hls::{HlsSource, SEGMENT_SECONDS, serve_dir};
 use crate::helpers::{AppOptions, Backend, TestApp};
 use crate::on_both_databases;
 
@@ -30,102 +29,20 @@ const CAMERA: &[&str] = &[
     "-an",
 ];
 
-/// Seconds of one HLS segment of the test playlist.
-const SEGMENT_SECONDS: f64 = 2.0;
-
-/// A live HLS stream: ffmpeg writes a rolling playlist of 2 s segments into
-/// a directory, served over HTTP on loopback. Killed when dropped.
-struct HlsSource {
-    url: String,
-    writer: Child,
-}
-
-impl Drop for HlsSource {
-    fn drop(&mut self) {
-        let _ = self.writer.kill();
-        let _ = self.writer.wait();
-    }
-}
-
-impl HlsSource {
-    async fn start(dir: &Path) -> Self {
-        let hls = dir.join("hls");
-        std::fs::create_dir_all(&hls).expect("HLS directory");
-        let log = std::fs::File::create(dir.join("hls-source.log")).expect("source log");
-        let writer = Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-            .args(TONE)
-            .args([
-                "-c:a",
-                "aac",
-                "-f",
-                "hls",
-                "-hls_time",
-                "2",
-                "-hls_list_size",
-                "6",
-            ])
-            .args(["-hls_flags", "delete_segments"])
-            .arg(hls.join("live.m3u8"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the HLS writer");
-        let url = serve_dir(hls).await;
-        Self {
-            url: format!("{url}/live.m3u8"),
-            writer,
-        }
-    }
-}
-
-/// Serves the files of `dir` (no subdirectories) on a loopback port;
-/// returns its base URL.
-async fn serve_dir(dir: PathBuf) -> String {
-    let app = axum::Router::new().route(
-        "/{name}",
-        axum::routing::get(
-            move |axum::extract::Path(name): axum::extract::Path<String>| {
-                let path = dir.join(name.replace('/', ""));
-                async move {
-                    match tokio::fs::read(&path).await {
-                        Ok(bytes) => (axum::http::StatusCode::OK, bytes),
-                        Err(_) => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
-                    }
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
-}
-
-/// How many segments the playlist at `path` lists.
-fn listed_segments(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|p| p.matches("#EXTINF").count())
-        .unwrap_or(0)
-}
-
 async fn a_12_s_job_from_a_live_hls_playlist_holds_12_s_from_its_start(backend: Backend) {
     let _exclusive = crate::helpers::exclusive().await;
     if !ffmpeg_available() {
         return;
     }
     let app = TestApp::spawn(backend).await;
-    let source = HlsSource::start(&app.dir).await;
+    let tone = [TONE, &["-c:a", "aac"]].concat();
+    let source = HlsSource::start(&app.dir, &tone).await;
     // Several segments listed: a recorder starting from the playlist's
     // beginning would record seconds from before the job.
-    let playlist = app.dir.join("hls").join("live.m3u8");
     app.wait_until(
         "4 segments listed",
         Duration::from_secs(30),
-        || match listed_segments(&playlist) {
+        || match source.listed_segments().len() {
             n if n >= 4 => Ok(()),
             n => Err(format!("{n} segments")),
         },

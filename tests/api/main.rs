@@ -29,6 +29,7 @@ mod nodes;
 mod openapi;
 mod outage;
 mod pipeline;
+mod protocols;
 mod reconcile;
 mod restart;
 mod retention;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::process::Command;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tracing::info;
 
 use super::Processing;
@@ -45,13 +45,9 @@ impl Processing {
     /// The MP4 a browser plays for `source`, made if missing or older.
     pub async fn playable(&self, recording_id: i32, source: &Path) -> Result<PathBuf, NotPlayable> {
         let target = self.workdir(recording_id).join("playable.mp4");
-        if is_fresh(&target, source).await {
+        let Some(_one_at_a_time) = self.turn_unless_fresh(&target, source).await else {
             return Ok(target);
-        }
-        let _one_at_a_time = self.conversions.0.lock().await;
-        if is_fresh(&target, source).await {
-            return Ok(target);
-        }
+        };
         let probed = probe(&self.supervisor, source)
             .await
             .map_err(NotPlayable::Unreadable)?;
@@ -99,13 +95,9 @@ impl Processing {
         at: f64,
     ) -> Result<PathBuf, NotPlayable> {
         let target = self.workdir(recording_id).join("thumbnail.jpg");
-        if is_fresh(&target, source).await {
+        let Some(_one_at_a_time) = self.turn_unless_fresh(&target, source).await else {
             return Ok(target);
-        }
-        let _one_at_a_time = self.conversions.0.lock().await;
-        if is_fresh(&target, source).await {
-            return Ok(target);
-        }
+        };
         let probed = probe(&self.supervisor, source)
             .await
             .map_err(NotPlayable::Unreadable)?;
@@ -135,6 +127,20 @@ impl Processing {
         self.convert_from(source, &target, &before_input, &args, &["-f", "image2"])
             .await?;
         Ok(target)
+    }
+
+    /// The conversions' turn, held while `target` is made from `source`;
+    /// `None` when `target` is newer than `source` already (looked at
+    /// again once the turn is ours: the request before may have made it).
+    async fn turn_unless_fresh(&self, target: &Path, source: &Path) -> Option<MutexGuard<'_, ()>> {
+        if is_fresh(target, source).await {
+            return None;
+        }
+        let turn = self.conversions.0.lock().await;
+        if is_fresh(target, source).await {
+            return None;
+        }
+        Some(turn)
     }
 
     async fn convert(

@@ -172,15 +172,7 @@ async fn a_receiver_behind_the_cap_gets_one_gap_naming_what_was_pruned_then_the_
         (written.len() - missed.len()) as u64
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     let line = format!("recorderd_webhook_events_missed_total {}", missed.len());
     assert!(
         metrics.lines().any(|l| l == line),

@@ -265,6 +265,18 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self.client.get(self.url(path)).send().await.expect("GET");
         decode(response).await

@@ -106,15 +106,7 @@ async fn a_third_recording_beyond_retain_bytes_deletes_the_oldest(backend: Backe
     }
     assert_eq!(deletions(&app).await, [(first, "retain_bytes".to_owned())]);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("recorderd_retained_bytes{profile=\"kept\"} 2000"),
         "{metrics}"

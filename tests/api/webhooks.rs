@@ -86,15 +86,7 @@ async fn every_transition_is_posted_in_order_signed_and_retried(backend: Backend
         .collect();
     assert_eq!(tries, [(1, false), (2, false), (3, true)]);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("recorderd_webhook_deliveries_total{outcome=\"retried\"} 2"),
         "{metrics}"

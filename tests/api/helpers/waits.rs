@@ -137,15 +137,7 @@ impl TestApp {
         let series = "recorderd_http_request_seconds_count{method=\"GET\",route=\"/api/recordings/jobs/events\",status=\"200\"}";
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let metrics = self
-                .client
-                .get(self.url("/metrics"))
-                .send()
-                .await
-                .expect("GET /metrics")
-                .text()
-                .await
-                .expect("metrics text");
+            let metrics = self.metrics_text().await;
             let opened = metrics
                 .lines()
                 .find_map(|line| line.strip_prefix(series))

@@ -18,6 +18,7 @@ pub mod events;
 pub mod faults;
 pub mod http;
 pub mod jobs;
+pub mod memory;
 pub mod metrics;
 pub mod nodes;
 pub mod notify;

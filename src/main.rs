@@ -18,30 +18,12 @@ fn exit_code(result: anyhow::Result<()>) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
+    recorderd::memory::limit_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
         .block_on(run())
-}
-
-/// glibc gives each thread that allocates an arena of its own, up to 8 per
-/// core, and keeps what each arena once held: with the runtime's workers
-/// and the blocking threads that read `/proc` for many recorders, that is
-/// most of the server's heap (measured with 100 recorders: 7.0 MiB of
-/// anonymous memory, 5.2 MiB with two arenas, no slower). Two arenas for a
-/// process whose work is mostly waiting; an operator's `MALLOC_ARENA_MAX`
-/// still wins. Runs before any other thread exists.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before
-        // any other thread is started, so no allocation races it.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
 }
 
 async fn run() -> anyhow::Result<()> {

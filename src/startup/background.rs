@@ -1,7 +1,7 @@
 //! What runs beside the HTTP server for as long as the service: other
 //! nodes' messages and lost jobs, leases, jobs placed here, retention, the
-//! sweep of stuck processing, schedules and the seed's periodic
-//! reconciliation.
+//! sweep of stuck processing, schedules, handing freed memory back and the
+//! seed's periodic reconciliation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,7 @@ pub(super) fn spawn_background(
         shutdown.clone(),
     ));
     tracker.spawn(services.schedules.clone().run(shutdown.clone()));
+    tracker.spawn(crate::memory::return_freed_periodically(shutdown.clone()));
     if let Some(every) = settings.reconcile_interval {
         tracker.spawn(reconcile_periodically(
             jobs.clone(),

@@ -118,6 +118,40 @@ fn options(url: &str) -> ConnectOptions {
     options
 }
 
+/// Connections for SQLite reads beside the writer.
+const SQLITE_READERS: u32 = 2;
+
+/// The handle for reads that need not see a transaction in progress (the
+/// listings, a job's page, the live jobs' narrow check). SQLite has one
+/// connection for everything by default, so such a read waited behind
+/// whole write transactions (a start's, a batch of exits); in WAL mode
+/// readers run beside the writer, so they get a small pool of their own,
+/// opened read-only so that no write can slip onto it. A read there sees
+/// every transaction committed before it began. PostgreSQL's pool already
+/// reads beside writes: the same handle.
+pub async fn connect_reads(
+    url: &str,
+    writes: &DatabaseConnection,
+) -> anyhow::Result<DatabaseConnection> {
+    if !url.starts_with("sqlite:") {
+        return Ok(writes.clone());
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .max_connections(SQLITE_READERS)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .map_sqlx_sqlite_opts(|o| o.read_only(true).busy_timeout(BUSY_TIMEOUT));
+    Database::connect(options).await.with_context(|| {
+        format!(
+            "opening the read connections of {}",
+            crate::redact::url(url)
+        )
+    })
+}
+
 /// Whether an error says the database is away or cannot take writes now
 /// (unreachable, restarting, locked, read-only, full), rather than that the
 /// statement was wrong: the request may succeed later.

@@ -70,6 +70,7 @@ struct Membership {
 impl Services {
     fn build(
         db: DatabaseConnection,
+        reads: DatabaseConnection,
         settings: Arc<Settings>,
         membership: Membership,
         tracker: &TaskTracker,
@@ -115,6 +116,7 @@ impl Services {
         let recordings = Recordings::new(
             db.clone(),
             RecordingsDeps {
+                reads: reads.clone(),
                 processing: processing.clone(),
                 events: events.clone(),
                 node_id: settings.node_id.clone(),
@@ -128,6 +130,7 @@ impl Services {
         let jobs = JobService::new(
             JobDeps {
                 db: db.clone(),
+                reads,
                 settings,
                 supervisor: supervisor.clone(),
                 processing: processing.clone(),
@@ -215,8 +218,10 @@ impl Application {
             lease: lease.clone(),
             bell,
         };
+        let reads = db::connect_reads(&settings.database_url, &db).await?;
         let services = Services::build(
             db.clone(),
+            reads,
             settings.clone(),
             membership,
             &tracker,

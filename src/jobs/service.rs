@@ -42,6 +42,8 @@ pub struct JobService {
 /// What the job service works with, built by `startup`.
 pub struct JobDeps {
     pub db: DatabaseConnection,
+    /// Reads that need not wait behind writes (`db::connect_reads`).
+    pub reads: DatabaseConnection,
     pub settings: Arc<Settings>,
     pub supervisor: Supervisor,
     pub processing: Processing,
@@ -61,6 +63,7 @@ pub struct JobDeps {
 
 pub(super) struct Inner {
     pub(super) db: DatabaseConnection,
+    pub(super) reads: DatabaseConnection,
     pub(super) settings: Arc<Settings>,
     pub(super) supervisor: Supervisor,
     pub(super) processing: Processing,
@@ -105,6 +108,7 @@ impl JobService {
         let service = Self {
             inner: Arc::new(Inner {
                 db: deps.db,
+                reads: deps.reads,
                 settings: deps.settings,
                 supervisor: deps.supervisor,
                 processing: deps.processing,
@@ -156,7 +160,12 @@ impl JobService {
     }
 
     pub async fn job(&self, job_id: i32) -> Result<Job, JobError> {
-        store::jobs::find_job(&self.inner.db, job_id)
+        self.find_on(&self.inner.db, job_id).await
+    }
+
+    /// The job as `db` has it, with its live progress.
+    async fn find_on(&self, db: &DatabaseConnection, job_id: i32) -> Result<Job, JobError> {
+        store::jobs::find_job(db, job_id)
             .await?
             .map(|job| self.with_progress(job))
             .ok_or(JobError::JobNotFound { id: job_id })
@@ -165,7 +174,7 @@ impl JobService {
     /// A job as a client sees it: from memory when it runs here and the
     /// registry holds it under the lease held now (every transition of
     /// such a job is written by this node, which updates the registry as
-    /// it commits), else from the database.
+    /// it commits), else from the database's read connections.
     pub async fn show(&self, job_id: i32) -> Result<Job, JobError> {
         if let Some(generation) = self.inner.lease.state().held()
             && self.inner.supervisor.owns(job_id)
@@ -173,7 +182,7 @@ impl JobService {
         {
             return Ok(self.with_progress(job));
         }
-        self.job(job_id).await
+        self.find_on(&self.inner.reads, job_id).await
     }
 
     /// The job with its recorder's live progress, when it is live and its
@@ -212,7 +221,8 @@ impl JobService {
         page_size: u64,
     ) -> Result<(Vec<Job>, u64), JobError> {
         let (jobs, count) =
-            store::jobs::list_jobs(&self.inner.db, status, recording_id, page, page_size).await?;
+            store::jobs::list_jobs(&self.inner.reads, status, recording_id, page, page_size)
+                .await?;
         let jobs = jobs
             .into_iter()
             .map(|job| self.with_progress(job))
@@ -223,8 +233,8 @@ impl JobService {
     /// Jobs and recordings by status, for the metrics.
     pub async fn status_counts(&self) -> Result<StatusCounts, DbErr> {
         Ok(StatusCounts {
-            jobs: store::jobs::count_by_status(&self.inner.db).await?,
-            recordings: store::recordings::count_by_status(&self.inner.db).await?,
+            jobs: store::jobs::count_by_status(&self.inner.reads).await?,
+            recordings: store::recordings::count_by_status(&self.inner.reads).await?,
         })
     }
 

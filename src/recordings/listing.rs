@@ -45,7 +45,7 @@ impl Recordings {
         page: u64,
         page_size: u64,
     ) -> Result<(Vec<Listed>, u64), RecordingError> {
-        let db = &self.inner.db;
+        let db = &self.inner.reads;
         let (recordings, passages, count) = match query {
             None => {
                 let (recordings, count) =
@@ -83,7 +83,7 @@ impl Recordings {
         mut passages: Option<HashMap<i32, Vec<Segment>>>,
     ) -> Result<Vec<Listed>, RecordingError> {
         let ids: Vec<i32> = recordings.iter().map(|r| r.id).collect();
-        let jobs = store::recordings::jobs_of_recordings(&self.inner.db, &ids).await?;
+        let jobs = store::recordings::jobs_of_recordings(&self.inner.reads, &ids).await?;
         let mut jobs_of: HashMap<i32, Vec<Job>> = HashMap::new();
         for job in jobs {
             jobs_of.entry(job.recording_id).or_default().push(job);

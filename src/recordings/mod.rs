@@ -61,6 +61,8 @@ pub struct Recordings {
 
 struct Inner {
     db: DatabaseConnection,
+    /// Reads that need not wait behind writes (`db::connect_reads`).
+    reads: DatabaseConnection,
     processing: Processing,
     events: EventLog,
     /// This node's id: files recorded elsewhere may not be here.
@@ -95,6 +97,8 @@ pub enum Log {
 
 /// What a recording service needs besides the database.
 pub struct RecordingsDeps {
+    /// Reads that need not wait behind writes (`db::connect_reads`).
+    pub reads: DatabaseConnection,
     pub processing: Processing,
     pub events: EventLog,
     pub node_id: String,
@@ -109,6 +113,7 @@ impl Recordings {
         Self {
             inner: Arc::new(Inner {
                 db,
+                reads: deps.reads,
                 processing: deps.processing,
                 events: deps.events,
                 node_id: deps.node_id,
@@ -129,7 +134,7 @@ impl Recordings {
     /// The recording with its jobs and its pipeline's steps.
     pub async fn detail(&self, id: i32) -> Result<RecordingDetail, RecordingError> {
         let recording = self.get(id).await?;
-        let db = &self.inner.db;
+        let db = &self.inner.reads;
         let (jobs, _) = store::jobs::list_jobs(db, None, Some(id), 1, MAX_JOBS_SHOWN).await?;
         let steps = store::steps::of_recording(db, id).await?;
         // A segment has none of its own.

@@ -166,7 +166,7 @@ impl Recordings {
         page: u64,
         page_size: u64,
     ) -> Result<(Vec<Found>, u64), RecordingError> {
-        let db = &self.inner.db;
+        let db = &self.inner.reads;
         let (ids, count) =
             store::search::matching_recordings(db, &query.all, filters, page, page_size).await?;
         let segments = store::search::matching_segments(db, &query.any, &ids).await?;

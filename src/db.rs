@@ -120,6 +120,13 @@ fn options(url: &str) -> ConnectOptions {
 
 /// Connections for SQLite reads beside the writer.
 const SQLITE_READERS: u32 = 2;
+/// Page cache of each read connection, in KiB (SQLite's default is 2 MiB):
+/// any write elsewhere discards a reader's cache at its next read, so a
+/// large one would mostly hold pages that are already stale.
+const SQLITE_READER_CACHE_KIB: u32 = 256;
+/// A read connection idle this long is closed (a server that sits idle
+/// gives back its memory).
+const SQLITE_READER_IDLE: Duration = Duration::from_secs(60);
 
 /// The handle for reads that need not see a transaction in progress (the
 /// listings, a job's page, the live jobs' narrow check). SQLite has one
@@ -141,9 +148,14 @@ pub async fn connect_reads(
         .sqlx_logging(false)
         .max_connections(SQLITE_READERS)
         .min_connections(0)
+        .idle_timeout(SQLITE_READER_IDLE)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .map_sqlx_sqlite_opts(|o| o.read_only(true).busy_timeout(BUSY_TIMEOUT));
+        .map_sqlx_sqlite_opts(|o| {
+            o.read_only(true)
+                .busy_timeout(BUSY_TIMEOUT)
+                .pragma("cache_size", format!("-{SQLITE_READER_CACHE_KIB}"))
+        });
     Database::connect(options).await.with_context(|| {
         format!(
             "opening the read connections of {}",

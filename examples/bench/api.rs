@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
@@ -61,15 +61,38 @@ pub async fn time_gets(
     let url = server.url(path);
     let mut times = Vec::with_capacity(requests);
     for _ in 0..requests {
-        let sent = Instant::now();
-        let response = ctx.client.get(&url).send().await.context("GET")?;
-        ensure!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        let _ = response.bytes().await.context("reading an answer")?;
-        times.push(ms(sent.elapsed()));
+        times.push(time_get(ctx, &url, path).await?);
+    }
+    Ok(Latencies::new(times))
+}
+
+/// One GET of `url` (`path` on the server), timed in ms to its last byte.
+async fn time_get(ctx: &Ctx, url: &str, path: &str) -> Result<f64> {
+    let sent = Instant::now();
+    let response = ctx.client.get(url).send().await.context("GET")?;
+    ensure!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let _ = response.bytes().await.context("reading an answer")?;
+    Ok(ms(sent.elapsed()))
+}
+
+/// Times GETs of `path`, one every `pause`, until `done` is set (at least
+/// one): a reader beside other work.
+pub async fn time_gets_until(
+    ctx: &Ctx,
+    server: &Server,
+    path: &str,
+    pause: Duration,
+    done: &AtomicBool,
+) -> Result<Latencies> {
+    let url = server.url(path);
+    let mut times = Vec::new();
+    while times.is_empty() || !done.load(Ordering::Relaxed) {
+        times.push(time_get(ctx, &url, path).await?);
+        tokio::time::sleep(pause).await;
     }
     Ok(Latencies::new(times))
 }

@@ -1,13 +1,16 @@
-//! Many recorders on one node at once (5×N): all started and committed,
-//! the server's footprint and `active` with all of them running, then all
-//! ended and every end committed.
+//! Many recorders on one node at once (5×N): all started and committed
+//! (with the job list read meanwhile), the server's footprint and `active`
+//! with all of them running, then all ended and every end committed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
 use testkit::process::Signal;
 
-use crate::api::{active_count, exit_delays, start_batch, time_gets, wait_none_running};
+use crate::api::{
+    active_count, exit_delays, start_batch, time_gets, time_gets_until, wait_none_running,
+};
 use crate::args::Ctx;
 use crate::floors;
 use crate::report::{Better, Figure, Report, Target};
@@ -17,12 +20,30 @@ use crate::workloads::memory::report_footprint;
 pub async fn run(ctx: &Ctx, server: &Server, report: &mut Report) -> Result<()> {
     let k = ctx.concurrent();
     crate::phase(&format!("7: starting {k} concurrent recorders"));
-    let batch = start_batch(ctx, server, 10 * ctx.n(), k).await?;
+    // A client reading the job list's first page meanwhile: reads must
+    // not queue behind the starts' writes.
+    let done = AtomicBool::new(false);
+    let starting = async {
+        let batch = start_batch(ctx, server, 10 * ctx.n(), k).await;
+        done.store(true, Ordering::Relaxed);
+        batch
+    };
+    let page = "/api/recordings/jobs/?page_size=20";
+    let reading = time_gets_until(ctx, server, page, Duration::from_millis(5), &done);
+    let (batch, reads) = tokio::join!(starting, reading);
+    let (batch, reads) = (batch?, reads?);
     report.add(
         "7 concurrent",
         format!("throughput ({k} jobs, {} clients)", ctx.args.clients),
         batch.per_second(),
         "jobs/s",
+        None,
+    );
+    report.add(
+        "7 concurrent",
+        "job list first page p99 while they start",
+        reads.p99(),
+        "ms",
         None,
     );
     tokio::time::sleep(Duration::from_secs(2)).await;

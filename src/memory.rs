@@ -13,14 +13,15 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-/// How often the heap is looked at: rarely enough that an idle server
-/// barely wakes for it, often enough that a burst's leftovers do not stay
-/// resident for long.
+/// How often the resident set is looked at: rarely enough that an idle
+/// server barely wakes for it, often enough that a burst's leftovers do
+/// not stay resident for long.
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 
-/// Free memory the heap may keep before it is handed back: below it, the
-/// next burst would only fault the same pages in again.
-const KEEP_FREE_BYTES: usize = 1 << 20;
+/// Growth of the anonymous resident set since the last hand-back that is
+/// worth another: below it, the next burst would only fault the same pages
+/// in again.
+const WORTH_RETURNING: usize = 1 << 20;
 
 /// glibc gives each thread that allocates an arena of its own, up to 8 per
 /// core, and keeps what each arena once held: with the runtime's workers
@@ -40,54 +41,54 @@ pub fn limit_arenas() {
     }
 }
 
-/// Hands back to the system the free memory the heap holds beyond
-/// [`KEEP_FREE_BYTES`]; returns whether it did.
-pub fn return_freed() -> bool {
+/// Hands back to the system the heap's free pages (glibc keeps them
+/// otherwise).
+pub fn return_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: both calls take the allocator's own locks and touch no
-        // memory of ours; mallinfo2 only counts, malloc_trim only releases
-        // pages no allocation uses.
-        let free = unsafe { libc::mallinfo2() }.fordblks;
-        if free > KEEP_FREE_BYTES {
-            // SAFETY: as above.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-            return true;
-        }
+    // SAFETY: malloc_trim takes the allocator's own locks and only
+    // releases pages that no allocation uses.
+    unsafe {
+        libc::malloc_trim(0);
     }
-    false
+}
+
+/// Resident memory not backed by a file (heap, stacks), in bytes, from
+/// `/proc/self/statm`; `None` where it cannot be read.
+fn anonymous_resident() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut fields = statm.split_whitespace().skip(1);
+    let resident: usize = fields.next()?.parse().ok()?;
+    let shared: usize = fields.next()?.parse().ok()?;
+    Some(resident.saturating_sub(shared) * rustix::param::page_size())
 }
 
 /// Hands back freed memory now (the end of start-up is a burst of its
-/// own), then every [`LOOK_EVERY`] until shutdown.
+/// own), then whenever the anonymous resident set has grown by
+/// [`WORTH_RETURNING`] since the last time, looking every [`LOOK_EVERY`]
+/// until shutdown. What grew because it is in use stays, and becomes the
+/// new mark: a busy server is not trimmed over and over.
 pub async fn return_freed_periodically(shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(LOOK_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut mark = 0;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        return_freed();
+        let Some(now) = anonymous_resident() else {
+            return;
+        };
+        if now >= mark + WORTH_RETURNING {
+            return_freed();
+            mark = anonymous_resident().unwrap_or(now);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::return_freed;
-
-    /// Resident memory of this process, in bytes.
-    fn resident() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").expect("reading statm");
-        let pages: usize = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .expect("statm's second field");
-        pages * rustix::param::page_size()
-    }
+    use super::{anonymous_resident, return_freed};
 
     /// Memory freed below a live block, which only a trim releases, leaves
     /// the resident set when it is handed back.
@@ -99,15 +100,12 @@ mod tests {
         let blocks: Vec<Vec<u8>> = (0..16_384).map(|i| vec![i as u8; 1024]).collect();
         let keep = vec![1u8; 1024];
         drop(blocks);
-        let before = resident();
-        assert!(
-            return_freed(),
-            "16 MiB freed in the heap were not handed back"
-        );
-        let after = resident();
+        let before = anonymous_resident().expect("reading statm");
+        return_freed();
+        let after = anonymous_resident().expect("reading statm");
         assert!(
             after + (8 << 20) <= before,
-            "resident {before} bytes before, {after} after handing back 16 MiB"
+            "anonymous resident {before} bytes before, {after} after handing back 16 MiB"
         );
         assert_eq!(keep[0], 1);
     }

@@ -58,90 +58,160 @@ impl Waiting {
     }
 }
 
-impl JobService {
-    /// Decides where a validated start runs and stores its recording and
-    /// job there: `running` here, or `pending` on the node chosen.
-    pub(super) async fn admit(&self, start: &ValidStart) -> Result<(Recording, Job), JobError> {
-        let settings = &self.inner.settings;
-        let me = settings.node_id.clone();
-        let required = start.profile.node_labels.clone();
-        let generation = self.inner.lease.state().held();
-        let admission = match self.inner.lease.place() {
-            Place::Postgres(_) => Admission::Advisory(crate::nodes::lease::placement_key()),
-            Place::Files(_) | Place::Process => Admission::WriteFirst { node: me.clone() },
-        };
-        let max_jobs = settings.limits.max_jobs;
-        let decide = async |txn: &DatabaseTransaction| -> Result<Option<Placed>, DbErr> {
-            let rows = store::nodes::all(txn).await?;
-            let mine = rows.iter().find(|r| r.id == me);
-            let open_here = generation.is_some()
-                && mine.is_none_or(|r| !r.draining && r.departure.is_none())
-                && crate::nodes::placement::has_labels(&settings.cluster.labels, &required);
-            // The common case costs one count: this node has room.
-            if let Some(generation) = generation
-                && open_here
-                && store::placement::held_by_node(txn, &me).await? < max_jobs as u64
-            {
+/// Where the starts of one admission go, decided one after the other in
+/// its transaction. The nodes' rows are read once; this node's count once,
+/// then kept as starts are placed here, so that a batch of starts that fit
+/// here costs one count in all.
+struct Deciding<'a> {
+    service: &'a JobService,
+    /// This node's lease generation when the admission began.
+    generation: Option<i64>,
+    rows: Option<Vec<store::nodes::Node>>,
+    /// The jobs this node holds, counting those placed here so far.
+    held_here: Option<u64>,
+}
+
+impl Deciding<'_> {
+    async fn decide(
+        &mut self,
+        txn: &DatabaseTransaction,
+        required: &[String],
+    ) -> Result<Option<Placed>, DbErr> {
+        let settings = &self.service.inner.settings;
+        let me = &settings.node_id;
+        if self.rows.is_none() {
+            self.rows = Some(store::nodes::all(txn).await?);
+        }
+        let rows = self.rows.as_deref().unwrap_or_default();
+        let mine = rows.iter().find(|r| &r.id == me);
+        let open_here = self.generation.is_some()
+            && mine.is_none_or(|r| !r.draining && r.departure.is_none())
+            && crate::nodes::placement::has_labels(&settings.cluster.labels, required);
+        // The common case costs one count per admission: this node has room.
+        if let Some(generation) = self.generation
+            && open_here
+        {
+            let held = match self.held_here {
+                Some(held) => held,
+                None => store::placement::held_by_node(txn, me).await?,
+            };
+            self.held_here = Some(held);
+            if held < settings.limits.max_jobs as u64 {
+                self.held_here = Some(held + 1);
                 return Ok(Some(Placed {
                     node: me.clone(),
                     status: JobStatus::Running,
                     lease_generation: Some(generation),
                 }));
             }
-            let held = store::nodes::held_jobs_by_node(txn).await?;
-            let others: Vec<String> = rows
-                .iter()
-                .filter(|r| r.id != me)
-                .map(|r| r.id.clone())
-                .collect();
-            let alive = self.inner.lease.alive_among_on(txn, &others).await?;
-            let rooms: Vec<Room> = rows
-                .iter()
-                .map(|r| Room {
-                    node: r.id.clone(),
-                    free: i64::from(r.max_jobs) - held.get(&r.id).copied().unwrap_or(0),
-                    labels: r.labels.clone().map(|l| l.0).unwrap_or_default(),
-                    open: if r.id == me {
-                        open_here
-                    } else {
-                        alive.contains(&r.id) && !r.draining && r.departure.is_none()
-                    },
-                })
-                .collect();
-            Ok(choose(&rooms, &me, &required).map(|room| {
-                if room.node == me {
-                    Placed {
-                        node: me.clone(),
-                        status: JobStatus::Running,
-                        lease_generation: generation,
-                    }
-                } else {
-                    Placed {
-                        node: room.node.clone(),
-                        status: JobStatus::Pending,
-                        lease_generation: None,
-                    }
-                }
-            }))
-        };
-        let new = NewRecording {
-            title: &start.title,
-            source: &start.source,
-            profile: &start.profile_name,
-            output_extension: &start.profile.output_extension,
-            recordings_dir: &settings.recordings_dir(),
-            logs_dir: &settings.logs_dir(),
-            duration_seconds: start.duration_seconds.map(|d| d as i64),
-        };
-        match store::placement::admit(&self.inner.db, &admission, decide, new).await? {
-            Some(admitted) => Ok(admitted),
-            None if !required.is_empty() => Err(JobError::NoNodeWithLabels {
-                labels: required.join(", "),
-            }),
-            None => Err(JobError::AtCapacity {
-                here: self.no_room_here().await?,
-            }),
         }
+        // Counted again from the rows (this transaction's included) the
+        // next time: this start may land here by the rule below.
+        self.held_here = None;
+        let held = store::nodes::held_jobs_by_node(txn).await?;
+        let others: Vec<String> = rows
+            .iter()
+            .filter(|r| &r.id != me)
+            .map(|r| r.id.clone())
+            .collect();
+        let alive = self
+            .service
+            .inner
+            .lease
+            .alive_among_on(txn, &others)
+            .await?;
+        let rooms: Vec<Room> = rows
+            .iter()
+            .map(|r| Room {
+                node: r.id.clone(),
+                free: i64::from(r.max_jobs) - held.get(&r.id).copied().unwrap_or(0),
+                labels: r.labels.clone().map(|l| l.0).unwrap_or_default(),
+                open: if &r.id == me {
+                    open_here
+                } else {
+                    alive.contains(&r.id) && !r.draining && r.departure.is_none()
+                },
+            })
+            .collect();
+        Ok(choose(&rooms, me, required).map(|room| {
+            if &room.node == me {
+                Placed {
+                    node: me.clone(),
+                    status: JobStatus::Running,
+                    lease_generation: self.generation,
+                }
+            } else {
+                Placed {
+                    node: room.node.clone(),
+                    status: JobStatus::Pending,
+                    lease_generation: None,
+                }
+            }
+        }))
+    }
+}
+
+impl JobService {
+    /// Decides where each validated start runs and stores its recording
+    /// and job there (`running` here, or `pending` on the node chosen), all
+    /// in one transaction: the answer for each start, in order. Fails as a
+    /// whole only when the transaction does.
+    pub(super) async fn admit_all(
+        &self,
+        starts: &[&ValidStart],
+    ) -> Result<Vec<Result<(Recording, Job), JobError>>, DbErr> {
+        let settings = &self.inner.settings;
+        let admission = match self.inner.lease.place() {
+            Place::Postgres(_) => Admission::Advisory(crate::nodes::lease::placement_key()),
+            Place::Files(_) | Place::Process => Admission::WriteFirst {
+                node: settings.node_id.clone(),
+            },
+        };
+        let mut deciding = Deciding {
+            service: self,
+            generation: self.inner.lease.state().held(),
+            rows: None,
+            held_here: None,
+        };
+        let (recordings_dir, logs_dir) = (settings.recordings_dir(), settings.logs_dir());
+        let txn = store::placement::begin_admission(&self.inner.db, &admission).await?;
+        let mut admitted = Vec::with_capacity(starts.len());
+        for start in starts {
+            let new = NewRecording {
+                title: &start.title,
+                source: &start.source,
+                profile: &start.profile_name,
+                output_extension: &start.profile.output_extension,
+                recordings_dir: &recordings_dir,
+                logs_dir: &logs_dir,
+                duration_seconds: start.duration_seconds.map(|d| d as i64),
+            };
+            admitted.push(
+                match deciding.decide(&txn, &start.profile.node_labels).await? {
+                    Some(placed) => Some(store::placement::insert(&txn, new, placed).await?),
+                    None => None,
+                },
+            );
+        }
+        if admitted.iter().any(Option::is_some) {
+            txn.commit().await?;
+        } else {
+            txn.rollback().await?;
+        }
+        let mut answers = Vec::with_capacity(admitted.len());
+        for (start, admitted) in starts.iter().zip(admitted) {
+            answers.push(match admitted {
+                Some(admitted) => Ok(admitted),
+                None if !start.profile.node_labels.is_empty() => Err(JobError::NoNodeWithLabels {
+                    labels: start.profile.node_labels.join(", "),
+                }),
+                None => match self.no_room_here().await {
+                    Ok(here) => Err(JobError::AtCapacity { here }),
+                    Err(e) => Err(JobError::Database(e)),
+                },
+            });
+        }
+        Ok(answers)
     }
 
     /// Why this node took no start itself, as it stands now (said in the

@@ -92,6 +92,8 @@ pub(super) struct Inner {
     pub(super) stop_plans: StopPlans,
     /// This node's live jobs as its transitions last wrote them.
     pub(super) registry: super::registry::Registry,
+    /// Starts waiting to be admitted together.
+    pub(super) admissions: super::admission::Admissions,
 }
 
 /// How many jobs and recordings are in each status.
@@ -105,6 +107,7 @@ impl JobService {
     /// Builds the service and starts consuming the supervisor's reports.
     pub fn new(deps: JobDeps, reports: mpsc::UnboundedReceiver<SupervisorEvent>) -> Self {
         let tracker = deps.tracker.clone();
+        let (admissions, admitting) = mpsc::unbounded_channel();
         let service = Self {
             inner: Arc::new(Inner {
                 db: deps.db,
@@ -126,8 +129,16 @@ impl JobService {
                 placements: super::placement::Waiting::default(),
                 stop_plans: StopPlans::default(),
                 registry: super::registry::Registry::default(),
+                admissions,
             }),
         };
+        crate::tasks::spawn_critical(
+            &tracker,
+            "admissions",
+            service
+                .clone()
+                .admit_queued(admitting, service.inner.closed.clone()),
+        );
         crate::tasks::spawn_critical(
             &tracker,
             "exit reports",

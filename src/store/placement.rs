@@ -1,7 +1,8 @@
-//! Where new jobs are written: a start's recording and job inserted in
-//! one transaction under the cluster's admission (one decision at a time,
-//! so two starts never take the same free slot), and jobs placed on a node
-//! claimed by it or withdrawn when nobody started them.
+//! Where new jobs are written: each start's recording and job inserted
+//! in a transaction under the cluster's admission (one decision at a time,
+//! so two starts never take the same free slot; starts that arrive
+//! together share one), and jobs placed on a node claimed by it or
+//! withdrawn when nobody started them.
 
 use std::path::Path;
 
@@ -48,20 +49,23 @@ pub enum Admission {
     WriteFirst { node: String },
 }
 
-/// Decides where a new job runs from the nodes' rows and what each holds,
-/// and inserts the recording and its job there, in one transaction under
-/// `admission`. `decide` returns `None` when no node can take it: nothing
-/// is written then.
-pub async fn admit<D>(
+/// Begins an admission: a transaction holding the cluster's admission
+/// (one decision at a time, so two starts never take the same free slot),
+/// in which the caller reads what each node holds, decides, and inserts
+/// each start's rows with [`insert`]. Starts that arrive together share
+/// one: its lock (and, on SQLite, the one write) and its commit.
+pub async fn begin_admission(
     db: &DatabaseConnection,
     admission: &Admission,
-    decide: D,
-    new: NewRecording<'_>,
-) -> Result<Option<(Recording, Job)>, DbErr>
-where
-    D: AsyncFnOnce(&DatabaseTransaction) -> Result<Option<Placed>, DbErr>,
-{
+) -> Result<DatabaseTransaction, DbErr> {
     let txn = db.begin().await?;
+    take_admission(&txn, admission).await?;
+    Ok(txn)
+}
+
+/// Takes the cluster's admission inside `txn`: until it ends, no other
+/// start anywhere decides.
+async fn take_admission(txn: &DatabaseTransaction, admission: &Admission) -> Result<(), DbErr> {
     match admission {
         Admission::Advisory(key) => {
             txn.execute_raw(sea_orm::Statement::from_sql_and_values(
@@ -78,17 +82,11 @@ where
                     Expr::col(crate::entity::node::Column::MaxJobs),
                 )
                 .filter(crate::entity::node::Column::Id.eq(node.as_str()))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
     }
-    let Some(placed) = decide(&txn).await? else {
-        txn.rollback().await?;
-        return Ok(None);
-    };
-    let inserted = insert_in(&txn, new, placed).await?;
-    txn.commit().await?;
-    Ok(Some(inserted))
+    Ok(())
 }
 
 /// How many jobs `node` holds (placed, running, stopping).
@@ -112,7 +110,7 @@ pub fn held_by_node_query(node: &str) -> Select<recording_job::Entity> {
 /// SQLite (instead of an INSERT and an UPDATE … RETURNING per row). The
 /// rows are not read back: every column is written here, so the models
 /// are what was written.
-async fn insert_in(
+pub async fn insert(
     txn: &DatabaseTransaction,
     new: NewRecording<'_>,
     placed: Placed,

@@ -204,8 +204,11 @@ impl EventLog {
     }
 
     /// Stores a batch with one multi-row INSERT … RETURNING per chunk. Ids
-    /// are assigned row by row in VALUES order, so sorting what comes back
-    /// by id restores the order of publication.
+    /// are assigned row by row in VALUES order, so the ids that come back,
+    /// sorted, are those of the chunk's events in order of publication.
+    /// Only the ids come back: the rest of each row is what was sent, and
+    /// reading thousands of payloads back (a start-up ending many jobs)
+    /// kept the one connection from the statements start-up waits on.
     async fn store(&self, batch: &[(EventKind, String)]) -> Result<Vec<Event>, DbErr> {
         let now = OffsetDateTime::now_utc();
         let txn = self.db.begin().await?;
@@ -218,14 +221,21 @@ impl EventLog {
                 node: Set(Some(self.node.to_string())),
                 ..Default::default()
             });
-            let mut inserted = event::Entity::insert_many(rows)
-                .exec_with_returning(&txn)
+            let mut ids = event::Entity::insert_many(rows)
+                .exec_with_returning_keys(&txn)
                 .await?;
-            inserted.sort_by_key(|e| e.id);
-            stored.extend(inserted.into_iter().map(|e| Event {
-                id: e.id,
-                kind: e.kind,
-                data: e.payload,
+            if ids.len() != chunk.len() {
+                return Err(DbErr::Custom(format!(
+                    "{} events stored, {} ids returned",
+                    chunk.len(),
+                    ids.len()
+                )));
+            }
+            ids.sort_unstable();
+            stored.extend(ids.into_iter().zip(chunk).map(|(id, (kind, data))| Event {
+                id,
+                kind: *kind,
+                data: data.clone(),
             }));
         }
         txn.commit().await?;

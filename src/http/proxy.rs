@@ -5,6 +5,7 @@
 //! `X-Recorderd-Forwarded-By`; its receiver answers from its own files and
 //! never forwards it again.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -45,7 +46,11 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// Forwards reads to other nodes. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
-    client: reqwest::Client,
+    /// Built on the first forwarded read: building it loads the system's
+    /// root certificates (a directory of files read and parsed), which
+    /// would otherwise delay every start-up before the first request,
+    /// though most nodes never forward one.
+    client: Arc<OnceLock<reqwest::Client>>,
     me: HeaderValue,
 }
 
@@ -54,18 +59,24 @@ impl Proxy {
         // Built by the application itself, not only by `main`: an
         // application built in-process (tests, embedding) needs it too.
         crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            // Between two reads of a body, not for the whole of it: a large
-            // file streams for as long as it takes.
-            .read_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         Self {
-            client,
+            client: Arc::new(OnceLock::new()),
             me: HeaderValue::from_str(node_id).unwrap_or(HeaderValue::from_static("unnamed")),
         }
+    }
+
+    /// The HTTP client of every forwarded read, built once.
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                // Between two reads of a body, not for the whole of it: a
+                // large file streams for as long as it takes.
+                .read_timeout(Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// Whether `request` was forwarded by another node.
@@ -103,7 +114,7 @@ impl Proxy {
         }
         headers.insert(FORWARDED_BY, self.me.clone());
         let answer = self
-            .client
+            .client()
             .request(request.method().clone(), format!("{base}{path}"))
             .headers(headers)
             .send()

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::request::find_profile;
+use super::request::profile_named;
 use super::status::{Ending, JobContext, verdict};
 use super::{JobService, crash_loop};
 use crate::entity::{JobStatus, RecordingStatus};
@@ -66,13 +66,8 @@ impl JobService {
         context: FailureContext,
     ) -> (Verdict, RecordingOutcome) {
         let output = &outputs.state;
-        let profile = find_profile(&self.inner.settings.profiles, Some(&recording.profile))
-            .ok()
-            .map(|(_, p)| p);
-        let clean_exit_codes = profile
-            .as_ref()
-            .map(|p| p.clean_exit_codes.clone())
-            .unwrap_or_else(|| vec![0]);
+        let profile = profile_named(&self.inner.settings.profiles, &recording.profile);
+        let clean_exit_codes: &[i32] = profile.map_or(&[0], |p| &p.clean_exit_codes);
         let mut verdict = verdict(
             JobContext {
                 status: job.status,
@@ -85,7 +80,7 @@ impl JobService {
                     .and_then(|s| u64::try_from(s).ok())
                     .map(Duration::from_secs),
                 recorded: recorded(job, ending),
-                clean_exit_codes: &clean_exit_codes,
+                clean_exit_codes,
             },
             ending,
         );
@@ -96,7 +91,7 @@ impl JobService {
         // ready as soon as its job ends: no processing round for nothing.
         // A segmented recording's segments are processed one by one, each
         // a recording of its own: nothing is left for it.
-        let nothing_to_process = profile.as_ref().is_some_and(|p| {
+        let nothing_to_process = profile.is_some_and(|p| {
             p.segment_seconds.is_some() || (p.pipeline().is_empty() && recording.segments.is_none())
         });
         let outcome = recording_outcome(ending, output, &verdict, nothing_to_process);

@@ -130,12 +130,12 @@ impl JobService {
     }
 
     /// Ends this node's unowned jobs whose processes are gone, in as few
-    /// statements as their distinct outcomes allow. Start-up after a crash
-    /// with thousands of dead recorders takes a handful of transactions,
-    /// not thousands.
-    pub(super) async fn end_gone(&self, gone: Vec<(Job, Ending)>) -> Result<usize, DbErr> {
+    /// statements as their distinct outcomes allow; returns the ids of
+    /// those ended. Start-up after a crash with thousands of dead
+    /// recorders takes a handful of transactions, not thousands.
+    pub(super) async fn end_gone(&self, gone: Vec<(Job, Ending)>) -> Result<HashSet<i32>, DbErr> {
         if gone.is_empty() {
-            return Ok(0);
+            return Ok(HashSet::new());
         }
         let fence = self.own_fence().await?;
         let recording_ids: Vec<i32> = gone.iter().map(|(j, _)| j.recording_id).collect();
@@ -152,16 +152,15 @@ impl JobService {
                 Some((job.clone(), recording, ending.clone()))
             })
             .collect();
-        let ended_ids = self.end_many(items, fence).await?;
-        let mut ended_count = ended_ids.len();
+        let mut ended_ids = self.end_many(items, fence).await?;
         // Jobs whose state changed since they were read (a stop landed):
         // the one-by-one transition reads them again and decides anew.
         for (job, ending) in gone {
             if !ended_ids.contains(&job.id) && self.finish(job.id, ending).await?.is_some() {
-                ended_count += 1;
+                ended_ids.insert(job.id);
             }
         }
-        Ok(ended_count)
+        Ok(ended_ids)
     }
 
     /// Ends the job once, from the state it is in now, under `fence`: no

@@ -80,19 +80,32 @@ impl JobService {
             (unknown, candidates)
         };
         let ended = self.judge_unowned(candidates).await?;
-        let unknown = if ended == 0 {
+        let unknown = if ended.is_empty() {
             unknown
         } else {
-            info!(ended, "reconciliation ended jobs whose process was gone");
-            let ids: Vec<i32> = unknown.iter().map(|job| job.id).collect();
-            store::jobs::live_jobs_among(&self.inner.db, &ids).await?
+            info!(
+                ended = ended.len(),
+                "reconciliation ended jobs whose process was gone"
+            );
+            // An ended job never lives again: only the others are read
+            // again (a start-up that ended them all reads nothing).
+            let rest: Vec<i32> = unknown
+                .iter()
+                .map(|job| job.id)
+                .filter(|id| !ended.contains(id))
+                .collect();
+            if rest.is_empty() {
+                Vec::new()
+            } else {
+                store::jobs::live_jobs_among(&self.inner.db, &rest).await?
+            }
         };
-        Ok((ended, merge_newest_first(vouched.jobs, unknown)))
+        Ok((ended.len(), merge_newest_first(vouched.jobs, unknown)))
     }
 
     /// Ends the unowned jobs of this node whose process is gone and adopts
-    /// the live ones; returns how many were ended.
-    async fn judge_unowned(&self, candidates: Vec<Job>) -> Result<usize, DbErr> {
+    /// the live ones; returns the ids of the jobs ended.
+    async fn judge_unowned(&self, candidates: Vec<Job>) -> Result<HashSet<i32>, DbErr> {
         // Without its lease this node writes none of its jobs: judged
         // once it holds it again.
         let mine: Vec<Job> = match self.fence_now() {
@@ -100,11 +113,11 @@ impl JobService {
             None => Vec::new(),
         };
         if mine.is_empty() {
-            return Ok(0);
+            return Ok(HashSet::new());
         }
         let mut gone = Vec::new();
         let (waiting, mine): (Vec<Job>, Vec<Job>) = mine.into_iter().partition(waits_to_restart);
-        let mut ended = 0;
+        let mut ended = HashSet::new();
         for job in waiting {
             if !self.resume_restart(&job).await.unwrap_or(false) {
                 let reason = "its recorder waited to be restarted and could not be".to_owned();
@@ -116,7 +129,7 @@ impl JobService {
                 // Adopted, or ended on the spot if it died meanwhile.
                 Liveness::Alive => {
                     if self.settle_unowned(&job, liveness).await? {
-                        ended += 1;
+                        ended.insert(job.id);
                     }
                 }
                 // The PID answers but nothing recorded can prove it is ours:
@@ -128,7 +141,7 @@ impl JobService {
                 }
             }
         }
-        ended += self.end_gone(gone).await?;
+        ended.extend(self.end_gone(gone).await?);
         Ok(ended)
     }
 

@@ -113,6 +113,14 @@ pub fn find_profile(
         })
 }
 
+/// The profile `name` stands for (blank: the default), borrowed: for the
+/// paths that only read it, once per job when thousands of jobs end
+/// together.
+pub fn profile_named<'a>(profiles: &'a Profiles, name: &str) -> Option<&'a Profile> {
+    let name = Some(name).filter(|n| !n.trim().is_empty());
+    profiles.get(name).map(|(_, profile)| profile)
+}
+
 /// An optional [`whole_number`].
 fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, error, info, info_span};
 
 use super::crash_loop::run_started_at;
-use super::request::find_profile;
+use super::request::profile_named;
 use super::{JobError, JobService};
 use crate::recordings::output;
 use crate::store::{self, Job, Recording};
@@ -75,8 +75,8 @@ fn all_lists(recording: &Recording, job: &Job) -> Vec<SegmentList> {
 impl JobService {
     /// Whether the recording's profile records segments.
     pub(super) fn is_segmented(&self, recording: &Recording) -> bool {
-        find_profile(&self.inner.settings.profiles, Some(&recording.profile))
-            .is_ok_and(|(_, profile)| profile.segment_seconds.is_some())
+        profile_named(&self.inner.settings.profiles, &recording.profile)
+            .is_some_and(|profile| profile.segment_seconds.is_some())
     }
 
     /// The files whose state tells what the job's runs recorded: their

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The task running the operation died (it panicked): a bug, logged.
     #[error("the operation failed: {0}")]
     TaskFailed(String),
+    /// An answer could not be serialized (a stored date beyond what RFC
+    /// 3339 writes): a 500, as axum's `Json` gives.
+    #[error("the answer could not be serialized: {0}")]
+    Serialize(#[from] serde_json::Error),
     #[error(
         "this server already serves {limit} event streams (--max-event-streams); try again later"
     )]
@@ -177,7 +181,7 @@ impl ApiError {
                 plain(StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed, msg)
             }
             Self::NodeNotFound { .. } => plain(StatusCode::NOT_FOUND, C::NodeNotFound, msg),
-            Self::TaskFailed(_) => internal(),
+            Self::TaskFailed(_) | Self::Serialize(_) => internal(),
             Self::TooManyStreams { .. } => {
                 plain(StatusCode::SERVICE_UNAVAILABLE, C::AtCapacity, msg)
             }

@@ -5,14 +5,15 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, ApiJson, AppState, Result, page_bounds, to_completion};
 use crate::entity::JobStatus;
-use crate::jobs::StartRequest;
+use crate::jobs::{LiveJob, StartRequest};
 use crate::recordings::Log;
 
 /// Fields of a request body that the server does not know: their names,
@@ -147,12 +148,32 @@ pub async fn stop(
     }))
 }
 
-/// `{"count": N, "jobs": [...]}`, serialized straight from the models (no
-/// intermediate JSON tree: this is the seed's polled endpoint).
+/// `{"count": N, "jobs": [...]}`: the shape of the answer, which
+/// [`active_json`] writes byte for byte (the jobs held in memory come as
+/// the JSON their last transition left; this is the seed's polled
+/// endpoint).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActiveJobs {
     count: usize,
     jobs: Vec<Job>,
+}
+
+/// The JSON `Json(ActiveJobs { .. })` would give for these jobs, without
+/// serializing again those held as JSON.
+fn active_json(jobs: &[LiveJob]) -> serde_json::Result<Vec<u8>> {
+    let size: usize = jobs.iter().map(LiveJob::json_len_hint).sum();
+    let mut out = Vec::with_capacity(size + 32);
+    out.extend_from_slice(b"{\"count\":");
+    serde_json::to_writer(&mut out, &jobs.len())?;
+    out.extend_from_slice(b",\"jobs\":[");
+    for (i, job) in jobs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        job.write_json(&mut out)?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 #[utoipa::path(
@@ -169,13 +190,11 @@ pub struct ActiveJobs {
         (status = 503, description = "`database_unavailable`: the database does not answer now; retry later", body = ErrorBody),
     )
 )]
-pub async fn active(State(state): State<AppState>) -> Result<Json<ActiveJobs>> {
+pub async fn active(State(state): State<AppState>) -> Result<Response> {
     let service = state.jobs.clone();
     let jobs = to_completion(async move { service.active().await }).await?;
-    Ok(Json(ActiveJobs {
-        count: jobs.len(),
-        jobs,
-    }))
+    let body = active_json(&jobs)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Answer to a cleanup.
@@ -356,8 +375,7 @@ pub async fn log(
     id: std::result::Result<Path<i32>, axum::extract::rejection::PathRejection>,
     query: std::result::Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
     request: axum::extract::Request,
-) -> Result<axum::response::Response> {
-    use axum::response::IntoResponse;
+) -> Result<Response> {
     let Path(id) = id?;
     let Query(query) = query?;
     let bytes = query.bytes.unwrap_or(16 * 1024);
@@ -390,5 +408,39 @@ pub async fn log(
             let what = format!("job {id}");
             state.proxy.forward(what, node, url, request).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::fixtures;
+
+    #[test]
+    fn the_active_answer_is_what_serializing_its_model_gives() {
+        let jobs = vec![
+            fixtures::job(3, JobStatus::Stopping),
+            Job {
+                node: Some("a".to_owned()),
+                ..fixtures::job(2, JobStatus::Running)
+            },
+        ];
+        let live: Vec<LiveJob> = jobs
+            .iter()
+            .map(|job| LiveJob::Read(Box::new(job.clone())))
+            .collect();
+        let model = ActiveJobs { count: 2, jobs };
+        assert_eq!(
+            active_json(&live).expect("written"),
+            serde_json::to_vec(&model).expect("serialized")
+        );
+        let none = ActiveJobs {
+            count: 0,
+            jobs: Vec::new(),
+        };
+        assert_eq!(
+            active_json(&[]).expect("written"),
+            serde_json::to_vec(&none).expect("serialized")
+        );
     }
 }

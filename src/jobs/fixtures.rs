@@ -8,7 +8,7 @@ use crate::entity::{JobStatus, RecordingStatus};
 use crate::store::{Job, Recording};
 
 /// A job of this node's first run, started at the epoch, nothing ended.
-pub(super) fn job(id: i32, status: JobStatus) -> Job {
+pub(crate) fn job(id: i32, status: JobStatus) -> Job {
     Job {
         id,
         recording_id: id,

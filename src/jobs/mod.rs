@@ -9,7 +9,8 @@ mod error;
 mod exits;
 mod finish;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
+mod live;
 mod orphans;
 mod peers;
 mod pending;
@@ -26,6 +27,7 @@ mod stop;
 mod takeover;
 
 pub use error::{JobError, NoRoomHere};
+pub use live::LiveJob;
 pub use request::{StartRequest, ValidStart, whole_number};
 pub use service::{JobDeps, JobService, StatusCounts};
 

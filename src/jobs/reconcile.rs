@@ -14,6 +14,7 @@ use sea_orm::DbErr;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use super::live::LiveJob;
 use super::status::Ending;
 use super::{JobError, JobService};
 use crate::entity::JobStatus;
@@ -25,11 +26,20 @@ use crate::supervisor::{ForeignProcess, ProcessIdentity, StallCheck};
 impl JobService {
     /// Jobs in `running` or `stopping`, after reconciling those no task of
     /// this process owns: a job whose process is gone is never listed.
-    pub async fn active(&self) -> Result<Vec<Job>, JobError> {
+    /// Those held in memory come as the JSON their last transition left.
+    pub async fn active(&self) -> Result<Vec<LiveJob>, JobError> {
         let jobs = self.reconcile_and_list().await?.1;
+        let board = self.inner.supervisor.progress();
         Ok(jobs
             .into_iter()
-            .map(|job| self.with_progress(job))
+            .map(|job| match job {
+                LiveJob::Held { id, json, .. } => LiveJob::Held {
+                    id,
+                    json,
+                    progress: board.get(id),
+                },
+                LiveJob::Read(job) => LiveJob::Read(Box::new(self.with_progress(*job))),
+            })
             .collect())
     }
 
@@ -48,13 +58,18 @@ impl JobService {
     /// The jobs the registry vouches for (owned here, held in memory as the
     /// database has them) are answered from memory; only the others are
     /// read in full, and only those no task owns are judged.
-    async fn reconcile_and_list(&self) -> Result<(usize, Vec<Job>), DbErr> {
+    async fn reconcile_and_list(&self) -> Result<(usize, Vec<LiveJob>), DbErr> {
         let marks = store::jobs::live_marks(&self.inner.reads).await?;
         let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
         let lease_held = self.fence_now().is_some();
         let vouched = self.inner.registry.vouch(&marks, lease_held, &owned);
+        let held = vouched.jobs.into_iter().map(|(id, json)| LiveJob::Held {
+            id,
+            json,
+            progress: None,
+        });
         if vouched.unknown.is_empty() {
-            return Ok((0, vouched.jobs));
+            return Ok((0, held.collect()));
         }
         let (unknown, candidates) = {
             // Exclusive: a job inserted but not yet spawned is not an
@@ -100,7 +115,11 @@ impl JobService {
                 store::jobs::live_jobs_among(&self.inner.db, &rest).await?
             }
         };
-        Ok((ended.len(), merge_newest_first(vouched.jobs, unknown)))
+        let read = unknown.into_iter().map(|job| LiveJob::Read(Box::new(job)));
+        Ok((
+            ended.len(),
+            merge_newest_first(held.collect(), read.collect()),
+        ))
     }
 
     /// Ends the unowned jobs of this node whose process is gone and adopts
@@ -265,13 +284,13 @@ fn run_output(output: &Path, attempt: i32) -> PathBuf {
 }
 
 /// Two lists of jobs, each newest first, as one.
-fn merge_newest_first(a: Vec<Job>, b: Vec<Job>) -> Vec<Job> {
+fn merge_newest_first(a: Vec<LiveJob>, b: Vec<LiveJob>) -> Vec<LiveJob> {
     if b.is_empty() {
         return a;
     }
     let mut all = a;
     all.extend(b);
-    all.sort_by_key(|job| std::cmp::Reverse(job.id));
+    all.sort_by_key(|job| std::cmp::Reverse(job.id()));
     all
 }
 

@@ -6,11 +6,14 @@
 //! index), and anything it cannot vouch for is read from the database as
 //! before. Writes made elsewhere (a stop sent through another node, a
 //! takeover, a new lease generation) therefore never show stale: they
-//! change one of those columns, or end the job.
+//! change one of those columns, or end the job. Each held job keeps its
+//! JSON too, serialized when it is put, so that `active` copies bytes
+//! instead of serializing every live job on every call.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
+use super::live::HeldJson;
 use crate::entity::JobStatus;
 use crate::store::Job;
 use crate::store::jobs::LiveMark;
@@ -23,15 +26,21 @@ pub(super) struct Registry {
 
 #[derive(Default)]
 struct Held {
-    jobs: HashMap<i32, Job>,
+    jobs: HashMap<i32, HeldJob>,
+}
+
+/// A job as last committed here, and its JSON (without live progress).
+struct HeldJob {
+    job: Job,
+    json: HeldJson,
 }
 
 /// What the registry can answer of the live jobs the database lists.
 #[derive(Debug, Default)]
 pub(super) struct Vouched {
     /// Jobs whose row the registry holds as the database has it, in the
-    /// database's order.
-    pub(super) jobs: Vec<Job>,
+    /// database's order: their ids and JSON.
+    pub(super) jobs: Vec<(i32, HeldJson)>,
     /// Live jobs it cannot vouch for: read from the database.
     pub(super) unknown: Vec<i32>,
 }
@@ -44,19 +53,29 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records a live job as just committed. A row older than the one held
-    /// (an earlier attempt, `running` after `stopping`, no process after
-    /// one), from a transition whose answer arrived late, is ignored.
+    /// Records a live job as just committed, serialized now (outside the
+    /// lock: `active` waits on it). A row older than the one held (an
+    /// earlier attempt, `running` after `stopping`, no process after one),
+    /// from a transition whose answer arrived late, is ignored.
     pub(super) fn put(&self, job: &Job) {
         if job.status.is_terminal() {
             self.remove(job.id);
             return;
         }
+        let Some(json) = HeldJson::of(job) else {
+            // Not serializable as held: read from the database instead.
+            self.remove(job.id);
+            return;
+        };
         let mut held = self.held();
         match held.jobs.get(&job.id) {
-            Some(known) if freshness(known) > freshness(job) => {}
+            Some(known) if freshness(&known.job) > freshness(job) => {}
             _ => {
-                held.jobs.insert(job.id, job.clone());
+                let job = Job {
+                    progress: None,
+                    ..job.clone()
+                };
+                held.jobs.insert(job.id, HeldJob { job, json });
             }
         }
     }
@@ -74,6 +93,7 @@ impl Registry {
         self.held()
             .jobs
             .get(&job_id)
+            .map(|held| &held.job)
             .filter(|job| job.lease_generation == Some(generation))
             .cloned()
     }
@@ -98,15 +118,23 @@ impl Registry {
             vouched.unknown = marks.iter().map(|m| m.id).collect();
             return vouched;
         }
-        let live: HashSet<i32> = marks.iter().map(|m| m.id).collect();
-        held.jobs.retain(|id, _| live.contains(id));
+        let mut found = 0;
         for mark in marks {
-            match held.jobs.get(&mark.id) {
-                Some(job) if owned.contains(&mark.id) && mark.matches(job) => {
-                    vouched.jobs.push(job.clone());
+            let entry = held.jobs.get(&mark.id);
+            found += usize::from(entry.is_some());
+            match entry {
+                Some(entry) if owned.contains(&mark.id) && mark.matches(&entry.job) => {
+                    vouched.jobs.push((mark.id, entry.json.clone()));
                 }
                 _ => vouched.unknown.push(mark.id),
             }
+        }
+        // Each id is marked once: when every entry was found, none is out
+        // of date, and the set of every live id is not built (the common
+        // case, on every call).
+        if found < held.jobs.len() {
+            let live: HashSet<i32> = marks.iter().map(|m| m.id).collect();
+            held.jobs.retain(|id, _| live.contains(id));
         }
         vouched
     }
@@ -142,6 +170,7 @@ fn freshness(job: &Job) -> (i32, bool, bool) {
 mod tests {
     use super::*;
     use crate::jobs::fixtures;
+    use crate::jobs::live::LiveJob;
 
     fn job(id: i32, status: JobStatus, pid: Option<i32>, attempt: i32) -> Job {
         Job {
@@ -179,8 +208,9 @@ mod tests {
         registry.put(&b);
         let marks = [mark(&b), mark(&a)];
         let vouched = registry.vouch(&marks, true, &owned(&[1, 2]));
-        let ids: Vec<i32> = vouched.jobs.iter().map(|j| j.id).collect();
+        let ids: Vec<i32> = vouched.jobs.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, [2, 1]);
+        assert_eq!(vouched.jobs[1].1, HeldJson::of(&a).expect("held"));
         assert!(vouched.unknown.is_empty());
     }
 
@@ -231,6 +261,58 @@ mod tests {
         // An ended job leaves.
         registry.put(&job(1, JobStatus::Completed, None, 2));
         assert!(registry.get(1, 1).is_none());
+    }
+
+    /// The JSON `active` would write for the job the registry vouches for.
+    fn vouched_json(registry: &Registry, job: &Job) -> Vec<u8> {
+        let vouched = registry.vouch(&[mark(job)], true, &owned(&[job.id]));
+        let [(id, json)] = &vouched.jobs[..] else {
+            panic!("{} not vouched for: {vouched:?}", job.id);
+        };
+        let mut out = Vec::new();
+        LiveJob::Held {
+            id: *id,
+            json: json.clone(),
+            progress: None,
+        }
+        .write_json(&mut out)
+        .expect("written");
+        out
+    }
+
+    #[test]
+    fn the_held_json_is_a_fresh_serialization_after_each_kind_of_update() {
+        let registry = Registry::default();
+        let started = job(1, JobStatus::Running, Some(10), 1);
+        // A crash claims the next run: its process comes once spawned.
+        let waiting = Job {
+            process_id: None,
+            process_start_time: None,
+            attempt: 2,
+            exit_code: Some(1),
+            restart_at: Some(time::OffsetDateTime::UNIX_EPOCH),
+            ..started.clone()
+        };
+        let restarted = Job {
+            process_id: Some(11),
+            process_start_time: Some(11),
+            restart_at: None,
+            ..waiting.clone()
+        };
+        let stopping = Job {
+            status: JobStatus::Stopping,
+            stop_requested_at: Some(time::OffsetDateTime::UNIX_EPOCH),
+            ..restarted.clone()
+        };
+        for row in [&started, &waiting, &restarted, &stopping] {
+            registry.put(row);
+            let fresh = serde_json::to_vec(row).expect("serialized");
+            assert_eq!(vouched_json(&registry, row), fresh, "{row:?}");
+        }
+        // A late answer leaves the later row's bytes.
+        registry.put(&restarted);
+        let fresh = serde_json::to_vec(&stopping).expect("serialized");
+        assert_eq!(vouched_json(&registry, &stopping), fresh);
     }
 
     #[test]

@@ -81,7 +81,20 @@ impl Schedules {
             }
         };
         let latest = store::latest_slot(db, schedule.id).await?;
-        let from = latest.map_or(schedule.slots_from, |l| l.max(schedule.slots_from));
+        // Slots before the latest recorded one are never looked at again.
+        // The latest itself is, while it may still fire: a node that wakes
+        // for it just after another node claimed it then tries its claim
+        // and finds it taken (the claim's row is unique per slot), rather
+        // than passing it over without a word.
+        let from = latest.map_or(schedule.slots_from, |l| {
+            let still_due = Duration::try_from(now - l).is_ok_and(|late| late <= self.inner.grace);
+            let from = if still_due {
+                l - time::Duration::SECOND
+            } else {
+                l
+            };
+            from.max(schedule.slots_from)
+        });
         let slots = timing.between(from, now, MAX_MISSED + 1);
         let plan = plan(&slots, now, self.inner.grace);
         if !plan.missed.is_empty() {

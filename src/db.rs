@@ -124,9 +124,6 @@ const SQLITE_READERS: u32 = 2;
 /// any write elsewhere discards a reader's cache at its next read, so a
 /// large one would mostly hold pages that are already stale.
 const SQLITE_READER_CACHE_KIB: u32 = 256;
-/// A read connection idle this long is closed (a server that sits idle
-/// gives back its memory).
-const SQLITE_READER_IDLE: Duration = Duration::from_secs(60);
 
 /// The handle for reads that need not see a transaction in progress (the
 /// listings, a job's page, the live jobs' narrow check). SQLite has one
@@ -146,9 +143,12 @@ pub async fn connect_reads(
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
+        // Opened at start-up and kept: a connection opened on demand made
+        // the read that waited for it one of the slowest (the p99 of
+        // `active`), and a reader with its small cache costs little.
         .max_connections(SQLITE_READERS)
-        .min_connections(0)
-        .idle_timeout(SQLITE_READER_IDLE)
+        .min_connections(SQLITE_READERS)
+        .idle_timeout(None)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .map_sqlx_sqlite_opts(|o| {

@@ -59,7 +59,7 @@ impl JobService {
     /// database has them) are answered from memory; only the others are
     /// read in full, and only those no task owns are judged.
     async fn reconcile_and_list(&self) -> Result<(usize, Vec<LiveJob>), DbErr> {
-        let marks = store::jobs::live_marks(&self.inner.reads).await?;
+        let marks = store::live::live_marks(&self.inner.reads).await?;
         let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
         let lease_held = self.fence_now().is_some();
         let vouched = self.inner.registry.vouch(&marks, lease_held, &owned);
@@ -76,7 +76,7 @@ impl JobService {
             // orphan; once the gate is ours, every start that got a job
             // row owns its recorder or has ended its job.
             let _exclusive = self.inner.start_gate.write().await;
-            let unknown = store::jobs::live_jobs_among(&self.inner.db, &vouched.unknown).await?;
+            let unknown = store::live::live_jobs_among(&self.inner.db, &vouched.unknown).await?;
             let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
             let candidates: Vec<Job> = unknown
                 .iter()
@@ -112,7 +112,7 @@ impl JobService {
             if rest.is_empty() {
                 Vec::new()
             } else {
-                store::jobs::live_jobs_among(&self.inner.db, &rest).await?
+                store::live::live_jobs_among(&self.inner.db, &rest).await?
             }
         };
         let read = unknown.into_iter().map(|job| LiveJob::Read(Box::new(job)));

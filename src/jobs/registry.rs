@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::live::HeldJson;
 use crate::entity::JobStatus;
 use crate::store::Job;
-use crate::store::jobs::LiveMark;
+use crate::store::live::LiveMark;
 
 /// The jobs this node's own transitions last wrote, by id.
 #[derive(Default)]

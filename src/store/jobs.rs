@@ -109,63 +109,6 @@ pub async fn find_job(db: &impl ConnectionTrait, id: i32) -> Result<Option<Job>,
     recording_job::Entity::find_by_id(id).one(db).await
 }
 
-/// Jobs in `running` or `stopping`, newest first.
-pub async fn live_jobs(db: &DatabaseConnection) -> Result<Vec<Job>, DbErr> {
-    live_jobs_query().all(db).await
-}
-
-/// The query of [`live_jobs`] (`active`, reconciliation), which an index
-/// keeps from reading ended jobs (checked against the query plan in the
-/// integration tests, as are the other `*_query` functions here).
-pub fn live_jobs_query() -> Select<recording_job::Entity> {
-    recording_job::Entity::find()
-        .filter(recording_job::Column::Status.is_in(JobStatus::LIVE))
-        .order_by_desc(recording_job::Column::Id)
-}
-
-/// The columns of a live job that change with each of its transitions:
-/// enough to tell whether a copy of its row is still the row.
-#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
-pub struct LiveMark {
-    pub id: i32,
-    pub status: JobStatus,
-    pub lease_generation: Option<i64>,
-    pub process_id: Option<i32>,
-    pub attempt: i32,
-}
-
-/// [`LiveMark`]s of every job in `running` or `stopping`, newest first:
-/// what the in-memory copies of live jobs are checked against, without
-/// decoding whole rows.
-pub async fn live_marks(db: &DatabaseConnection) -> Result<Vec<LiveMark>, DbErr> {
-    live_jobs_query()
-        .select_only()
-        .columns([
-            recording_job::Column::Id,
-            recording_job::Column::Status,
-            recording_job::Column::LeaseGeneration,
-            recording_job::Column::ProcessId,
-            recording_job::Column::Attempt,
-        ])
-        .into_model::<LiveMark>()
-        .all(db)
-        .await
-}
-
-/// The jobs with these ids that are live, newest first.
-pub async fn live_jobs_among(db: &DatabaseConnection, ids: &[i32]) -> Result<Vec<Job>, DbErr> {
-    let mut jobs = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(IN_LIST_CHUNK) {
-        let rows = live_jobs_query()
-            .filter(recording_job::Column::Id.is_in(chunk.iter().copied()))
-            .all(db)
-            .await?;
-        jobs.extend(rows);
-    }
-    jobs.sort_by_key(|job| std::cmp::Reverse(job.id));
-    Ok(jobs)
-}
-
 /// Of `ids`, those of jobs that exist and are live.
 pub async fn live_job_ids_among(db: &DatabaseConnection, ids: &[i32]) -> Result<Vec<i32>, DbErr> {
     let mut live = Vec::new();

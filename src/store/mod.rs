@@ -3,6 +3,7 @@
 //! service and the pipeline decide, and write through these functions.
 
 pub mod jobs;
+pub mod live;
 pub mod nodes;
 pub mod placement;
 pub mod recordings;

@@ -44,7 +44,13 @@ fn checks(backend: DatabaseBackend) -> Vec<Check> {
     vec![
         Check {
             what: "live jobs (active, reconciliation)",
-            statement: store::jobs::live_jobs_query().build(backend),
+            statement: store::live::live_jobs_query().build(backend),
+            bound_by: &["status"],
+            in_index_order: false,
+        },
+        Check {
+            what: "live jobs' marks (every active)",
+            statement: store::live::live_marks_query(backend).build(backend),
             bound_by: &["status"],
             in_index_order: false,
         },

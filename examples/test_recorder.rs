@@ -1,6 +1,6 @@
 //! A stand-in recorder for tests and benchmarks: writes a line to its output
-//! file every 100 ms until it is signalled or its time is up. Switches make
-//! it misbehave in the ways real recorders do.
+//! file every 100 ms (`--interval-ms`) until it is signalled or its time is
+//! up. Switches make it misbehave in the ways real recorders do.
 //!
 //! ```text
 //! test_recorder --output FILE [--exit-after SECS] [--exit-code N]
@@ -8,12 +8,16 @@
 //!               [--no-output] [--self-signal N] [--stop-delay-ms MS]
 //!               [--timestamp-file FILE] [--max-lifetime SECS]
 //!               [--spawn-grandchild SECS] [--stall-after SECS]
-//!               [--chunk-bytes N]
+//!               [--chunk-bytes N] [--interval-ms MS]
 //! ```
 //!
 //! `--chunk-bytes` pads each line to N bytes (to fill a disk quickly); a
 //! write that fails ends it with exit code 1 and the OS error on standard
 //! error, as a real recorder does when its disk is full.
+//!
+//! `--interval-ms` spaces the lines out: thousands of recorders that each
+//! wake ten times a second load a 2-core machine more than the supervisor
+//! they are there to measure.
 //!
 //! `--max-lifetime` (default 300 s) ends it in any case, so a test that
 //! fails half-way never leaves recorders running for long.
@@ -42,6 +46,7 @@ struct Options {
     spawn_grandchild: Option<f64>,
     stall_after: Option<f64>,
     chunk_bytes: usize,
+    interval: Duration,
 }
 
 fn parse() -> Result<Options, String> {
@@ -60,6 +65,7 @@ fn parse() -> Result<Options, String> {
         spawn_grandchild: None,
         stall_after: None,
         chunk_bytes: 0,
+        interval: Duration::from_millis(100),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -89,6 +95,13 @@ fn parse() -> Result<Options, String> {
             "--spawn-grandchild" => o.spawn_grandchild = Some(num(value(&arg)?, &arg)?),
             "--stall-after" => o.stall_after = Some(num(value(&arg)?, &arg)?),
             "--chunk-bytes" => o.chunk_bytes = num(value(&arg)?, &arg)? as usize,
+            "--interval-ms" => {
+                let ms = num(value(&arg)?, &arg)?;
+                if ms.is_nan() || ms < 1.0 {
+                    return Err(format!("--interval-ms: at least 1, not {ms}"));
+                }
+                o.interval = Duration::from_secs_f64(ms / 1000.0);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -197,9 +210,12 @@ fn main() -> ExitCode {
         let stalled = options.stall_after.is_some_and(|after| elapsed >= after);
         if Instant::now() >= next_write && !stalled {
             if let Some(f) = file.as_mut() {
-                let line = format!("chunk {chunk}");
+                let mut line = format!("chunk {chunk}");
                 let padding = options.chunk_bytes.saturating_sub(line.len() + 1);
-                let written = writeln!(f, "{line}{}", " ".repeat(padding)).and_then(|()| f.flush());
+                line.extend(std::iter::repeat_n(' ', padding));
+                line.push('\n');
+                // One write per line, not one per formatted piece.
+                let written = f.write_all(line.as_bytes());
                 if let Err(e) = written {
                     eprintln!(
                         "test_recorder: cannot write {}: {e}",
@@ -209,7 +225,7 @@ fn main() -> ExitCode {
                 }
             }
             chunk += 1;
-            next_write += Duration::from_millis(100);
+            next_write += options.interval;
         }
         let mut wake_at = next_write;
         for limit in [options.exit_after, Some(options.max_lifetime)]

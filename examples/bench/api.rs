@@ -196,13 +196,18 @@ pub async fn start_batch(ctx: &Ctx, server: &Server, first: usize, n: usize) -> 
         let url = url.clone();
         let next = next.clone();
         tasks.spawn(async move {
+            // What a client started stays known when it then fails: the
+            // harness stops those recorders before it exits.
             let mut out = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= end {
-                    return Ok::<_, anyhow::Error>(out);
+                    return (out, None);
                 }
-                out.push(start_one(&client, &url, i).await?);
+                match start_one(&client, &url, i).await {
+                    Ok(one) => out.push(one),
+                    Err(e) => return (out, Some(e)),
+                }
             }
         });
     }
@@ -210,14 +215,17 @@ pub async fn start_batch(ctx: &Ctx, server: &Server, first: usize, n: usize) -> 
     let mut latencies = Vec::with_capacity(n);
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
-        match joined.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok(batch) => {
+        match joined {
+            Ok((batch, error)) => {
                 for (latency, s) in batch {
                     latencies.push(ms(latency));
                     started.push(s);
                 }
+                if let Some(e) = error {
+                    failure = Some(e);
+                }
             }
-            Err(e) => failure = Some(e),
+            Err(e) => failure = Some(e.into()),
         }
     }
     let elapsed = began.elapsed();

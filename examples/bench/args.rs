@@ -190,12 +190,20 @@ impl Ctx {
     pub fn profiles_toml(&self) -> String {
         let bench = RecorderProfile::new("bench", &self.recorder_bin, "bench", self.max_lifetime())
             .args(["--timestamp-file", "{output}.exited"])
+            .args(["--interval-ms", RECORDER_INTERVAL_MS])
             .set("stop_signal", "\"SIGINT\"")
             .set("stop_grace_seconds", "2")
             .set("post_processing", "[]");
         format!("default_profile = \"bench\"\n{}", bench.to_toml())
     }
 }
+
+/// How often each test recorder writes a line, the server's and the
+/// floors' alike. Once a second: 5,000 recorders writing ten times a
+/// second (the test recorder's default) are 50,000 wake-ups and writes a
+/// second, which saturate this 2-core machine's kernel on their own and
+/// starve the server being measured.
+pub const RECORDER_INTERVAL_MS: &str = "1000";
 
 fn default_sibling(name: &str, up: bool) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the harness executable")?;

@@ -73,6 +73,7 @@ fn spawn_recorder(ctx: &Ctx, dir: &Path, i: usize) -> Result<(Recorder, i64)> {
         .arg("--output")
         .arg(&output)
         .args(["--max-lifetime", &ctx.max_lifetime().to_string()])
+        .args(["--interval-ms", crate::args::RECORDER_INTERVAL_MS])
         .arg("--timestamp-file")
         .arg(&timestamp_file)
         .stdin(Stdio::null())

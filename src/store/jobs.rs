@@ -207,9 +207,7 @@ pub async fn list_jobs(
     page_size: u64,
 ) -> Result<(Vec<Job>, u64), DbErr> {
     let paginator = list_jobs_query(status, recording_id).paginate(db, page_size);
-    let total = paginator.num_items().await?;
-    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
-    Ok((items, total))
+    super::page_and_total(&paginator, page).await
 }
 
 /// The query of [`list_jobs`], before its page's limit and offset.

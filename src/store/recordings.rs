@@ -35,9 +35,7 @@ pub async fn list_recordings(
         query = query.filter(recording::Column::Profile.eq(profile));
     }
     let paginator = query.paginate(db, page_size);
-    let total = paginator.num_items().await?;
-    let items = paginator.fetch_page(page.saturating_sub(1)).await?;
-    Ok((items, total))
+    super::page_and_total(&paginator, page).await
 }
 
 pub async fn recordings_with_status(

@@ -102,6 +102,12 @@ fn checks(backend: DatabaseBackend) -> Vec<Check> {
             in_index_order: false,
         },
         Check {
+            what: "nodes with work (lease checks, several a second)",
+            statement: backend.build(&store::nodes::nodes_with_work_query("a")),
+            bound_by: &["status", "node"],
+            in_index_order: false,
+        },
+        Check {
             what: "jobs from before nodes, claimed at start-up",
             statement: store::nodes::claim_unassigned_query("a").build(backend),
             bound_by: &["node"],

@@ -164,6 +164,39 @@ pub async fn connect_reads(
     })
 }
 
+/// SQLite: one more read-only connection, kept, for a read that is asked
+/// for again and again and changes only when something is committed (the
+/// live jobs' marks, on every `active` call). SQLite tells a connection
+/// whether any other connection committed since it last looked (`PRAGMA
+/// data_version`), so such a read can be answered again while nothing
+/// was. The answer is per connection: hence one of its own. `None` on
+/// PostgreSQL, which has no such counter.
+pub async fn connect_watching(url: &str) -> anyhow::Result<Option<DatabaseConnection>> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .map_sqlx_sqlite_opts(|o| {
+            o.read_only(true)
+                .busy_timeout(BUSY_TIMEOUT)
+                .pragma("cache_size", format!("-{SQLITE_READER_CACHE_KIB}"))
+        });
+    let db = Database::connect(options).await.with_context(|| {
+        format!(
+            "opening the watching connection of {}",
+            crate::redact::url(url)
+        )
+    })?;
+    Ok(Some(db))
+}
+
 /// Whether an error says the database is away or cannot take writes now
 /// (unreachable, restarting, locked, read-only, full), rather than that the
 /// statement was wrong: the request may succeed later.

@@ -59,7 +59,7 @@ impl JobService {
     /// database has them) are answered from memory; only the others are
     /// read in full, and only those no task owns are judged.
     async fn reconcile_and_list(&self) -> Result<(usize, Vec<LiveJob>), DbErr> {
-        let marks = store::live::live_marks(&self.inner.reads).await?;
+        let marks = self.inner.live_marks.read(&self.inner.reads).await?;
         let owned: HashSet<i32> = self.inner.supervisor.owned_jobs().into_iter().collect();
         let lease_held = self.fence_now().is_some();
         let vouched = self.inner.registry.vouch(&marks, lease_held, &owned);

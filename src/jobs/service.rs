@@ -44,6 +44,8 @@ pub struct JobDeps {
     pub db: DatabaseConnection,
     /// Reads that need not wait behind writes (`db::connect_reads`).
     pub reads: DatabaseConnection,
+    /// The live jobs' marks, read again only after a commit.
+    pub live_marks: store::live::LiveMarks,
     pub settings: Arc<Settings>,
     pub supervisor: Supervisor,
     pub processing: Processing,
@@ -64,6 +66,7 @@ pub struct JobDeps {
 pub(super) struct Inner {
     pub(super) db: DatabaseConnection,
     pub(super) reads: DatabaseConnection,
+    pub(super) live_marks: store::live::LiveMarks,
     pub(super) settings: Arc<Settings>,
     pub(super) supervisor: Supervisor,
     pub(super) processing: Processing,
@@ -112,6 +115,7 @@ impl JobService {
             inner: Arc::new(Inner {
                 db: deps.db,
                 reads: deps.reads,
+                live_marks: deps.live_marks,
                 settings: deps.settings,
                 supervisor: deps.supervisor,
                 processing: deps.processing,

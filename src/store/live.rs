@@ -2,11 +2,14 @@
 //! reconciliation judges, read on every `active` call, so their reads are
 //! kept narrow (an index bound by status, never the history of ended jobs).
 
+use std::sync::Arc;
+
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
 };
+use tokio::sync::Mutex;
 
 use super::{IN_LIST_CHUNK, Job};
 use crate::entity::{JobStatus, recording_job};
@@ -67,6 +70,63 @@ pub async fn live_marks(db: &DatabaseConnection) -> Result<Vec<LiveMark>, DbErr>
         .one(db)
         .await?;
     parse_marks(json.flatten().as_deref().unwrap_or("[]"))
+}
+
+/// The live jobs' marks, read again only when something was committed
+/// since they were last read (SQLite, through a connection of its own:
+/// `db::connect_watching`). With recorders running and nothing starting or
+/// ending, `active` then asks the database only whether anything changed.
+/// Without that connection (PostgreSQL) every call reads the marks.
+pub struct LiveMarks {
+    watching: Option<Mutex<Watching>>,
+}
+
+struct Watching {
+    db: DatabaseConnection,
+    /// The marks last read, and the connection's `data_version` before
+    /// they were.
+    last: Option<(i64, Arc<[LiveMark]>)>,
+}
+
+impl LiveMarks {
+    pub fn new(watching: Option<DatabaseConnection>) -> Self {
+        Self {
+            watching: watching.map(|db| Mutex::new(Watching { db, last: None })),
+        }
+    }
+
+    /// The marks of every live job as committed now, newest first; `reads`
+    /// reads them when there is no watching connection.
+    pub async fn read(&self, reads: &DatabaseConnection) -> Result<Arc<[LiveMark]>, DbErr> {
+        let Some(watching) = &self.watching else {
+            return Ok(live_marks(reads).await?.into());
+        };
+        let mut watching = watching.lock().await;
+        // Asked before the marks are read: a commit in between makes the
+        // next call read them again, never keep stale ones.
+        let version = data_version(&watching.db).await?;
+        if let Some((seen, marks)) = &watching.last
+            && *seen == version
+        {
+            return Ok(marks.clone());
+        }
+        let marks: Arc<[LiveMark]> = live_marks(&watching.db).await?.into();
+        watching.last = Some((version, marks.clone()));
+        Ok(marks)
+    }
+}
+
+/// SQLite's count of commits by other connections, as this connection
+/// has seen them (it changes whenever any other connection commits).
+async fn data_version(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "PRAGMA data_version",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("PRAGMA data_version".to_owned()))?;
+    row.try_get_by_index(0)
 }
 
 /// The marks in `json` (as [`live_marks_query`] aggregates them), newest
@@ -132,6 +192,62 @@ mod tests {
             ]
         );
         assert_eq!(parse_marks("[]").expect("parsed"), Vec::new());
+    }
+
+    /// A real SQLite file, written through one connection and watched
+    /// through another, as the server does.
+    #[tokio::test]
+    async fn marks_are_read_again_exactly_when_another_connection_committed() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "recorderd-live-marks-{}-{nanos}.db",
+            std::process::id()
+        ));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let writer = crate::db::connect(&url, std::time::Duration::from_secs(5))
+            .await
+            .expect("the writer");
+        let write = |sql: &'static str| {
+            let writer = writer.clone();
+            async move { writer.execute_unprepared(sql).await.expect(sql) }
+        };
+        write(
+            "CREATE TABLE recording_jobs (id INTEGER PRIMARY KEY, status TEXT NOT NULL, \
+             lease_generation INTEGER, process_id INTEGER, attempt INTEGER NOT NULL)",
+        )
+        .await;
+        write("INSERT INTO recording_jobs VALUES (1, 'running', 1, 10, 1), (2, 'completed', 1, 11, 1)")
+            .await;
+        let watching = crate::db::connect_watching(&url)
+            .await
+            .expect("the watching connection");
+        assert!(watching.is_some(), "SQLite gets a watching connection");
+        let marks = LiveMarks::new(watching);
+
+        let first = marks.read(&writer).await.expect("read");
+        assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+        let again = marks.read(&writer).await.expect("read");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "nothing committed: not read again"
+        );
+
+        write("UPDATE recording_jobs SET status = 'stopping' WHERE id = 1").await;
+        let after = marks.read(&writer).await.expect("read");
+        assert_eq!(after[0].status, JobStatus::Stopping, "{after:?}");
+
+        write("INSERT INTO recording_jobs VALUES (3, 'running', 1, 12, 1)").await;
+        let grown = marks.read(&writer).await.expect("read");
+        assert_eq!(grown.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 1]);
+
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
     }
 
     #[test]

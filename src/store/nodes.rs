@@ -255,7 +255,10 @@ pub fn nodes_with_work_query(me: &str) -> SelectStatement {
     // A NULL node compares as neither: jobs from before nodes stay out.
     let mut query = held_on(recording_job::Column::Node.lt(me));
     query
-        .union(UnionType::Distinct, held_on(recording_job::Column::Node.gt(me)))
+        .union(
+            UnionType::Distinct,
+            held_on(recording_job::Column::Node.gt(me)),
+        )
         .union(UnionType::Distinct, processing);
     query
 }

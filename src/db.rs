@@ -126,7 +126,7 @@ const SQLITE_READERS: u32 = 2;
 const SQLITE_READER_CACHE_KIB: u32 = 256;
 
 /// The handle for reads that need not see a transaction in progress (the
-/// listings, a job's page, the live jobs' narrow check). SQLite has one
+/// listings, a job's page, the status counts). SQLite has one
 /// connection for everything by default, so such a read waited behind
 /// whole write transactions (a start's, a batch of exits); in WAL mode
 /// readers run beside the writer, so they get a small pool of their own,
@@ -140,28 +140,7 @@ pub async fn connect_reads(
     if !url.starts_with("sqlite:") {
         return Ok(writes.clone());
     }
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .sqlx_logging(false)
-        // Opened at start-up and kept: a connection opened on demand made
-        // the read that waited for it one of the slowest (the p99 of
-        // `active`), and a reader with its small cache costs little.
-        .max_connections(SQLITE_READERS)
-        .min_connections(SQLITE_READERS)
-        .idle_timeout(None)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .map_sqlx_sqlite_opts(|o| {
-            o.read_only(true)
-                .busy_timeout(BUSY_TIMEOUT)
-                .pragma("cache_size", format!("-{SQLITE_READER_CACHE_KIB}"))
-        });
-    Database::connect(options).await.with_context(|| {
-        format!(
-            "opening the read connections of {}",
-            crate::redact::url(url)
-        )
-    })
+    sqlite_readers(url, SQLITE_READERS, "read connections").await
 }
 
 /// SQLite: one more read-only connection, kept, for a read that is asked
@@ -175,11 +154,19 @@ pub async fn connect_watching(url: &str) -> anyhow::Result<Option<DatabaseConnec
     if !url.starts_with("sqlite:") {
         return Ok(None);
     }
+    Ok(Some(sqlite_readers(url, 1, "watching connection").await?))
+}
+
+/// `count` read-only connections to SQLite, opened now and kept: a
+/// connection opened on demand made the read that waited for it one of the
+/// slowest (the p99 of `active`), and a reader with its small cache costs
+/// little.
+async fn sqlite_readers(url: &str, count: u32, what: &str) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
-        .max_connections(1)
-        .min_connections(1)
+        .max_connections(count)
+        .min_connections(count)
         .idle_timeout(None)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -188,13 +175,9 @@ pub async fn connect_watching(url: &str) -> anyhow::Result<Option<DatabaseConnec
                 .busy_timeout(BUSY_TIMEOUT)
                 .pragma("cache_size", format!("-{SQLITE_READER_CACHE_KIB}"))
         });
-    let db = Database::connect(options).await.with_context(|| {
-        format!(
-            "opening the watching connection of {}",
-            crate::redact::url(url)
-        )
-    })?;
-    Ok(Some(db))
+    Database::connect(options)
+        .await
+        .with_context(|| format!("opening the {what} of {}", crate::redact::url(url)))
 }
 
 /// Whether an error says the database is away or cannot take writes now

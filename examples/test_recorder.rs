@@ -97,8 +97,8 @@ fn parse() -> Result<Options, String> {
             "--chunk-bytes" => o.chunk_bytes = num(value(&arg)?, &arg)? as usize,
             "--interval-ms" => {
                 let ms = num(value(&arg)?, &arg)?;
-                if ms.is_nan() || ms < 1.0 {
-                    return Err(format!("--interval-ms: at least 1, not {ms}"));
+                if !ms.is_finite() || ms < 1.0 {
+                    return Err(format!("--interval-ms: a number of ms from 1, not {ms}"));
                 }
                 o.interval = Duration::from_secs_f64(ms / 1000.0);
             }

@@ -8,6 +8,8 @@
 //! hanging ([`is_unavailable`] tells those failures apart).
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -140,7 +142,7 @@ pub async fn connect_reads(
     if !url.starts_with("sqlite:") {
         return Ok(writes.clone());
     }
-    sqlite_readers(url, SQLITE_READERS, "read connections").await
+    sqlite_readers(url, SQLITE_READERS, "read connections", None).await
 }
 
 /// SQLite: one more read-only connection, kept, for a read that is asked
@@ -148,26 +150,47 @@ pub async fn connect_reads(
 /// live jobs' marks, on every `active` call). SQLite tells a connection
 /// whether any other connection committed since it last looked (`PRAGMA
 /// data_version`), so such a read can be answered again while nothing
-/// was. The answer is per connection: hence one of its own. `None` on
-/// PostgreSQL, which has no such counter.
-pub async fn connect_watching(url: &str) -> anyhow::Result<Option<DatabaseConnection>> {
+/// was. The answer is per connection: hence one of its own, and a count of
+/// the connections opened, so that an answer is never compared with one
+/// from a connection since replaced. `None` on PostgreSQL, which has no
+/// such counter.
+pub async fn connect_watching(url: &str) -> anyhow::Result<Option<Watching>> {
     if !url.starts_with("sqlite:") {
         return Ok(None);
     }
-    Ok(Some(sqlite_readers(url, 1, "watching connection").await?))
+    let opened = Arc::new(AtomicU64::new(0));
+    let db = sqlite_readers(url, 1, "watching connection", Some(opened.clone())).await?;
+    Ok(Some(Watching { db, opened }))
 }
 
-/// `count` read-only connections to SQLite, opened now and kept: a
-/// connection opened on demand made the read that waited for it one of the
-/// slowest (the p99 of `active`), and a reader with its small cache costs
-/// little.
-async fn sqlite_readers(url: &str, count: u32, what: &str) -> anyhow::Result<DatabaseConnection> {
+/// The connection of [`connect_watching`].
+pub struct Watching {
+    pub db: DatabaseConnection,
+    /// How many connections it has opened: one, unless the first failed
+    /// and was replaced.
+    pub opened: Arc<AtomicU64>,
+}
+
+/// `count` read-only connections to SQLite, opened now and kept (never
+/// retired for age or idleness, never pinged before use: a local file has
+/// no peer to lose): a connection opened on demand made the read that
+/// waited for it one of the slowest (the p99 of `active`), and a reader
+/// with its small cache costs little. `opened` counts the connections
+/// opened.
+async fn sqlite_readers(
+    url: &str,
+    count: u32,
+    what: &str,
+    opened: Option<Arc<AtomicU64>>,
+) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
         .max_connections(count)
         .min_connections(count)
         .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .map_sqlx_sqlite_opts(|o| {
@@ -175,6 +198,15 @@ async fn sqlite_readers(url: &str, count: u32, what: &str) -> anyhow::Result<Dat
                 .busy_timeout(BUSY_TIMEOUT)
                 .pragma("cache_size", format!("-{SQLITE_READER_CACHE_KIB}"))
         });
+    if let Some(opened) = opened {
+        options.map_sqlx_sqlite_pool_opts(move |pool| {
+            let opened = opened.clone();
+            pool.after_connect(move |_, _| {
+                opened.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Ok(()) })
+            })
+        });
+    }
     Database::connect(options)
         .await
         .with_context(|| format!("opening the {what} of {}", crate::redact::url(url)))

@@ -3,6 +3,7 @@
 //! kept narrow (an index bound by status, never the history of ended jobs).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -10,8 +11,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Select, Statement,
 };
 use tokio::sync::Mutex;
+use tracing::debug;
 
 use super::{IN_LIST_CHUNK, Job};
+use crate::db;
 use crate::entity::{JobStatus, recording_job};
 
 /// The query of the live jobs, newest first, which an index keeps from
@@ -76,42 +79,78 @@ pub async fn live_marks(db: &DatabaseConnection) -> Result<Vec<LiveMark>, DbErr>
 /// since they were last read (SQLite, through a connection of its own:
 /// `db::connect_watching`). With recorders running and nothing starting or
 /// ending, `active` then asks the database only whether anything changed.
-/// Without that connection (PostgreSQL) every call reads the marks.
+/// Without that connection (PostgreSQL) every call reads the marks. Calls
+/// take turns on the one connection: when nothing changed, those waiting
+/// get the marks the first one read.
 pub struct LiveMarks {
     watching: Option<Mutex<Watching>>,
 }
 
 struct Watching {
-    db: DatabaseConnection,
-    /// The marks last read, and the connection's `data_version` before
-    /// they were.
-    last: Option<(i64, Arc<[LiveMark]>)>,
+    connection: db::Watching,
+    /// The marks last read, with what they were read under: how many
+    /// connections had been opened and that connection's `data_version`,
+    /// both asked before the marks were read.
+    last: Option<(Seen, Arc<[LiveMark]>)>,
+}
+
+/// A connection (by its number) and its `data_version`: the same pair
+/// means nothing was committed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    connection: u64,
+    version: i64,
 }
 
 impl LiveMarks {
-    pub fn new(watching: Option<DatabaseConnection>) -> Self {
+    pub fn new(watching: Option<db::Watching>) -> Self {
         Self {
-            watching: watching.map(|db| Mutex::new(Watching { db, last: None })),
+            watching: watching.map(|connection| {
+                Mutex::new(Watching {
+                    connection,
+                    last: None,
+                })
+            }),
         }
     }
 
     /// The marks of every live job as committed now, newest first; `reads`
-    /// reads them when there is no watching connection.
+    /// reads them when there is no watching connection, or when it fails.
     pub async fn read(&self, reads: &DatabaseConnection) -> Result<Arc<[LiveMark]>, DbErr> {
         let Some(watching) = &self.watching else {
             return Ok(live_marks(reads).await?.into());
         };
         let mut watching = watching.lock().await;
+        match watching.read().await {
+            Ok(marks) => Ok(marks),
+            Err(e) => {
+                // Nothing kept is trusted after a failure: read afresh.
+                watching.last = None;
+                debug!(error = %e, "the watching connection failed; marks read from the pool");
+                Ok(live_marks(reads).await?.into())
+            }
+        }
+    }
+}
+
+impl Watching {
+    async fn read(&mut self) -> Result<Arc<[LiveMark]>, DbErr> {
         // Asked before the marks are read: a commit in between makes the
-        // next call read them again, never keep stale ones.
-        let version = data_version(&watching.db).await?;
-        if let Some((seen, marks)) = &watching.last
-            && *seen == version
+        // next call read them again, never keep stale ones. The count of
+        // connections is read after the version: a version from a
+        // connection opened meanwhile then comes with its new number.
+        let version = data_version(&self.connection.db).await?;
+        let seen = Seen {
+            connection: self.connection.opened.load(Ordering::SeqCst),
+            version,
+        };
+        if let Some((last, marks)) = &self.last
+            && *last == seen
         {
             return Ok(marks.clone());
         }
-        let marks: Arc<[LiveMark]> = live_marks(&watching.db).await?.into();
-        watching.last = Some((version, marks.clone()));
+        let marks: Arc<[LiveMark]> = live_marks(&self.connection.db).await?.into();
+        self.last = Some((seen, marks.clone()));
         Ok(marks)
     }
 }
@@ -224,7 +263,11 @@ mod tests {
         let watching = crate::db::connect_watching(&url)
             .await
             .expect("the watching connection");
-        assert!(watching.is_some(), "SQLite gets a watching connection");
+        let opened = watching
+            .as_ref()
+            .map(|w| w.opened.clone())
+            .expect("SQLite gets a watching connection");
+        assert_eq!(opened.load(Ordering::SeqCst), 1, "opened at start-up");
         let marks = LiveMarks::new(watching);
 
         let first = marks.read(&writer).await.expect("read");
@@ -242,6 +285,16 @@ mod tests {
         write("INSERT INTO recording_jobs VALUES (3, 'running', 1, 12, 1)").await;
         let grown = marks.read(&writer).await.expect("read");
         assert_eq!(grown.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 1]);
+
+        // A connection opened since (the first one replaced) has versions
+        // of its own: nothing read under the old one is kept.
+        opened.fetch_add(1, Ordering::SeqCst);
+        let renewed = marks.read(&writer).await.expect("read");
+        assert!(
+            !Arc::ptr_eq(&grown, &renewed),
+            "read again on a new connection"
+        );
+        assert_eq!(renewed, grown);
 
         for suffix in ["", "-wal", "-shm"] {
             let mut file = path.clone().into_os_string();

@@ -98,7 +98,7 @@ pub fn find_profile(
     profiles: &Profiles,
     name: Option<&str>,
 ) -> Result<(String, Profile), JobError> {
-    let name = name.filter(|n| !n.trim().is_empty());
+    let name = given(name);
     profiles
         .get(name)
         .map(|(name, profile)| (name.to_owned(), profile.clone()))
@@ -117,8 +117,13 @@ pub fn find_profile(
 /// paths that only read it, once per job when thousands of jobs end
 /// together.
 pub fn profile_named<'a>(profiles: &'a Profiles, name: &str) -> Option<&'a Profile> {
-    let name = Some(name).filter(|n| !n.trim().is_empty());
-    profiles.get(name).map(|(_, profile)| profile)
+    profiles.get(given(Some(name))).map(|(_, profile)| profile)
+}
+
+/// A profile's name as given, `None` when absent or blank (a form left
+/// empty): the default profile then.
+fn given(name: Option<&str>) -> Option<&str> {
+    name.filter(|n| !n.trim().is_empty())
 }
 
 /// An optional [`whole_number`].

@@ -117,6 +117,16 @@ fn options(url: &str) -> ConnectOptions {
                 .busy_timeout(BUSY_TIMEOUT)
                 .foreign_keys(true)
         });
+    if url.starts_with("sqlite:") {
+        // SQLite's one writer is a local file, with no peer to lose: it is
+        // opened once and kept, and not pinged before each write (a
+        // round trip to its worker thread for every statement of a start).
+        // A PostgreSQL connection is pinged: the server may have cut it.
+        options
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None);
+    }
     options
 }
 
@@ -163,12 +173,47 @@ pub async fn connect_watching(url: &str) -> anyhow::Result<Option<Watching>> {
     Ok(Some(Watching { db, opened }))
 }
 
-/// The connection of [`connect_watching`].
+/// The connection of [`connect_watching`], shared by whoever asks whether
+/// anything was committed.
+#[derive(Clone)]
 pub struct Watching {
     pub db: DatabaseConnection,
     /// How many connections it has opened: one, unless the first failed
     /// and was replaced.
     pub opened: Arc<AtomicU64>,
+}
+
+/// Where the database's commits stood when asked ([`Watching::commits`]):
+/// the same value twice means nobody committed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commits {
+    /// Which connection was asked (the count of those opened).
+    connection: u64,
+    /// Its `data_version`, which changes whenever another connection
+    /// commits.
+    version: i64,
+}
+
+impl Watching {
+    /// Where the commits stand now. The count of connections is read after
+    /// the version: a version from a connection opened meanwhile then
+    /// comes with its new number, never compared with the old one's.
+    pub async fn commits(&self) -> Result<Commits, DbErr> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA data_version",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("PRAGMA data_version".to_owned()))?;
+        let version = row.try_get_by_index(0)?;
+        Ok(Commits {
+            connection: self.opened.load(Ordering::SeqCst),
+            version,
+        })
+    }
 }
 
 /// `count` read-only connections to SQLite, opened now and kept (never

@@ -26,7 +26,6 @@ use crate::nodes::{self, Bell, Lease, NodeCard, Place};
 use crate::processing::{Processing, ProcessingDirs};
 use crate::recordings::{Recordings, RecordingsDeps};
 use crate::schedules::{ScheduleDeps, Schedules};
-use crate::store::live::LiveMarks;
 use crate::supervisor::{Supervisor, reaper};
 use crate::webhooks;
 
@@ -72,7 +71,7 @@ impl Services {
     fn build(
         db: DatabaseConnection,
         reads: DatabaseConnection,
-        live_marks: LiveMarks,
+        watching: Option<db::Watching>,
         settings: Arc<Settings>,
         membership: Membership,
         tracker: &TaskTracker,
@@ -133,7 +132,7 @@ impl Services {
             JobDeps {
                 db: db.clone(),
                 reads,
-                live_marks,
+                watching,
                 settings,
                 supervisor: supervisor.clone(),
                 processing: processing.clone(),
@@ -222,11 +221,11 @@ impl Application {
             bell,
         };
         let reads = db::connect_reads(&settings.database_url, &db).await?;
-        let live_marks = LiveMarks::new(db::connect_watching(&settings.database_url).await?);
+        let watching = db::connect_watching(&settings.database_url).await?;
         let services = Services::build(
             db.clone(),
             reads,
-            live_marks,
+            watching,
             settings.clone(),
             membership,
             &tracker,

@@ -22,6 +22,7 @@ use super::JobError;
 use super::pending::{Announcements, Restarts, StopPlans};
 use super::request::find_profile;
 use crate::config::Settings;
+use crate::db;
 use crate::entity::{JobStatus, RecordingStatus};
 use crate::events::EventLog;
 use crate::metrics::Metrics;
@@ -44,8 +45,9 @@ pub struct JobDeps {
     pub db: DatabaseConnection,
     /// Reads that need not wait behind writes (`db::connect_reads`).
     pub reads: DatabaseConnection,
-    /// The live jobs' marks, read again only after a commit.
-    pub live_marks: store::live::LiveMarks,
+    /// SQLite: the connection that tells whether anything was committed
+    /// (`db::connect_watching`); `None` on PostgreSQL.
+    pub watching: Option<db::Watching>,
     pub settings: Arc<Settings>,
     pub supervisor: Supervisor,
     pub processing: Processing,
@@ -66,7 +68,10 @@ pub struct JobDeps {
 pub(super) struct Inner {
     pub(super) db: DatabaseConnection,
     pub(super) reads: DatabaseConnection,
+    /// The live jobs' marks, read again only after a commit.
     pub(super) live_marks: store::live::LiveMarks,
+    /// Tells whether anything was committed (SQLite only).
+    pub(super) watching: Option<db::Watching>,
     pub(super) settings: Arc<Settings>,
     pub(super) supervisor: Supervisor,
     pub(super) processing: Processing,
@@ -115,7 +120,8 @@ impl JobService {
             inner: Arc::new(Inner {
                 db: deps.db,
                 reads: deps.reads,
-                live_marks: deps.live_marks,
+                live_marks: store::live::LiveMarks::new(deps.watching.clone()),
+                watching: deps.watching,
                 settings: deps.settings,
                 supervisor: deps.supervisor,
                 processing: deps.processing,

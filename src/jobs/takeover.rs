@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use super::JobService;
 use super::status::Ending;
+use crate::db;
 use crate::entity::node::Departure;
 use crate::nodes::lease::TAKEOVER_GRACE;
 use crate::nodes::{Guard, Message};
@@ -37,6 +38,7 @@ impl JobService {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut states = self.inner.lease.subscribe();
         let mut free_since: HashMap<String, Instant> = HashMap::new();
+        let mut quiet = None;
         let mut failing = false;
         loop {
             tokio::select! {
@@ -48,6 +50,7 @@ impl JobService {
                     // What was seen before this node's own lease changed
                     // is no evidence now.
                     free_since.clear();
+                    quiet = None;
                     continue;
                 }
                 () = closed.cancelled() => return,
@@ -56,7 +59,7 @@ impl JobService {
                 free_since.clear();
                 continue;
             }
-            match self.check_leases(&mut free_since).await {
+            match self.check_leases(&mut free_since, &mut quiet).await {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
                     warn!(error = %e, "cannot look at other nodes' leases");
@@ -68,14 +71,33 @@ impl JobService {
     }
 
     /// One look: nodes with work whose lease is free long enough are
-    /// taken over.
-    async fn check_leases(&self, free_since: &mut HashMap<String, Instant>) -> Result<(), DbErr> {
+    /// taken over. `quiet` is where the commits stood (SQLite) when a look
+    /// found no other node with work: only a commit can give another node
+    /// work, so while nothing was committed since there is nothing to look
+    /// at (a node with 1,000 recorders and no peer otherwise asks five
+    /// times a second). A node that holds work is looked at on every tick:
+    /// its lease can go without any commit.
+    async fn check_leases(
+        &self,
+        free_since: &mut HashMap<String, Instant>,
+        quiet: &mut Option<db::Commits>,
+    ) -> Result<(), DbErr> {
+        // Asked before the nodes: a commit in between is seen next time.
+        let commits = match &self.inner.watching {
+            Some(watching) => watching.commits().await.ok(),
+            None => None,
+        };
+        if commits.is_some() && commits == *quiet {
+            return Ok(());
+        }
         let me = &self.inner.settings.node_id;
         let nodes = store::nodes::nodes_with_work(&self.inner.db, me).await?;
         if nodes.is_empty() {
             free_since.clear();
+            *quiet = commits;
             return Ok(());
         }
+        *quiet = None;
         let free = self.inner.lease.free_among(&nodes).await?;
         let free_ids: HashSet<&str> = free.iter().map(|(n, _)| n.as_str()).collect();
         free_since.retain(|node, _| free_ids.contains(node.as_str()));

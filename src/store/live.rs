@@ -3,12 +3,11 @@
 //! kept narrow (an index bound by status, never the history of ended jobs).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Statement,
+    ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
 };
 use tokio::sync::Mutex;
 use tracing::debug;
@@ -88,18 +87,9 @@ pub struct LiveMarks {
 
 struct Watching {
     connection: db::Watching,
-    /// The marks last read, with what they were read under: how many
-    /// connections had been opened and that connection's `data_version`,
-    /// both asked before the marks were read.
-    last: Option<(Seen, Arc<[LiveMark]>)>,
-}
-
-/// A connection (by its number) and its `data_version`: the same pair
-/// means nothing was committed in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seen {
-    connection: u64,
-    version: i64,
+    /// The marks last read, with where the commits stood when they were
+    /// (asked before the marks were read).
+    last: Option<(db::Commits, Arc<[LiveMark]>)>,
 }
 
 impl LiveMarks {
@@ -136,36 +126,17 @@ impl LiveMarks {
 impl Watching {
     async fn read(&mut self) -> Result<Arc<[LiveMark]>, DbErr> {
         // Asked before the marks are read: a commit in between makes the
-        // next call read them again, never keep stale ones. The count of
-        // connections is read after the version: a version from a
-        // connection opened meanwhile then comes with its new number.
-        let version = data_version(&self.connection.db).await?;
-        let seen = Seen {
-            connection: self.connection.opened.load(Ordering::SeqCst),
-            version,
-        };
+        // next call read them again, never keep stale ones.
+        let commits = self.connection.commits().await?;
         if let Some((last, marks)) = &self.last
-            && *last == seen
+            && *last == commits
         {
             return Ok(marks.clone());
         }
         let marks: Arc<[LiveMark]> = live_marks(&self.connection.db).await?.into();
-        self.last = Some((seen, marks.clone()));
+        self.last = Some((commits, marks.clone()));
         Ok(marks)
     }
-}
-
-/// SQLite's count of commits by other connections, as this connection
-/// has seen them (it changes whenever any other connection commits).
-async fn data_version(db: &DatabaseConnection) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DatabaseBackend::Sqlite,
-            "PRAGMA data_version",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("PRAGMA data_version".to_owned()))?;
-    row.try_get_by_index(0)
 }
 
 /// The marks in `json` (as [`live_marks_query`] aggregates them), newest
@@ -205,6 +176,10 @@ pub async fn live_jobs_among(db: &DatabaseConnection, ids: &[i32]) -> Result<Vec
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use sea_orm::ConnectionTrait;
+
     use super::*;
 
     #[test]

@@ -118,16 +118,21 @@ fn options(url: &str) -> ConnectOptions {
                 .foreign_keys(true)
         });
     if url.starts_with("sqlite:") {
-        // SQLite's one writer is a local file, with no peer to lose: it is
-        // opened once and kept, and not pinged before each write (a
-        // round trip to its worker thread for every statement of a start).
-        // A PostgreSQL connection is pinged: the server may have cut it.
-        options
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None);
+        // Also the writer: not pinged before each write, a round trip to
+        // its worker thread for every statement of a start. A PostgreSQL
+        // connection is pinged: the server may have cut it.
+        kept_open(&mut options);
     }
     options
+}
+
+/// A SQLite connection is a local file, with no peer to lose: opened once
+/// and kept (never retired for age or idleness), never pinged before use.
+fn kept_open(options: &mut ConnectOptions) -> &mut ConnectOptions {
+    options
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
 }
 
 /// Connections for SQLite reads beside the writer.
@@ -216,9 +221,8 @@ impl Watching {
     }
 }
 
-/// `count` read-only connections to SQLite, opened now and kept (never
-/// retired for age or idleness, never pinged before use: a local file has
-/// no peer to lose): a connection opened on demand made the read that
+/// `count` read-only connections to SQLite, opened now and kept
+/// ([`kept_open`]): a connection opened on demand made the read that
 /// waited for it one of the slowest (the p99 of `active`), and a reader
 /// with its small cache costs little. `opened` counts the connections
 /// opened.
@@ -229,13 +233,10 @@ async fn sqlite_readers(
     opened: Option<Arc<AtomicU64>>,
 ) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
-    options
+    kept_open(&mut options)
         .sqlx_logging(false)
         .max_connections(count)
         .min_connections(count)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .test_before_acquire(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .map_sqlx_sqlite_opts(|o| {

@@ -301,6 +301,11 @@ impl Application {
     /// Serves until `stop` resolves, then shuts down in order.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let app = self.router();
+        // Routing builds the OpenAPI document as it goes (several MiB,
+        // dropped with the routes' documentation): the last burst of
+        // start-up, handed back before serving rather than at the next
+        // periodic look.
+        crate::memory::return_freed();
         let Self {
             listener,
             address,

@@ -127,6 +127,11 @@ impl Recordings {
     /// Removes the files other nodes queued for this one (recordings
     /// deleted through them), with the processing files of each recording.
     pub async fn remove_queued_files(&self) -> Result<usize, DbErr> {
+        // Nearly always nothing is queued: asked on a read connection, so
+        // that start-up and the periodic look do not wait for the writer.
+        if !store::nodes::has_removals(&self.inner.reads, &self.inner.node_id).await? {
+            return Ok(0);
+        }
         let mut removed = 0;
         loop {
             let queued = store::nodes::take_removals(&self.inner.db, &self.inner.node_id).await?;

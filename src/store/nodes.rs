@@ -290,6 +290,18 @@ pub async fn queue_removals(
     Ok(())
 }
 
+/// Whether any file waits to be removed by `node_id`.
+pub async fn has_removals(db: &DatabaseConnection, node_id: &str) -> Result<bool, DbErr> {
+    Ok(file_removal::Entity::find()
+        .select_only()
+        .column(file_removal::Column::Id)
+        .filter(file_removal::Column::Node.eq(node_id))
+        .into_tuple::<i32>()
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Takes the removals queued for `node` (they leave the queue: a removal
 /// that fails is logged, not retried).
 pub async fn take_removals(

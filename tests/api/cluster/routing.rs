@@ -179,3 +179,67 @@ async fn a_range_of_a_file_read_through_a_node_without_it_is_the_files_bytes(bac
     assert_eq!(status, StatusCode::OK);
     assert_eq!(here, there);
 }
+
+on_both_databases!(a_recording_deleted_through_another_node_loses_its_files_there);
+
+/// The files of a recording deleted through another node are removed by
+/// the node that holds them: at once while it runs, and as it returns when
+/// it was down. Nothing else is removed.
+async fn a_recording_deleted_through_another_node_loses_its_files_there(backend: Backend) {
+    let [mut a, b, _c] = three_nodes(backend, |name| node(name, &[])).await;
+    let mut recordings = Vec::new();
+    for _ in 0..3 {
+        let (_, recording_id) = a.start_ok("short").await;
+        let ready = a
+            .wait_for_recording(recording_id, Duration::from_secs(15), |r| {
+                r["status"] == "ready"
+            })
+            .await;
+        let output = PathBuf::from(ready["output_path"].as_str().unwrap_or_default());
+        assert!(output.exists(), "{} written", output.display());
+        recordings.push((recording_id, output));
+    }
+    let delete_through_b = async |recording_id: i64| {
+        let response = b
+            .client
+            .delete(b.url(&format!("/api/recordings/{recording_id}")))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status(), StatusCode::OK);
+    };
+    let gone = |output: &PathBuf| {
+        if output.exists() {
+            Err(format!("{} still there", output.display()))
+        } else {
+            Ok(())
+        }
+    };
+
+    // node-a runs: it hears of the deletion and removes the file.
+    let (deleted, output) = &recordings[0];
+    delete_through_b(*deleted).await;
+    a.wait_until("node-a removing the file", Duration::from_secs(10), || {
+        gone(output)
+    })
+    .await;
+
+    // node-a is down: the file waits for it, and goes as it returns.
+    a.signal_server(libc::SIGTERM).await;
+    let (deleted, output) = &recordings[1];
+    delete_through_b(*deleted).await;
+    assert!(output.exists(), "no node but node-a removes its files");
+    a.start_server().await;
+    a.wait_until(
+        "node-a removing the file on its return",
+        Duration::from_secs(10),
+        || gone(output),
+    )
+    .await;
+
+    let (kept, output) = &recordings[2];
+    assert!(output.exists(), "recording {kept}'s file is still there");
+    let (status, _) = a.get(&format!("/api/recordings/{kept}")).await;
+    assert_eq!(status, StatusCode::OK);
+}

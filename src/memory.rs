@@ -4,7 +4,7 @@
 //! glibc keeps freed memory for reuse: after start-up (migrations, the
 //! reconciliation of every stored live job) or a burst of starts and exits,
 //! several MiB of a server that then sits idle for hours stay resident
-//! although nothing uses them; so does what ended jobs used (measured with 200 recorders: 9.3 MiB of
+//! although nothing uses them (measured with 200 recorders: 9.3 MiB of
 //! anonymous memory, 5.7 MiB once handed back). Other allocators and
 //! other C libraries are left as they are.
 
@@ -62,103 +62,33 @@ fn anonymous_resident() -> Option<usize> {
     Some(resident.saturating_sub(shared) * rustix::param::page_size())
 }
 
-/// Bytes the allocator has handed out and not had back, in every arena;
-/// `None` where the allocator cannot say.
-fn in_use() -> Option<usize> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's statistics, under
-        // its own locks.
-        let info = unsafe { libc::mallinfo2() };
-        Some(info.uordblks + info.hblkhd)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
-}
-
-/// When freed memory is worth handing back, from what each look sees.
-///
-/// Two ways a server leaves memory resident that nothing uses: a burst
-/// (the resident set grew since the last hand-back), and work that ended
-/// (a thousand recorders' jobs: what they used is freed, the resident set
-/// does not shrink by itself, and the next burst may never come).
-#[derive(Debug, Default)]
-struct Leftovers {
-    /// The anonymous resident set just after the last hand-back.
-    resident_mark: usize,
-    /// The most in use seen since the last hand-back.
-    peak_in_use: usize,
-}
-
-impl Leftovers {
-    /// True when memory should be handed back now; the caller then
-    /// reports what is left with [`Leftovers::returned`].
-    fn look(&mut self, resident: usize, in_use: usize) -> bool {
-        self.peak_in_use = self.peak_in_use.max(in_use);
-        let grew = resident >= self.resident_mark + WORTH_RETURNING;
-        let freed = self.peak_in_use >= in_use + WORTH_RETURNING;
-        grew || freed
-    }
-
-    /// What grew because it is in use stays, and becomes the new mark: a
-    /// busy server is not trimmed over and over.
-    fn returned(&mut self, resident: usize, in_use: usize) {
-        self.resident_mark = resident;
-        self.peak_in_use = in_use;
-    }
-}
-
 /// Hands back freed memory now (the end of start-up is a burst of its
-/// own), then whenever a burst grew the anonymous resident set or ended
-/// work freed [`WORTH_RETURNING`] since the last time, looking every
-/// [`LOOK_EVERY`] until shutdown.
+/// own), then whenever the anonymous resident set has grown by
+/// [`WORTH_RETURNING`] since the last time, looking every [`LOOK_EVERY`]
+/// until shutdown. What grew because it is in use stays, and becomes the
+/// new mark: a busy server is not trimmed over and over.
 pub async fn return_freed_periodically(shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(LOOK_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut leftovers = Leftovers::default();
+    let mut mark = 0;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let Some(resident) = anonymous_resident() else {
+        let Some(now) = anonymous_resident() else {
             return;
         };
-        let used = in_use().unwrap_or(0);
-        if leftovers.look(resident, used) {
+        if now >= mark + WORTH_RETURNING {
             return_freed();
-            leftovers.returned(anonymous_resident().unwrap_or(resident), used);
+            mark = anonymous_resident().unwrap_or(now);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Leftovers, WORTH_RETURNING, anonymous_resident, return_freed};
-
-    const MIB: usize = WORTH_RETURNING;
-
-    #[test]
-    fn a_burst_or_ended_work_is_worth_handing_back_and_steady_use_is_not() {
-        let mut leftovers = Leftovers::default();
-        // The first look (start-up) always hands back.
-        assert!(leftovers.look(6 * MIB, 3 * MIB));
-        leftovers.returned(4 * MIB, 3 * MIB);
-        // Steady, or grown a little: nothing to do.
-        assert!(!leftovers.look(4 * MIB, 3 * MIB));
-        assert!(!leftovers.look(4 * MIB + MIB / 2, 3 * MIB + MIB / 2));
-        // A burst grew the resident set by a MiB.
-        assert!(leftovers.look(5 * MIB, 3 * MIB + MIB / 2));
-        leftovers.returned(5 * MIB, 4 * MIB);
-        // Work grows, in use: becomes the mark, no hand-back while in use.
-        assert!(leftovers.look(12 * MIB, 11 * MIB));
-        leftovers.returned(12 * MIB, 11 * MIB);
-        assert!(!leftovers.look(12 * MIB, 11 * MIB));
-        // The work ends: the resident set stays, what is in use falls.
-        assert!(leftovers.look(12 * MIB, 5 * MIB));
-        leftovers.returned(6 * MIB, 5 * MIB);
-        assert!(!leftovers.look(6 * MIB, 5 * MIB));
-    }
+    use super::{anonymous_resident, return_freed};
 
     /// Memory freed below a live block, which only a trim releases, leaves
     /// the resident set when it is handed back.
